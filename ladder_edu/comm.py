@@ -1,0 +1,88 @@
+"""Communication: start an all-reduce now, wait for it later.
+
+Every TP module ends with a partial sum y_r on each rank; the true output is AllReduce(y_r) = sum_r y_r. Here an
+all-reduce is always *started* asynchronously and returns a :class:`Pending` contribution: the tensor plus the
+handle to wait on. The model's layer loop decides when to wait, and that one decision is what separates the
+architectures (``model.py``):
+
+* standard waits before the very next module runs, so the all-reduce blocks it;
+* ladder waits one module later, so module i's all-reduce runs while module i+1 computes.
+
+Three ways to reduce:
+
+* eager: ``dist.all_reduce(t, async_op=True)`` returns a work handle (the gpt-fast/ladder code does the same);
+* under ``torch.compile``: functional collectives (``torch.distributed._functional_collectives.all_reduce``),
+  which return an ``AsyncCollectiveTensor`` that waits on first use, so the compiler sees the collective and its
+  wait as separate graph nodes and can keep the overlap;
+* ``comm="skip"``: no reduction at all (the upper-bound speed ceiling; results are wrong by design).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.distributed as dist
+import torch.distributed._functional_collectives as funcol
+
+
+class Pending:
+    """A module's output whose all-reduce may still be in flight. ``wait()`` returns the reduced tensor."""
+
+    __slots__ = ("tensor", "work")
+
+    def __init__(self, tensor: torch.Tensor, work=None):
+        self.tensor, self.work = tensor, work
+
+    def wait(self) -> torch.Tensor:
+        if self.work is not None:
+            with region("wait_all_reduce"):
+                self.work.wait()
+            self.work = None
+        return self.tensor
+
+
+def all_reduce_async(t: torch.Tensor, tp, comm: str = "all_reduce") -> Pending:
+    """Start sum-all-reducing ``t`` over the TP group and return at once (``tp`` is a :class:`TPGroup`)."""
+    if tp.size == 1 or comm == "skip":
+        return Pending(t)
+    if torch.compiler.is_compiling():
+        return Pending(funcol.all_reduce(t, "sum", tp.group if tp.group is not None else dist.group.WORLD))
+    with region("all_reduce"):
+        work = dist.all_reduce(t, op=dist.ReduceOp.SUM, group=tp.group, async_op=True)
+    return Pending(t, work)
+
+
+def _nvtx_available() -> bool:
+    return torch.cuda.is_available() and hasattr(torch.cuda, "nvtx")
+
+
+_NVTX = None
+
+
+def _profiling() -> bool:
+    """True while a torch.profiler session records (regions cost a few microseconds, so skip them otherwise)."""
+    return torch.autograd.profiler._is_profiler_enabled
+
+
+@contextlib.contextmanager
+def region(name: str):
+    """Name a region for torch.profiler traces (and for Nsight Systems as an NVTX range on CUDA builds).
+
+    ``torch.cuda.nvtx`` raises on CPU-only builds (field-notes section 4), so it is used only when CUDA is present.
+    Under ``torch.compile`` regions are skipped: the compiler does not trace profiler annotations.
+    """
+    global _NVTX
+    if _NVTX is None:
+        _NVTX = _nvtx_available()
+    if torch.compiler.is_compiling() or not (_profiling() or _NVTX):
+        yield
+        return
+    with torch.profiler.record_function(name):
+        if _NVTX:
+            torch.cuda.nvtx.range_push(name)
+            try:
+                yield
+            finally:
+                torch.cuda.nvtx.range_pop()
+        else:
+            yield

@@ -1,0 +1,142 @@
+"""Model configuration: one dataclass, a table of named presets, and the checks that give clear errors.
+
+The block architecture is part of the config, so converting a pretrained standard model into a hybrid ladder model
+is a config change (``ladder_layers=k``), never a weight change (papers.md 1.4).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+ARCHS = ("standard", "parallel", "ladder")
+"""Block architectures that define a valid model (see ``model.py`` for the equations)."""
+
+COMM_MODES = ("all_reduce", "skip")
+"""``skip`` drops every all-reduce: the paper's *upper bound* speed ceiling. It is NOT a valid model."""
+
+BENCH_VARIANTS = ARCHS + ("upper_bound",)
+"""What benchmarks compare: the three architectures plus the upper bound (= standard with ``comm="skip"``)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A Llama-style decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP.
+
+    ``arch`` picks the block dataflow; ``ladder_layers=k`` with ``arch="standard"`` makes only the last k layers
+    ladder (the authors' Hybrid-Ladder adaptation of Llama-3.1-8B used k=16 of 32).
+    """
+
+    dim: int = 64
+    n_layers: int = 4
+    n_heads: int = 8
+    n_kv_heads: int = 4
+    ffn_dim: int = 192
+    vocab_size: int = 512
+    max_seq_len: int = 256
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = False
+    arch: str = "standard"
+    ladder_layers: int = 0
+    parallel_shared_norm: bool = False
+    comm: str = "all_reduce"
+    init_std: float = 0.02
+    name: str = "custom"
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {self.arch!r}; valid choices: {', '.join(ARCHS)} "
+                             f"(for the speed ceiling use comm='skip', or the bench variant 'upper_bound')")
+        if self.comm not in COMM_MODES:
+            raise ValueError(f"unknown communication mode {self.comm!r}; valid choices: {', '.join(COMM_MODES)}")
+        for field in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "max_seq_len"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be a positive integer, got {getattr(self, field)}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads} "
+                             f"(grouped-query attention shares each kv head among n_heads/n_kv_heads query heads)")
+        if (self.dim // self.n_heads) % 2:
+            raise ValueError(f"head_dim={self.dim // self.n_heads} must be even for rotary embeddings")
+        if not 0 <= self.ladder_layers <= self.n_layers:
+            raise ValueError(f"ladder_layers={self.ladder_layers} must be between 0 and n_layers={self.n_layers}")
+        if self.ladder_layers and self.arch != "standard":
+            raise ValueError("ladder_layers converts the last k layers of a *standard* model; "
+                             f"got arch={self.arch!r}. Use arch='standard' with ladder_layers=k, or arch='ladder'.")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    def layer_arch(self, i: int) -> str:
+        """The architecture of layer i: hybrid ladder makes layers ``n_layers-k .. n_layers-1`` ladder."""
+        if self.ladder_layers and i >= self.n_layers - self.ladder_layers:
+            return "ladder"
+        return self.arch
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def valid_tp_degrees(self) -> list[int]:
+        """TP degrees that split query heads, kv heads and the MLP evenly."""
+        return [t for t in range(1, self.n_heads + 1)
+                if self.n_heads % t == 0 and self.n_kv_heads % t == 0 and self.ffn_dim % t == 0]
+
+    def check_tp(self, tp: int) -> None:
+        """Raise a ValueError naming the valid TP degrees if ``tp`` cannot shard this model."""
+        if tp < 1 or tp not in self.valid_tp_degrees():
+            raise ValueError(
+                f"TP degree {tp} cannot shard model {self.name!r}: it must divide n_heads={self.n_heads}, "
+                f"n_kv_heads={self.n_kv_heads} and ffn_dim={self.ffn_dim}; "
+                f"valid TP degrees: {', '.join(map(str, self.valid_tp_degrees()))}")
+
+    def num_params(self) -> int:
+        attn = self.dim * self.head_dim * (2 * self.n_heads + 2 * self.n_kv_heads)
+        per_layer = attn + 3 * self.dim * self.ffn_dim + 2 * self.dim
+        embed = self.vocab_size * self.dim * (1 if self.tie_embeddings else 2)
+        return self.n_layers * per_layer + embed + self.dim
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Fast enough for unit tests on 2 CPU cores; heads divide by 1, 2 and 4.
+    "tiny": ModelConfig(name="tiny"),
+    # The CPU benchmark shape of field-notes section 3: dim 512, 8 layers.
+    "small": ModelConfig(name="small", dim=512, n_layers=8, n_heads=8, n_kv_heads=8, ffn_dim=1408,
+                         vocab_size=4096, max_seq_len=1024),
+    # HuggingFaceTB/SmolLM2-135M (field-notes section 6): 9 heads, 3 kv heads, so TP in {1, 3}.
+    "smollm2-135m": ModelConfig(name="smollm2-135m", dim=576, n_layers=30, n_heads=9, n_kv_heads=3, ffn_dim=1536,
+                                vocab_size=49152, max_seq_len=8192, rope_theta=100000.0, tie_embeddings=True),
+    # The Ladder paper's shapes, from ladder-residual-inference gpt_fast/gpt_ladder_TP.py (papers.md 1.7).
+    "1b": ModelConfig(name="1b", dim=1536, n_layers=40, n_heads=24, n_kv_heads=24, ffn_dim=4096,
+                      vocab_size=49152, max_seq_len=4096),
+    # The ladder inference code uses 32 heads; the training YAML and desync file use 36 (papers.md 1.6).
+    "3b": ModelConfig(name="3b", dim=2304, n_layers=40, n_heads=32, n_kv_heads=32, ffn_dim=9216,
+                      vocab_size=49152, max_seq_len=4096),
+    "llama-3-8b": ModelConfig(name="llama-3-8b", dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
+                              vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
+    "llama-3-70b": ModelConfig(name="llama-3-70b", dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, ffn_dim=28672,
+                               vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
+    "llama-3.1-405b": ModelConfig(name="llama-3.1-405b", dim=16384, n_layers=126, n_heads=128, n_kv_heads=16,
+                                  ffn_dim=53248, vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
+}
+
+
+def get_config(preset: str, **overrides) -> ModelConfig:
+    """A preset by name, with field overrides (``get_config("tiny", arch="ladder")``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown config field(s) {sorted(unknown)}; valid fields: {', '.join(sorted(fields))}")
+    return PRESETS[preset].replace(**overrides)
+
+
+def variant_config(cfg: ModelConfig, variant: str) -> ModelConfig:
+    """Map a benchmark variant name (``BENCH_VARIANTS``) to a config; ``upper_bound`` = standard, no all-reduce."""
+    if variant not in BENCH_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(BENCH_VARIANTS)}")
+    if variant == "upper_bound":
+        return cfg.replace(arch="standard", ladder_layers=0, comm="skip")
+    return cfg.replace(arch=variant, ladder_layers=0, comm="all_reduce")

@@ -1,0 +1,112 @@
+"""The modules every architecture shares, each computing on its rank's shard: RMSNorm, RoPE, attention, MLP.
+
+Attention and MLP return the rank's *partial sum* (the output of a RowParallelLinear). Summing the partial sums over
+ranks (the all-reduce) is left to the model's layer loop. Names follow Hugging Face's Llama, so a Llama checkpoint's
+state dict loads with its ``model.`` prefix removed.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .parallel import ColumnParallelLinear, RowParallelLinear, TPGroup
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g (computed in float32, as Llama does)."""
+
+    def __init__(self, dim: int, eps: float, dtype=None, device=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, dtype=dtype, device=device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rope_tables(head_dim: int, max_seq_len: int, theta: float, device=None):
+    """cos/sin of angle p * theta^(-2i/d) for positions p < max_seq_len, shape [max_seq_len, head_dim]."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32, device=device), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x_i, x_{i+d/2}) by their position's angle (Llama's "rotate half" layout). x: [B, H, T, D]."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+class KVCache(nn.Module):
+    """Keys and values of past positions for this rank's kv heads: [batch, local_kv_heads, max_seq_len, head_dim]."""
+
+    def __init__(self, batch: int, n_kv_heads: int, max_seq_len: int, head_dim: int, dtype, device):
+        super().__init__()
+        shape = (batch, n_kv_heads, max_seq_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor):
+        """Write positions [start, start+T) and return all keys/values up to start+T."""
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class Attention(nn.Module):
+    """Causal grouped-query attention on this rank's heads: H/n query heads and K/n kv heads.
+
+    q, k, v = x Wq_r^T, x Wk_r^T, x Wv_r^T (column-parallel: whole heads), RoPE on q and k,
+    o_r = softmax(q k^T / sqrt(d) + causal mask) v, then the partial sum o_r Wo_r^T (row-parallel).
+    """
+
+    def __init__(self, cfg: ModelConfig, tp: TPGroup, dtype=None, device=None):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads // tp.size, cfg.n_kv_heads // tp.size, cfg.head_dim
+        d = cfg.head_dim
+        self.q_proj = ColumnParallelLinear(cfg.dim, cfg.n_heads * d, tp, dtype, device)
+        self.k_proj = ColumnParallelLinear(cfg.dim, cfg.n_kv_heads * d, tp, dtype, device)
+        self.v_proj = ColumnParallelLinear(cfg.dim, cfg.n_kv_heads * d, tp, dtype, device)
+        self.o_proj = RowParallelLinear(cfg.n_heads * d, cfg.dim, tp, dtype, device)
+        self.cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, start: int, rope) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rope[0][start:start + T], rope[1][start:start + T]
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.cache is not None:
+            k, v = self.cache.update(start, k, v)
+        elif start:
+            raise ValueError("start > 0 needs a KV cache: call model.setup_cache(batch) first")
+        group = self.n_heads // self.n_kv_heads          # query heads per kv head (GQA)
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        S = k.shape[2]                                    # keys: all positions < start + T
+        if T == 1:
+            mask = None                                   # one new token sees every cached position
+        else:                                             # query at position start+t sees keys <= start+t
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.o_proj(o.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+class MLP(nn.Module):
+    """SwiGLU on this rank's slice of the hidden features: (silu(x Wg_r^T) * x Wu_r^T) Wd_r^T, a partial sum."""
+
+    def __init__(self, cfg: ModelConfig, tp: TPGroup, dtype=None, device=None):
+        super().__init__()
+        self.gate_proj = ColumnParallelLinear(cfg.dim, cfg.ffn_dim, tp, dtype, device)
+        self.up_proj = ColumnParallelLinear(cfg.dim, cfg.ffn_dim, tp, dtype, device)
+        self.down_proj = RowParallelLinear(cfg.ffn_dim, cfg.dim, tp, dtype, device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

@@ -1,0 +1,156 @@
+"""The decoder, with the one loop in which standard, parallel-block and ladder transformers differ.
+
+Count every attention or MLP as one *module* h_i, and let r_i be the residual stream after module i (r_0 = the
+token embeddings). Under tensor parallelism each rank computes a partial sum of h_i, and AllReduce makes it whole.
+
+* standard:        r_i = r_{i-1} + AR(h_i(r_{i-1}))           -- h_{i+1} must wait for AR(h_i): it needs r_i.
+* ladder:          r_i = r_{i-1} + AR(h_i(r_{i-2}))           -- h_{i+1} reads r_{i-1}, which does not contain
+                                                                 h_i's output, so AR(h_i) runs while h_{i+1} computes.
+* parallel block:  x' = x + AR(attn(norm1(x)) + mlp(norm2(x)))  -- attention and MLP read the same x: one module,
+                                                                 one all-reduce per layer.
+
+In code, every module's output becomes a :class:`~ladder_edu.comm.Pending` contribution (tensor + all-reduce
+handle). Before a module runs, the stream absorbs every pending contribution *except the newest ``lag``*:
+
+    lag = 0  (standard, parallel): wait for everything -> the all-reduce blocks the next module;
+    lag = 1  (ladder):             leave the newest one in flight -> it overlaps the next module's compute.
+
+After the last layer all pending contributions are added, then the final norm. With ``ladder_layers=k`` only the
+last k layers have lag 1; the first ladder attention then reads the stream without the previous (standard) layer's
+MLP output, exactly the boundary of the authors' Hybrid-Ladder Llama (papers.md 1.4). For a full ladder model the
+first attention and the first MLP both read the embeddings (r_{-1} = r_0), as in the authors' code.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+from torch import nn
+
+from .comm import Pending, all_reduce_async, region
+from .config import ModelConfig
+from .layers import MLP, Attention, KVCache, RMSNorm, rope_tables
+from .parallel import TPGroup, shard_state_dict
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Block(nn.Module):
+    """One transformer layer: its modules, in the order they run, and how stale an input they may read (lag)."""
+
+    def __init__(self, cfg: ModelConfig, index: int, tp: TPGroup, dtype=None, device=None):
+        super().__init__()
+        self.index, self.arch = index, cfg.layer_arch(index)
+        self.lag = 1 if self.arch == "ladder" else 0
+        self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
+        self.self_attn = Attention(cfg, tp, dtype, device)
+        self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
+        self.mlp = MLP(cfg, tp, dtype, device)
+        self.shared_norm = self.arch == "parallel" and cfg.parallel_shared_norm   # PaLM: one norm for both
+
+    def steps(self, start: int, rope):
+        """The modules of this layer as (name, function of the stream -> this rank's partial sum)."""
+        def attn(x):
+            return self.self_attn(self.input_layernorm(x), start, rope)
+
+        def mlp(x):
+            norm = self.input_layernorm if self.shared_norm else self.post_attention_layernorm
+            return self.mlp(norm(x))
+
+        if self.arch == "parallel":
+            return [("attn+mlp", lambda x: attn(x) + mlp(x))]      # both read the same x; one all-reduce
+        return [("attn", attn), ("mlp", mlp)]
+
+
+class Transformer(nn.Module):
+    """A Llama-style decoder holding rank ``tp.rank``'s shard of every layer (everything, when ``tp.size == 1``)."""
+
+    def __init__(self, cfg: ModelConfig, tp: TPGroup | None = None, dtype=torch.float32, device=None):
+        super().__init__()
+        self.cfg, self.tp = cfg, tp or TPGroup.single()
+        cfg.check_tp(self.tp.size)
+        if dtype not in DTYPES.values():
+            raise TypeError(f"unsupported dtype {dtype}; valid choices: {', '.join(DTYPES)}")
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=dtype, device=device)
+        self.layers = nn.ModuleList(Block(cfg, i, self.tp, dtype, device) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
+        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False, dtype=dtype,
+                                                                 device=device)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Logits [B, T, vocab] for ``tokens`` [B, T] placed at positions start .. start+T-1."""
+        self._check_input(tokens, start)
+        x = self.embed_tokens(tokens)
+        rope = (self.rope_cos, self.rope_sin)
+        pending: deque[Pending] = deque()      # module outputs whose all-reduce may still be in flight
+        for layer in self.layers:
+            for name, module in layer.steps(start, rope):
+                while len(pending) > layer.lag:               # THE due rule: standard lag 0, ladder lag 1
+                    x = x + pending.popleft().wait()
+                with region(f"layer{layer.index}.{name}"):
+                    out = module(x)
+                pending.append(all_reduce_async(out, self.tp, self.cfg.comm))
+        while pending:                                        # the last outputs cannot be overlapped
+            x = x + pending.popleft().wait()
+        with region("lm_head"):
+            x = self.norm(x)
+            return x @ self.embed_tokens.weight.T if self.lm_head is None else self.lm_head(x)
+
+    def _check_input(self, tokens: torch.Tensor, start: int):
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+            got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+            raise TypeError(f"tokens must be an integer tensor (torch.long or torch.int) of shape [batch, seq], "
+                            f"got {got}")
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must have shape [batch, seq], got {tuple(tokens.shape)}")
+        end = start + tokens.shape[1]
+        if end > self.cfg.max_seq_len:
+            raise ValueError(f"sequence too long: positions up to {end} but the context is "
+                             f"max_seq_len={self.cfg.max_seq_len}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
+            raise ValueError(f"token ids must be in [0, {self.cfg.vocab_size}), got min {int(tokens.min())}, "
+                             f"max {int(tokens.max())}")
+        cache = self.layers[0].self_attn.cache
+        if cache is not None and tokens.shape[0] != cache.k.shape[0]:
+            raise ValueError(f"batch {tokens.shape[0]} does not match the KV cache's batch {cache.k.shape[0]}")
+
+    # --- KV cache ---------------------------------------------------------------------------------------------
+    def setup_cache(self, batch: int, max_seq_len: int | None = None):
+        """Allocate a KV cache per layer (local kv heads only) for ``batch`` sequences."""
+        n = max_seq_len or self.cfg.max_seq_len
+        p = self.embed_tokens.weight
+        for layer in self.layers:
+            a = layer.self_attn
+            a.cache = KVCache(batch, a.n_kv_heads, n, a.head_dim, p.dtype, p.device)
+
+    def clear_cache(self):
+        for layer in self.layers:
+            layer.self_attn.cache = None
+
+    # --- weights ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_full_state_dict(cls, cfg: ModelConfig, full: dict, tp: TPGroup | None = None, dtype=torch.float32,
+                             device=None) -> "Transformer":
+        """Build rank ``tp.rank``'s model from the full (single-device) weights: the same weights on any TP."""
+        tp = tp or TPGroup.single()
+        model = cls(cfg, tp, dtype, device=torch.device("meta"))
+        local = shard_state_dict(full, tp)
+        model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in local.items()}, assign=True)
+        model.rope_cos, model.rope_sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
+        return model.eval()
+
+
+def init_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A full, deterministic state dict: weights ~ N(0, init_std) (as the ladder benchmarks used), norms = 1."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = Transformer(cfg, dtype=torch.float32, device=torch.device("meta")).state_dict()
+    full = {}
+    for name, t in shapes.items():
+        if name.endswith("norm.weight"):
+            full[name] = torch.ones(t.shape)
+        else:
+            full[name] = torch.randn(t.shape, generator=gen) * cfg.init_std
+    return full
