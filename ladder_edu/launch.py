@@ -193,6 +193,10 @@ def _collect(procs, out_dir, deadline_s, timeout_s):
             hint = (f" (a collective waited more than timeout_s={timeout_s:g} s: did a rank skip or reorder a "
                     f"collective?)" if first["timeout"] else "")
             others = "".join(f"\n  then rank {p['rank']}: {p['error'][:200]}" for p in failed[1:])
+            done = [r for r, p in enumerate(results) if p.get("ok") and "result" in p]
+            if done:
+                others += (f"\n  rank {', '.join(map(str, done))} had already finished: did it skip a collective "
+                           f"that the failed rank was waiting for?")
             raise cls(f"rank {first['rank']} of {n} failed{hint}: {first['error']}{others}\n"
                       f"--- traceback from rank {first['rank']} ---\n{first['traceback']}",
                       first["rank"], first["traceback"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import deque
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from .comm import Pending, all_reduce_async, region
@@ -69,6 +70,9 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg, self.tp = cfg, tp or TPGroup.single()
         cfg.check_tp(self.tp.size)
+        if self.tp.size > 1 and dist.is_initialized() and dist.get_world_size(self.tp.group) != self.tp.size:
+            raise ValueError(f"world size mismatch: the model is sharded for TP={self.tp.size} but its process "
+                             f"group has {dist.get_world_size(self.tp.group)} ranks; use TPGroup.from_dist()")
         if dtype not in DTYPES.values():
             raise TypeError(f"unsupported dtype {dtype}; valid choices: {', '.join(DTYPES)}")
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=dtype, device=device)
@@ -110,6 +114,8 @@ class Transformer(nn.Module):
         if end > self.cfg.max_seq_len:
             raise ValueError(f"sequence too long: positions up to {end} but the context is "
                              f"max_seq_len={self.cfg.max_seq_len}")
+        if torch.compiler.is_compiling():      # value checks would break the graph; shapes were checked above
+            return
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
             raise ValueError(f"token ids must be in [0, {self.cfg.vocab_size}), got min {int(tokens.min())}, "
                              f"max {int(tokens.max())}")

@@ -1,0 +1,143 @@
+"""Decode timing, measured honestly: interleaved variants, barrier per step, max over ranks, medians and spread.
+
+Each rank holds every variant (standard, parallel, ladder, upper_bound) built from the same weights, fills each
+variant's KV cache with one prefill, then times decode steps (one new token each). Rounds alternate the order of
+the variants (A B C D, then D C B A, ...) so that slow drifts of the machine hit all variants alike. Before each
+step all ranks meet at a barrier (outside the timed region); a step's time is the slowest rank's, since the next
+token exists only when every rank is done. Reported: the median over all timed steps, and the 10th-90th percentile
+spread.
+
+Communication share = 1 - t(upper_bound) / t(standard): the fraction of a standard decode step that disappears
+when the all-reduces are skipped (the same ceiling the Ladder paper plots as "upper bound").
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from . import launch
+from .check import example_tokens
+from .config import BENCH_VARIANTS, ModelConfig, variant_config
+from .model import DTYPES, Transformer, init_weights
+from .parallel import TPGroup
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context: int = 64, steps: int = 16,
+                  rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32") -> dict:
+    """Runs on every rank; returns {variant: [seconds per decode step, max over ranks]} (same on every rank)."""
+    tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
+    device = launch.current_device()
+    full = init_weights(cfg, seed)
+    prompt = example_tokens(cfg, batch, context, seed).to(device)
+    models = {}
+    with torch.no_grad():
+        for v in variants:
+            models[v] = Transformer.from_full_state_dict(variant_config(cfg, v), full, tp, DTYPES[dtype], device)
+            models[v].setup_cache(batch, context + steps)
+            models[v](prompt)                                     # prefill: fills the KV cache
+    token = prompt[:, -1:]
+    times = {v: [] for v in variants}
+    step_times = torch.zeros(steps, dtype=torch.float64)
+    with torch.no_grad():
+        for r in range(warmup + rounds):
+            for v in (variants if r % 2 == 0 else variants[::-1]):
+                for s in range(steps):
+                    if tp.size > 1:
+                        dist.barrier(group=tp.group)
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    models[v](token, start=context + s)
+                    _sync(device)
+                    step_times[s] = time.perf_counter() - t0
+                if tp.size > 1:
+                    dist.all_reduce(step_times, op=dist.ReduceOp.MAX, group=tp.group)
+                if r >= warmup:
+                    times[v].extend(step_times.tolist())
+    return times
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+@dataclass
+class VariantTiming:
+    variant: str
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    samples: int
+    speedup_vs_standard: float | None = None
+
+
+@dataclass
+class DecodeBenchmark:
+    preset: str
+    tp: int
+    backend: str
+    batch: int
+    context: int
+    rows: list[VariantTiming] = field(default_factory=list)
+    comm_share: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def row(self, variant: str) -> VariantTiming:
+        return next(r for r in self.rows if r.variant == variant)
+
+    def table(self) -> str:
+        head = (f"decode, preset {self.preset}, TP={self.tp} ({self.backend}), batch {self.batch}, "
+                f"context {self.context}: ms per token (median, p10-p90 over {self.rows[0].samples} steps)")
+        lines = [head, f"  {'variant':<12} {'median':>8} {'p10-p90':>15} {'speedup':>8}"]
+        for r in self.rows:
+            sp = f"{r.speedup_vs_standard:.2f}x" if r.speedup_vs_standard else "-"
+            lines.append(f"  {r.variant:<12} {r.median_ms:8.3f} {r.p10_ms:7.3f}-{r.p90_ms:<7.3f} {sp:>8}")
+        if self.comm_share is not None:
+            lines.append(f"  communication share of a standard step (1 - upper_bound/standard): "
+                         f"{100 * self.comm_share:.0f}%")
+        lines.append("  upper_bound skips every all-reduce: a speed ceiling, not a valid model.")
+        return "\n".join(lines)
+
+
+def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
+              times: dict[str, list[float]]) -> DecodeBenchmark:
+    res = DecodeBenchmark(cfg.name, tp, backend, batch, context)
+    for v, xs in times.items():
+        ms = [1e3 * x for x in xs]
+        res.rows.append(VariantTiming(v, statistics.median(ms), _percentile(ms, 0.1), _percentile(ms, 0.9), len(ms)))
+    if "standard" in times:
+        std = res.row("standard").median_ms
+        for r in res.rows:
+            r.speedup_vs_standard = std / r.median_ms
+        if "upper_bound" in times:
+            res.comm_share = 1 - res.row("upper_bound").median_ms / std
+    return res
+
+
+def decode_benchmark(cfg: ModelConfig, tp: int, variants=BENCH_VARIANTS, batch: int = 1, context: int = 64,
+                     steps: int = 16, rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
+                     backend: str | None = None, timeout_s: float = 120.0) -> DecodeBenchmark:
+    """Time decode for each variant on ``tp`` ranks (interleaved); see the module docstring for the method."""
+    variants = list(variants)
+    for v in variants:
+        variant_config(cfg, v)                      # validates the names
+    cfg.check_tp(tp)
+    if context + steps > cfg.max_seq_len:
+        raise ValueError(f"context ({context}) + steps ({steps}) exceeds max_seq_len={cfg.max_seq_len}")
+    backend = backend or launch.default_backend(tp)
+    results = launch.run(decode_worker, tp, cfg, variants, batch, context, steps, rounds, warmup, seed, dtype,
+                         backend=backend, timeout_s=timeout_s)
+    return summarize(cfg, tp, backend, batch, context, results[0])

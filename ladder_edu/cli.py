@@ -1,0 +1,151 @@
+"""``ladder-edu``: the command line. ``python -m ladder_edu`` runs the same thing.
+
+Every sub-command runs real ranks: it spawns them itself (gloo on a CPU, NCCL with one GPU per rank), or, under
+``torchrun``, runs as the rank torchrun started (``torchrun --nproc_per_node=8 -m ladder_edu check --tp 8``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+from . import launch
+from .config import ARCHS, BENCH_VARIANTS, PRESETS, get_config
+
+EPILOG = """examples:
+  ladder-edu tour                                   # the 1-minute tour on 2 CPU ranks
+  ladder-edu check --arch ladder --tp 2             # TP=2 equals one device?
+  ladder-edu check --ladder-layers 2 --tp 4         # hybrid: only the last 2 layers are ladder
+  torchrun --nproc_per_node=8 -m ladder_edu check --arch ladder --tp 8 --preset small
+"""
+
+
+def _common(p: argparse.ArgumentParser, preset: str):
+    p.add_argument("--preset", default=preset, choices=sorted(PRESETS),
+                   help=f"model shape (default: {preset}); 'tiny' and 'small' are CPU-sized, the others are the "
+                        "papers' shapes and need real memory")
+    p.add_argument("--backend", choices=launch.BACKENDS, default=None,
+                   help="process-group backend (default: nccl if there is one GPU per rank, else gloo)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds a collective may wait before the job fails with a timeout error (default: 60)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and prompt (default: 0)")
+    p.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ladder-edu", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Tensor-parallel transformers that overlap communication with computation: standard, "
+                    "parallel-block and ladder residual, on real torch.distributed process groups.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    tour = sub.add_parser("tour", help="check TP == one device for every architecture, then time decode",
+                          description="The main job: build a small model, check that TP equals one device for "
+                                      "standard, parallel and ladder (and hybrid ladder), then time decode for the "
+                                      "three plus upper_bound and print latency, speedup and communication share.")
+    _common(tour, "small")
+    tour.add_argument("--tp", type=int, default=None,
+                      help="number of ranks (default: the number of GPUs if there are several, else 2 CPU ranks)")
+    tour.add_argument("--rounds", type=int, default=8,
+                      help="interleaved timing rounds per variant (default: 8; more = tighter medians)")
+    tour.add_argument("--steps", type=int, default=16, help="decode steps timed per round (default: 16)")
+    tour.add_argument("--context", type=int, default=64, help="prompt length in the KV cache (default: 64)")
+    tour.add_argument("--batch", type=int, default=1, help="sequences decoded together (default: 1)")
+
+    check = sub.add_parser("check", help="compare the model on N ranks with the same model on one device",
+                           description="Run the model on N ranks and on one device with the same weights and "
+                                       "prompt; print the max |logit difference| and whether greedy generation "
+                                       "gave the same tokens. Exits 1 on mismatch.")
+    _common(check, "tiny")
+    check.add_argument("--arch", choices=ARCHS, default="standard", help="block architecture (default: standard)")
+    check.add_argument("--tp", type=int, default=2, help="number of ranks (default: 2)")
+    check.add_argument("--ladder-layers", type=int, default=0, metavar="K",
+                       help="hybrid ladder: make only the last K layers ladder (with --arch standard)")
+    check.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                       help="compute dtype (default: float32; its tolerance is 1e-4)")
+    check.add_argument("--tolerance", type=float, default=None,
+                       help="max allowed |logit difference| (default: 1e-4 float32, 5e-2 bfloat16, 1e-2 float16)")
+    check.add_argument("--new-tokens", type=int, default=8, help="greedy tokens to generate (default: 8)")
+    return parser
+
+
+def _is_main_rank() -> bool:
+    return not launch.under_torchrun() or int(os.environ.get("RANK", "0")) == 0
+
+
+def _say(*args):
+    if _is_main_rank():
+        print(*args, flush=True)
+
+
+def _write_json(path: str | None, data):
+    if path and _is_main_rank():
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+        print(f"wrote {path}")
+
+
+def cmd_check(args) -> int:
+    from .check import check
+    cfg = get_config(args.preset, arch=args.arch, ladder_layers=args.ladder_layers)
+    res = check(cfg, args.tp, seed=args.seed, new_tokens=args.new_tokens, dtype=args.dtype,
+                tolerance=args.tolerance, backend=args.backend, timeout_s=args.timeout)
+    _say(res.summary())
+    _write_json(args.json, res.to_dict())
+    return 0 if res.passed else 1
+
+
+def default_tp(cfg) -> int:
+    if launch.under_torchrun():
+        return int(os.environ["WORLD_SIZE"])
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n >= 2:
+        return max(t for t in cfg.valid_tp_degrees() if t <= n)
+    return 2
+
+
+def cmd_tour(args) -> int:
+    from .bench import decode_benchmark
+    from .check import check
+    cfg = get_config(args.preset)
+    tp = args.tp or default_tp(cfg)
+    backend = args.backend or launch.default_backend(tp)
+    _say(f"ladder-edu tour: preset {cfg.name} ({cfg.num_params() / 1e6:.1f}M parameters, {cfg.n_layers} layers, "
+         f"dim {cfg.dim}), TP={tp} over {backend}\n\n1) Is TP={tp} the same model as one device? (float32)")
+    results, ok = [], True
+    variants = [dict(arch=a) for a in ARCHS] + [dict(arch="standard", ladder_layers=cfg.n_layers // 2)]
+    for kw in variants:
+        res = check(cfg.replace(**kw), tp, seed=args.seed, backend=backend, timeout_s=args.timeout)
+        ok &= res.passed
+        results.append(res.to_dict())
+        _say("  " + res.summary())
+    _say(f"\n2) Decode speed ({args.rounds} interleaved rounds x {args.steps} steps per variant)")
+    bench = decode_benchmark(cfg, tp, BENCH_VARIANTS, batch=args.batch, context=args.context, steps=args.steps,
+                             rounds=args.rounds, seed=args.seed, backend=backend, timeout_s=args.timeout)
+    _say("  " + bench.table().replace("\n", "\n  "))
+    if backend == "gloo":
+        _say("\n  On a CPU the gloo ranks share the cores with their own communication threads, so TP is slower "
+             "than one process and overlap is partial: this teaches mechanics and relative effects, not speed-ups.")
+    _write_json(args.json, {"checks": results, "decode": bench.to_dict()})
+    return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"check": cmd_check, "tour": cmd_tour}[args.command](args)
+    except (ValueError, TypeError, launch.LaunchError) as e:
+        print(f"ladder-edu {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except launch.RankError as e:
+        print(f"ladder-edu {args.command}: {e}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

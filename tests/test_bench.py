@@ -1,0 +1,20 @@
+"""Decode benchmark plumbing (no timing assertions: timings are measured by benchmarks, not tests)."""
+from ladder_edu import get_config
+from ladder_edu.bench import decode_benchmark, summarize
+
+
+def test_decode_benchmark_reports_every_variant():
+    res = decode_benchmark(get_config("tiny"), 2, steps=3, rounds=2, context=8)
+    assert [r.variant for r in res.rows] == ["standard", "parallel", "ladder", "upper_bound"]
+    assert all(r.samples == 6 and 0 < r.p10_ms <= r.median_ms <= r.p90_ms for r in res.rows)
+    assert res.row("standard").speedup_vs_standard == 1.0
+    assert res.comm_share is not None and "upper_bound skips every all-reduce" in res.table()
+
+
+def test_summary_statistics_by_hand():
+    res = summarize(get_config("tiny"), 2, "gloo", 1, 8,
+                    {"standard": [0.004, 0.002, 0.003], "upper_bound": [0.001, 0.001, 0.001]})
+    assert res.row("standard").median_ms == 3.0
+    assert abs(res.row("upper_bound").speedup_vs_standard - 3.0) < 1e-12
+    assert abs(res.comm_share - 2 / 3) < 1e-12
+    assert abs(res.row("standard").p10_ms - 2.2) < 1e-9

@@ -1,0 +1,59 @@
+"""The ladder-edu command line: check, errors, and a --help that explains every option."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ladder_edu.cli import build_parser, main
+
+
+def test_check_passes_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "check.json"
+    assert main(["check", "--arch", "ladder", "--tp", "2", "--json", str(out)]) == 0
+    assert "PASS  ladder" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["passed"] and data["tp"] == 2 and data["max_abs_diff"] < 1e-4 and data["tokens_equal"]
+
+
+def test_check_hybrid(capsys):
+    assert main(["check", "--ladder-layers", "2", "--tp", "2"]) == 0
+    assert "last 2 layers ladder" in capsys.readouterr().out
+
+
+def test_check_fails_with_exit_1_on_mismatch(capsys):
+    assert main(["check", "--arch", "standard", "--tp", "2", "--tolerance", "0"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "--tp", "3"], "TP degree 3 cannot shard model 'tiny'"),
+    (["check", "--arch", "ladder", "--ladder-layers", "2"], "ladder_layers converts"),
+    (["check", "--backend", "nccl"], "valid choice on this machine: gloo"),
+])
+def test_bad_input_exits_2_with_a_message(argv, message, capsys):
+    import torch
+    if "nccl" in argv and torch.cuda.is_available():
+        pytest.skip("NCCL exists here")
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_argparse_rejects_unknown_choices(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--arch", "mamba"])
+    assert e.value.code == 2
+    assert "invalid choice: 'mamba'" in capsys.readouterr().err
+
+
+def test_help_documents_every_option():
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0]
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings} has no help text"
+
+
+def test_module_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "ladder_edu", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "tour" in out.stdout and "check" in out.stdout

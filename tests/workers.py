@@ -1,0 +1,46 @@
+"""Functions the tests run on spawned ranks (they must be importable, so they live in a module)."""
+import os
+import time
+
+import torch
+import torch.distributed as dist
+
+
+def rank_and_sum(x):
+    t = torch.tensor([float(dist.get_rank() + 1)])
+    dist.all_reduce(t)
+    return {"rank": dist.get_rank(), "world": dist.get_world_size(), "sum": t.item(), "x": x,
+            "threads": torch.get_num_threads()}
+
+
+def raise_on_rank(bad_rank):
+    if dist.get_rank() == bad_rank:
+        raise ValueError(f"boom from rank {bad_rank}")
+    t = torch.ones(1)
+    dist.all_reduce(t)       # the healthy rank waits here for the dead one
+    return "ok"
+
+
+def skip_all_reduce_on_rank(bad_rank, then_exit=False):
+    if dist.get_rank() != bad_rank:
+        t = torch.ones(1)
+        dist.all_reduce(t)   # never matched: the other rank skipped it
+    elif not then_exit:
+        time.sleep(60)       # still alive, busy elsewhere: the waiting rank's collective must time out
+    return "done"
+
+
+def die_on_rank(bad_rank):
+    if dist.get_rank() == bad_rank:
+        os._exit(7)
+    time.sleep(30)
+    return "ok"
+
+
+def sleep_forever():
+    time.sleep(3600)
+
+
+def wrong_world_size():
+    from ladder_edu import Transformer, TPGroup, get_config
+    Transformer(get_config("tiny"), TPGroup(dist.get_rank(), 4, None))
