@@ -10,8 +10,6 @@ import json
 import os
 import sys
 
-import torch
-
 from . import launch
 from .config import ARCHS, BENCH_VARIANTS, PRESETS, get_config
 
@@ -101,12 +99,11 @@ def cmd_check(args) -> int:
 
 
 def default_tp(cfg) -> int:
+    """All ranks there are (see launch.default_world_size), rounded down to a TP degree that shards ``cfg``."""
+    n = launch.default_world_size()
     if launch.under_torchrun():
-        return int(os.environ["WORLD_SIZE"])
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if n >= 2:
-        return max(t for t in cfg.valid_tp_degrees() if t <= n)
-    return 2
+        return n
+    return max(t for t in cfg.valid_tp_degrees() if t <= n)
 
 
 def cmd_tour(args) -> int:

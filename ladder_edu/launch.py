@@ -57,6 +57,14 @@ def default_backend(world_size: int = 1) -> str:
     return "gloo"
 
 
+def default_world_size() -> int:
+    """Ranks a lesson uses by default: WORLD_SIZE under torchrun, every GPU if there are several, else 2 CPU ranks."""
+    if under_torchrun():
+        return int(os.environ["WORLD_SIZE"])
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return n if n >= 2 else 2
+
+
 def check_backend(backend: str, world_size: int) -> None:
     if backend not in BACKENDS:
         raise LaunchError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
