@@ -17,7 +17,7 @@ EPILOG = """examples:
   ladder-edu tour                                   # the 1-minute tour on 2 CPU ranks
   ladder-edu check --arch ladder --tp 2             # TP=2 equals one device?
   ladder-edu check --ladder-layers 2 --tp 4         # hybrid: only the last 2 layers are ladder
-  torchrun --nproc_per_node=8 -m ladder_edu check --arch ladder --tp 8 --preset small
+  torchrun --standalone --nproc_per_node=8 -m ladder_edu check --arch ladder --tp 8 --preset small
 """
 
 

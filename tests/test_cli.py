@@ -57,3 +57,14 @@ def test_help_documents_every_option():
 def test_module_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "ladder_edu", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "tour" in out.stdout and "check" in out.stdout
+
+
+def test_same_entry_point_runs_under_torchrun(tmp_path):
+    """torchrun starts the ranks; ladder_edu.launch.run then runs on them instead of spawning its own."""
+    out = tmp_path / "tr.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           "-m", "ladder_edu", "check", "--arch", "ladder", "--tp", "2", "--json", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("PASS  ladder") == 1          # only rank 0 prints
+    assert json.loads(out.read_text())["passed"]
