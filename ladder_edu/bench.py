@@ -7,6 +7,9 @@ step all ranks meet at a barrier (outside the timed region); a step's time is th
 token exists only when every rank is done. Reported: the median over all timed steps, and the 10th-90th percentile
 spread.
 
+On a CPU, gloo's communication threads are given a real-time scheduling class where allowed (``comm_priority``,
+see ``launch.py``); the result records which one applied, since it changes the numbers a lot.
+
 Communication share = 1 - t(upper_bound) / t(standard): the fraction of a standard decode step that disappears
 when the all-reduces are skipped (the same ceiling the Ladder paper plots as "upper bound").
 """
@@ -33,7 +36,8 @@ def _sync(device: torch.device):
 
 def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context: int = 64, steps: int = 16,
                   rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32") -> dict:
-    """Runs on every rank; returns {variant: [seconds per decode step, max over ranks]} (same on every rank)."""
+    """Runs on every rank; returns {"times": {variant: [seconds per decode step, max over ranks]},
+    "comm_priority": how this rank's communication threads were scheduled}."""
     tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
     device = launch.current_device()
     full = init_weights(cfg, seed)
@@ -62,7 +66,7 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
                     dist.all_reduce(step_times, op=dist.ReduceOp.MAX, group=tp.group)
                 if r >= warmup:
                     times[v].extend(step_times.tolist())
-    return times
+    return {"times": times, "comm_priority": launch.applied_comm_priority()}
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -91,6 +95,7 @@ class DecodeBenchmark:
     context: int
     rows: list[VariantTiming] = field(default_factory=list)
     comm_share: float | None = None
+    comm_priority: str = "normal"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +104,8 @@ class DecodeBenchmark:
         return next(r for r in self.rows if r.variant == variant)
 
     def table(self) -> str:
-        head = (f"decode, preset {self.preset}, TP={self.tp} ({self.backend}), batch {self.batch}, "
+        threads = f", {self.comm_priority} comm threads" if self.backend == "gloo" else ""
+        head = (f"decode, preset {self.preset}, TP={self.tp} ({self.backend}{threads}), batch {self.batch}, "
                 f"context {self.context}: ms per token (median, p10-p90 over {self.rows[0].samples} steps)")
         lines = [head, f"  {'variant':<12} {'median':>8} {'p10-p90':>15} {'speedup':>8}"]
         for r in self.rows:
@@ -113,8 +119,8 @@ class DecodeBenchmark:
 
 
 def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
-              times: dict[str, list[float]]) -> DecodeBenchmark:
-    res = DecodeBenchmark(cfg.name, tp, backend, batch, context)
+              times: dict[str, list[float]], comm_priority: str = "normal") -> DecodeBenchmark:
+    res = DecodeBenchmark(cfg.name, tp, backend, batch, context, comm_priority=comm_priority)
     for v, xs in times.items():
         ms = [1e3 * x for x in xs]
         res.rows.append(VariantTiming(v, statistics.median(ms), _percentile(ms, 0.1), _percentile(ms, 0.9), len(ms)))
@@ -129,7 +135,8 @@ def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
 
 def decode_benchmark(cfg: ModelConfig, tp: int, variants=BENCH_VARIANTS, batch: int = 1, context: int = 64,
                      steps: int = 16, rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
-                     backend: str | None = None, timeout_s: float = 120.0) -> DecodeBenchmark:
+                     backend: str | None = None, timeout_s: float = 120.0,
+                     comm_priority: str = "auto") -> DecodeBenchmark:
     """Time decode for each variant on ``tp`` ranks (interleaved); see the module docstring for the method."""
     variants = list(variants)
     for v in variants:
@@ -139,5 +146,5 @@ def decode_benchmark(cfg: ModelConfig, tp: int, variants=BENCH_VARIANTS, batch: 
         raise ValueError(f"context ({context}) + steps ({steps}) exceeds max_seq_len={cfg.max_seq_len}")
     backend = backend or launch.default_backend(tp)
     results = launch.run(decode_worker, tp, cfg, variants, batch, context, steps, rounds, warmup, seed, dtype,
-                         backend=backend, timeout_s=timeout_s)
-    return summarize(cfg, tp, backend, batch, context, results[0])
+                         backend=backend, timeout_s=timeout_s, comm_priority=comm_priority)
+    return summarize(cfg, tp, backend, batch, context, results[0]["times"], results[0]["comm_priority"])

@@ -33,6 +33,13 @@ def _common(p: argparse.ArgumentParser, preset: str):
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
 
 
+def _priority(p: argparse.ArgumentParser):
+    p.add_argument("--comm-priority", choices=launch.COMM_PRIORITIES, default="auto",
+                   help="CPU only: run gloo's communication threads in a real-time scheduling class so they can "
+                        "preempt compute ('realtime', needs root or CAP_SYS_NICE), leave them alone ('normal'), or "
+                        "realtime where allowed ('auto', default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ladder-edu", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -52,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--steps", type=int, default=16, help="decode steps timed per round (default: 16)")
     tour.add_argument("--context", type=int, default=64, help="prompt length in the KV cache (default: 64)")
     tour.add_argument("--batch", type=int, default=1, help="sequences decoded together (default: 1)")
+    _priority(tour)
+
+    probe = sub.add_parser("overlap-probe", help="can this machine run an all-reduce while it computes?",
+                           description="Micro-benchmark: async all-reduces next to compute bursts of growing "
+                                       "length; reports how often the all-reduce finished during the burst and the "
+                                       "speedup of waiting one burst later (ladder's rule) over blocking.")
+    probe.add_argument("--ranks", type=int, default=None, help="ranks (default: every GPU if several, else 2)")
+    probe.add_argument("--iters", type=int, default=30, help="iterations per measurement (default: 30)")
+    probe.add_argument("--backend", choices=launch.BACKENDS, default=None,
+                       help="process-group backend (default: nccl if there is one GPU per rank, else gloo)")
+    probe.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    _priority(probe)
 
     check = sub.add_parser("check", help="compare the model on N ranks with the same model on one device",
                            description="Run the model on N ranks and on one device with the same weights and "
@@ -123,19 +142,32 @@ def cmd_tour(args) -> int:
         _say("  " + res.summary())
     _say(f"\n2) Decode speed ({args.rounds} interleaved rounds x {args.steps} steps per variant)")
     bench = decode_benchmark(cfg, tp, BENCH_VARIANTS, batch=args.batch, context=args.context, steps=args.steps,
-                             rounds=args.rounds, seed=args.seed, backend=backend, timeout_s=args.timeout)
+                             rounds=args.rounds, seed=args.seed, backend=backend, timeout_s=args.timeout,
+                             comm_priority=args.comm_priority)
     _say("  " + bench.table().replace("\n", "\n  "))
     if backend == "gloo":
-        _say("\n  On a CPU the gloo ranks share the cores with their own communication threads, so TP is slower "
-             "than one process and overlap is partial: this teaches mechanics and relative effects, not speed-ups.")
+        _say("\n  On a CPU, gloo communicates from threads that need the same cores as compute, so TP is slower than "
+             "one process and an all-reduce can hide behind compute only where a core is free: this teaches "
+             "mechanics and relative effects, not speed-ups. `ladder-edu overlap-probe` measures your machine.")
     _write_json(args.json, {"checks": results, "decode": bench.to_dict()})
     return 0 if ok else 1
+
+
+def cmd_overlap_probe(args) -> int:
+    from dataclasses import asdict
+
+    from .probe import format_probe, overlap_probe
+    res = overlap_probe(args.ranks or launch.default_world_size(), args.comm_priority, args.backend,
+                        iters=args.iters)
+    _say(format_probe(res))
+    _write_json(args.json, {"comm_priority": res["comm_priority"], "rows": [asdict(r) for r in res["rows"]]})
+    return 0
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"check": cmd_check, "tour": cmd_tour}[args.command](args)
+        return {"check": cmd_check, "tour": cmd_tour, "overlap-probe": cmd_overlap_probe}[args.command](args)
     except (ValueError, TypeError, launch.LaunchError) as e:
         print(f"ladder-edu {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 BACKENDS = ("gloo", "nccl")
+COMM_PRIORITIES = ("auto", "normal", "realtime")
 
 
 class LaunchError(RuntimeError):
@@ -107,15 +108,54 @@ def current_device() -> torch.device:
     return torch.device("cpu")
 
 
-def _worker(rank, world_size, port, backend, timeout_s, threads, fn, args, kwargs, out_dir):
+def applied_comm_priority() -> str:
+    """The priority this rank's gloo threads got: "realtime" or "normal" (see ``run``'s comm_priority)."""
+    return os.environ.get("LADDER_EDU_COMM_PRIORITY", "normal")
+
+
+def _init_group(backend, timeout_s, comm_priority, **init_kwargs):
+    """init_process_group, creating gloo's threads in a real-time class when asked (and allowed, for "auto")."""
+    realtime = backend == "gloo" and comm_priority in ("auto", "realtime")
+    if realtime:
+        try:
+            _realtime_comm_threads(True)
+        except LaunchError:
+            if comm_priority == "realtime":
+                raise
+            realtime = False
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), **init_kwargs)
+    if realtime:
+        _realtime_comm_threads(False)
+    os.environ["LADDER_EDU_COMM_PRIORITY"] = "realtime" if realtime else "normal"
+
+
+def _realtime_comm_threads(on: bool) -> None:
+    """Make the threads this thread creates next (gloo's worker and socket threads) real-time (SCHED_RR), then call
+    with on=False to put the calling (compute) thread back to normal. Linux, root or CAP_SYS_NICE only.
+
+    Why: on a CPU, gloo communicates from its own threads. While every core runs compute, a woken communication
+    thread can wait milliseconds for a core, so an "async" all-reduce barely progresses under compute. A real-time
+    class lets it preempt compute at once: the CPU analogue of NCCL's high-priority CUDA streams.
+    """
+    try:
+        if on:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+        else:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, PermissionError, OSError) as e:
+        raise LaunchError(f"comm_priority='realtime' needs Linux and root or CAP_SYS_NICE ({e}); "
+                          f"valid choices here: 'normal'") from e
+
+
+def _worker(rank, world_size, port, backend, timeout_s, threads, comm_priority, fn, args, kwargs, out_dir):
     """Body of one spawned rank: init the group, call fn, write {ok, result | error, traceback} to out_dir."""
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     if threads:
         torch.set_num_threads(threads)
     payload = {"rank": rank}
     try:
-        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        _init_group(backend, timeout_s, comm_priority, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                    world_size=world_size)
         device_for_rank(backend, rank)
         payload.update(ok=True, result=fn(*args, **kwargs))
     except BaseException as e:  # noqa: BLE001 - everything a rank raises is reported to the parent
@@ -148,7 +188,8 @@ def _check_picklable(fn):
 
 
 def run(fn, world_size: int, *args, backend: str | None = None, timeout_s: float = 60.0,
-        deadline_s: float | None = 900.0, threads: int | None = 1, port: int | None = None, **kwargs) -> list:
+        deadline_s: float | None = 900.0, threads: int | None = 1, port: int | None = None,
+        comm_priority: str = "auto", **kwargs) -> list:
     """Run ``fn(*args, **kwargs)`` on ``world_size`` ranks and return the list of per-rank results.
 
     backend: "gloo" or "nccl" (default: NCCL if there is a GPU per rank, else gloo).
@@ -156,19 +197,24 @@ def run(fn, world_size: int, *args, backend: str | None = None, timeout_s: float
     deadline_s: the whole job is killed after this many seconds (None: no limit besides timeout_s).
     threads: intra-op threads per rank (1 by default: 2 threads per rank oversubscribe a 2-core CPU; None: leave
     torch's default).
+    comm_priority: "realtime" gives gloo's communication threads a real-time scheduling class (Linux, root or
+    CAP_SYS_NICE; see ``_realtime_comm_threads``), "normal" leaves them alone, "auto" (default) uses realtime where
+    allowed. ``applied_comm_priority()`` tells a rank which one it got.
     """
     if world_size < 1:
         raise LaunchError(f"world_size must be at least 1, got {world_size}")
+    if comm_priority not in COMM_PRIORITIES:
+        raise LaunchError(f"unknown comm_priority {comm_priority!r}; valid choices: {', '.join(COMM_PRIORITIES)}")
     if under_torchrun():
-        return _run_under_torchrun(fn, world_size, args, kwargs, backend, timeout_s, threads)
+        return _run_under_torchrun(fn, world_size, args, kwargs, backend, timeout_s, threads, comm_priority)
     backend = backend or default_backend(world_size)
     check_backend(backend, world_size)
     _check_picklable(fn)
     port = free_port(port)
     out_dir = tempfile.mkdtemp(prefix="ladder_edu_ranks_")
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(r, world_size, port, backend, timeout_s, threads, fn, args, kwargs,
-                                               out_dir), daemon=True) for r in range(world_size)]
+    procs = [ctx.Process(target=_worker, args=(r, world_size, port, backend, timeout_s, threads, comm_priority, fn,
+                                               args, kwargs, out_dir), daemon=True) for r in range(world_size)]
     try:
         for p in procs:
             p.start()
@@ -221,7 +267,7 @@ def _collect(procs, out_dir, deadline_s, timeout_s):
         time.sleep(0.02)
 
 
-def _run_under_torchrun(fn, world_size, args, kwargs, backend, timeout_s, threads):
+def _run_under_torchrun(fn, world_size, args, kwargs, backend, timeout_s, threads, comm_priority):
     """torchrun started the ranks: init from its environment, run fn here, all-gather the results."""
     env_world = int(os.environ["WORLD_SIZE"])
     if env_world != world_size:
@@ -233,7 +279,7 @@ def _run_under_torchrun(fn, world_size, args, kwargs, backend, timeout_s, thread
         backend = backend or ("nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo")
         check_backend(backend, world_size)
         device_for_rank(backend, int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        _init_group(backend, timeout_s, comm_priority)
     result = fn(*args, **kwargs)
     gathered = [None] * world_size
     dist.all_gather_object(gathered, result)

@@ -95,3 +95,22 @@ def test_torchrun_world_size_mismatch(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     with pytest.raises(launch.LaunchError, match="asked for 2 ranks but torchrun started 4"):
         launch.run(workers.rank_and_sum, 2, 0)
+
+
+def test_comm_priority_is_validated():
+    with pytest.raises(launch.LaunchError, match="valid choices: auto, normal, realtime"):
+        launch.run(workers.rank_and_sum, 2, 0, comm_priority="high")
+
+
+@pytest.mark.parametrize("priority", ["auto", "normal", "realtime"])
+def test_comm_priority_leaves_the_compute_thread_normal(priority):
+    import os
+    allowed = os.geteuid() == 0
+    if priority == "realtime" and not allowed:
+        with pytest.raises(launch.RankError, match="needs Linux and root or CAP_SYS_NICE"):
+            launch.run(workers.comm_priority_seen, 2, comm_priority=priority)
+        return
+    res = launch.run(workers.comm_priority_seen, 2, comm_priority=priority)
+    expected = "realtime" if priority == "realtime" or (priority == "auto" and allowed) else "normal"
+    assert [r["applied"] for r in res] == [expected, expected]
+    assert all(r["main_policy"] == os.SCHED_OTHER for r in res)      # only gloo's threads are real-time

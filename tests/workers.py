@@ -44,3 +44,11 @@ def sleep_forever():
 def wrong_world_size():
     from ladder_edu import Transformer, TPGroup, get_config
     Transformer(get_config("tiny"), TPGroup(dist.get_rank(), 4, None))
+
+
+def comm_priority_seen():
+    import threading
+
+    from ladder_edu import launch
+    return {"applied": launch.applied_comm_priority(), "main_policy": os.sched_getscheduler(0),
+            "thread": threading.get_native_id()}
