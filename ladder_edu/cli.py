@@ -61,6 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--batch", type=int, default=1, help="sequences decoded together (default: 1)")
     _priority(tour)
 
+    prof = sub.add_parser("profile", help="trace every rank; overlap report, merged trace, timeline PNG",
+                          description="Profile the given variants on N ranks with torch.profiler and write into "
+                                      "--out: a Chrome/Perfetto trace per rank (also a TensorBoard log dir), a merged "
+                                      "trace with a row per rank, overlap.json (compute, communication, overlapped "
+                                      "and exposed communication per rank and layer) and timeline.png.")
+    _common(prof, "small")
+    prof.add_argument("--arch", default="standard,ladder",
+                      help=f"comma-separated variants from {', '.join(BENCH_VARIANTS)} (default: standard,ladder)")
+    prof.add_argument("--tp", type=int, default=2, help="number of ranks (default: 2)")
+    prof.add_argument("--phase", choices=["prefill", "decode"], default="decode",
+                      help="profile decode steps (one new token) or prefills of --context tokens (default: decode)")
+    prof.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    prof.add_argument("--steps", type=int, default=4, help="profiled steps after 2 warm-up steps (default: 4)")
+    prof.add_argument("--context", type=int, default=64, help="prompt length (default: 64)")
+    prof.add_argument("--layers", default=None, metavar="A-B",
+                      help="also draw timeline_layers.png zoomed to layers A..B (default: layers 0-2)")
+    _priority(prof)
+
     probe = sub.add_parser("overlap-probe", help="can this machine run an all-reduce while it computes?",
                            description="Micro-benchmark: async all-reduces next to compute bursts of growing "
                                        "length; reports how often the all-reduce finished during the burst and the "
@@ -153,6 +171,33 @@ def cmd_tour(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_profile(args) -> int:
+    import matplotlib
+    matplotlib.use("Agg")
+    from .overlap import analyze, load_trace, report_table
+    from .timeline import draw_timeline
+    from .trace import profile
+    variants = [v.strip() for v in args.arch.split(",") if v.strip()]
+    cfg = get_config(args.preset)
+    traces = profile(cfg, variants, args.tp, args.phase, args.out, steps=args.steps, context=args.context,
+                     seed=args.seed, backend=args.backend, comm_priority=args.comm_priority, timeout_s=args.timeout)
+    reports = {v: [analyze(load_trace(p), rank=r) for r, p in enumerate(paths)] for v, paths in traces.items()}
+    _say(report_table(reports))
+    out = {"preset": cfg.name, "tp": args.tp, "phase": args.phase, "steps": args.steps, "variants": {
+        v: [dict(rank=r.rank, device=r.device, steps=r.steps, per_step=r.per_step(), layers=r.layers)
+            for r in reps] for v, reps in reports.items()}}
+    _write_json(os.path.join(args.out, "overlap.json"), out)
+    a, b = (int(x) for x in (args.layers or "0-2").split("-"))
+    for name, layers in (("timeline.png", None), ("timeline_layers.png", (a, b))):
+        fig = draw_timeline(traces, layers=layers)
+        fig.savefig(os.path.join(args.out, name), dpi=110)
+        _say(f"wrote {os.path.join(args.out, name)}")
+    _say(f"open {args.out}/<variant>.merged.trace.json at https://ui.perfetto.dev or chrome://tracing; "
+         f"TensorBoard: tensorboard --logdir {args.out}/traces (pip install ladder_edu[tensorboard])")
+    _write_json(args.json, out)
+    return 0
+
+
 def cmd_overlap_probe(args) -> int:
     from dataclasses import asdict
 
@@ -167,7 +212,8 @@ def cmd_overlap_probe(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"check": cmd_check, "tour": cmd_tour, "overlap-probe": cmd_overlap_probe}[args.command](args)
+        return {"check": cmd_check, "tour": cmd_tour, "profile": cmd_profile,
+                "overlap-probe": cmd_overlap_probe}[args.command](args)
     except (ValueError, TypeError, launch.LaunchError) as e:
         print(f"ladder-edu {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -28,28 +28,31 @@ import torch.distributed._functional_collectives as funcol
 class Pending:
     """A module's output whose all-reduce may still be in flight. ``wait()`` returns the reduced tensor."""
 
-    __slots__ = ("tensor", "work")
+    __slots__ = ("tensor", "work", "name")
 
-    def __init__(self, tensor: torch.Tensor, work=None):
-        self.tensor, self.work = tensor, work
+    def __init__(self, tensor: torch.Tensor, work=None, name: str = ""):
+        self.tensor, self.work, self.name = tensor, work, name
 
     def wait(self) -> torch.Tensor:
         if self.work is not None:
-            with region("wait_all_reduce"):
+            with region(f"{self.name}:wait"):
                 self.work.wait()
             self.work = None
         return self.tensor
 
 
-def all_reduce_async(t: torch.Tensor, tp, comm: str = "all_reduce") -> Pending:
-    """Start sum-all-reducing ``t`` over the TP group and return at once (``tp`` is a :class:`TPGroup`)."""
+def all_reduce_async(t: torch.Tensor, tp, comm: str = "all_reduce", name: str = "") -> Pending:
+    """Start sum-all-reducing ``t`` over the TP group and return at once (``tp`` is a :class:`TPGroup`).
+
+    ``name`` labels the trace regions: ``{name}:all_reduce`` (starting it) and ``{name}:wait`` (waiting for it).
+    """
     if tp.size == 1 or comm == "skip":
-        return Pending(t)
+        return Pending(t, None, name)
     if torch.compiler.is_compiling():
-        return Pending(funcol.all_reduce(t, "sum", tp.group if tp.group is not None else dist.group.WORLD))
-    with region("all_reduce"):
+        return Pending(funcol.all_reduce(t, "sum", tp.group if tp.group is not None else dist.group.WORLD), None, name)
+    with region(f"{name}:all_reduce"):
         work = dist.all_reduce(t, op=dist.ReduceOp.SUM, group=tp.group, async_op=True)
-    return Pending(t, work)
+    return Pending(t, work, name)
 
 
 def _nvtx_available() -> bool:

@@ -94,9 +94,10 @@ class Transformer(nn.Module):
             for name, module in layer.steps(start, rope):
                 while len(pending) > layer.lag:               # THE due rule: standard lag 0, ladder lag 1
                     x = x + pending.popleft().wait()
-                with region(f"layer{layer.index}.{name}"):
+                label = f"L{layer.index}.{name}"               # trace label, e.g. "L3.attn"
+                with region(label):
                     out = module(x)
-                pending.append(all_reduce_async(out, self.tp, self.cfg.comm))
+                pending.append(all_reduce_async(out, self.tp, self.cfg.comm, label))
         while pending:                                        # the last outputs cannot be overlapped
             x = x + pending.popleft().wait()
         with region("lm_head"):

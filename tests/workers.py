@@ -52,3 +52,18 @@ def comm_priority_seen():
     from ladder_edu import launch
     return {"applied": launch.applied_comm_priority(), "main_policy": os.sched_getscheduler(0),
             "thread": threading.get_native_id()}
+
+
+def plain_profiler_trace(path_prefix):
+    """Plain torch.profiler code that knows nothing of ladder_edu: matmuls next to async all-reduces."""
+    a, x = torch.randn(256, 256), torch.randn(64, 256)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(4):
+            y = x @ a
+            work = dist.all_reduce(y, async_op=True)
+            for _ in range(3):
+                x = torch.tanh(x @ a)
+            work.wait()
+    path = f"{path_prefix}{dist.get_rank()}.json"
+    prof.export_chrome_trace(path)
+    return path

@@ -1,0 +1,71 @@
+"""Nsight-style timelines from traces: per rank a compute lane and a communication lane, one variant above the
+other on the same time scale, so hidden and exposed communication can be seen."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
+
+from .overlap import Interval, classify, load_trace
+
+COLORS = {"attn": "#4C72B0", "mlp": "#55A868", "attn+mlp": "#8172B3", "lm_head": "#937860", "compute": "#4C72B0",
+          "allreduce": "#C44E52", "wait": "#BBBBBB"}
+
+
+def step_window(parts: dict, step: int = -1) -> tuple[float, float]:
+    """(start, end) of one forward pass: from its first module region to the next pass's first one."""
+    firsts = sorted(i.start for i in parts["compute"] if i.layer == 0 and i.name.endswith(("attn", "attn+mlp")))
+    if not firsts:
+        everything = parts["compute"] + parts["comm"]
+        return min(i.start for i in everything), max(i.end for i in everything)
+    k = range(len(firsts))[step]
+    end = firsts[k + 1] if k + 1 < len(firsts) else max(i.end for i in parts["compute"] + parts["comm"])
+    return firsts[k], end
+
+
+def _select(intervals: list[Interval], lo: float, hi: float, layers) -> list[Interval]:
+    keep = [i for i in intervals if i.end > lo and i.start < hi]
+    if layers is not None:
+        keep = [i for i in keep if i.layer is not None and layers[0] <= i.layer <= layers[1]]
+    return keep
+
+
+def draw_timeline(traces: dict[str, list[str]], step: int = -1, layers: tuple[int, int] | None = None,
+                  ranks: list[int] | None = None, title: str = ""):
+    """traces: {variant: [rank 0 trace path, rank 1 trace path, ...]}. Draws one profiled step (default: the last)
+    of each variant, optionally only layers ``layers=(first, last)`` and only some ``ranks``."""
+    rows = []
+    for variant, paths in traces.items():
+        parts = [classify(load_trace(p)) for p in paths]
+        lo, hi = step_window(parts[0], step)
+        for r, prt in enumerate(parts):
+            if ranks is None or r in ranks:
+                rows.append((variant, r, prt, lo, hi))
+    fig, ax = plt.subplots(figsize=(12, 0.55 * 2 * len(rows) + 1.2))
+    yticks, ylabels = [], []
+    end_ms, start_ms = 0.0, float("inf")
+    for k, (variant, r, prt, lo, hi) in enumerate(rows):
+        base = (len(rows) - 1 - k) * 2.3
+        lanes = [("compute", prt["compute"] + prt["wait"], base + 1.0), ("comm", prt["comm"], base)]
+        for lane, intervals, y in lanes:
+            sel = _select(intervals, lo, hi, layers)
+            bars = [((i.start - lo) / 1e3, (i.end - i.start) / 1e3) for i in sel]
+            ax.broken_barh(bars, (y, 0.85), facecolors=[COLORS[i.kind] for i in sel], edgecolor="none")
+            if sel:
+                end_ms = max(end_ms, max((i.end - lo) / 1e3 for i in sel))
+                start_ms = min(start_ms, min((i.start - lo) / 1e3 for i in sel))
+            yticks.append(y + 0.42)
+            ylabels.append(f"{variant} r{r} {lane}")
+        ax.axhline(base - 0.2, color="#EEEEEE", lw=0.8)
+    ax.set_yticks(yticks, ylabels, fontsize=8)
+    start_ms = 0.0 if layers is None or start_ms == float("inf") else start_ms
+    ax.set_xlim(start_ms, end_ms + 0.02 * (end_ms - start_ms) if end_ms else 1)
+    ax.set_xlabel("ms since the start of the step")
+    kinds = ["attn", "mlp", "attn+mlp", "lm_head", "allreduce", "wait"]
+    ax.legend([Patch(color=COLORS[c]) for c in kinds], ["attention", "MLP", "attn+MLP", "LM head",
+                                                         "all-reduce (comm thread)", "waiting for an all-reduce"],
+              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=6, fontsize=8, frameon=False)
+    what = f"layers {layers[0]}-{layers[1]}" if layers else "one step"
+    ax.set_title(title or f"Timeline of {what}, per rank: compute lane (main thread) and communication lane",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
