@@ -13,8 +13,12 @@ profiled step, and each step is a ``ProfilerStep#`` of the profiler's schedule, 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import sys
+import tempfile
 
 import torch
 import torch.distributed as dist
@@ -26,6 +30,30 @@ from .model import Transformer, init_weights
 from .parallel import TPGroup
 
 PHASES = ("prefill", "decode")
+
+
+USDT_RE = re.compile(r"USDT:\S+ \S+ \S+ \S+\] profiler_(start|stop)")
+
+
+@contextlib.contextmanager
+def quiet_profiler_stderr():
+    """torch 2.13's profiler writes "USDT: ... profiler_start/stop" lines to stderr (fd 2) at every start and stop,
+    whatever the log level; drop exactly those and pass the rest of stderr through."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            rest = USDT_RE.sub("", tmp.read().decode(errors="replace"))
+            rest = "".join(line for line in rest.splitlines(keepends=True) if line.strip())
+            if rest:
+                sys.stderr.write(rest)
 
 
 def _step(model: Transformer, phase: str, prompt: torch.Tensor, context: int, i: int):
@@ -54,8 +82,9 @@ def profile_worker(cfg: ModelConfig, variants: list[str], phase: str, out_dir: s
         with torch.no_grad():
             model(prompt)                                            # fills the KV cache
             schedule = torch.profiler.schedule(wait=0, warmup=warmup, active=steps, repeat=1)
-            with torch.profiler.profile(activities=activities, schedule=schedule,
-                                        on_trace_ready=lambda p, path=path: p.export_chrome_trace(path)) as prof:
+            with quiet_profiler_stderr(), torch.profiler.profile(
+                    activities=activities, schedule=schedule,
+                    on_trace_ready=lambda p, path=path: p.export_chrome_trace(path)) as prof:
                 for i in range(warmup + steps):
                     dist.barrier(group=tp.group)
                     _step(model, phase, prompt, context, i)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ladder_edu import get_config, launch
+from ladder_edu import launch
 from ladder_edu.overlap import analyze, classify, intersection, load_trace, union
 from tests import workers
 
@@ -115,7 +115,7 @@ def test_live_profile_ladder_exposes_less_communication(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root (or CAP_SYS_NICE) for real-time communication threads")
     out = tmp_path / "prof"
-    assert main(["profile", "--preset", "tiny", "--arch", "standard,ladder", "--tp", "2", "--steps", "4",
+    assert main(["profile", "--preset", "small", "--arch", "standard,ladder", "--tp", "2", "--steps", "4",
                  "--comm-priority", "realtime", "--out", str(out)]) == 0
     for name in ["overlap.json", "timeline.png", "timeline_layers.png", "standard.merged.trace.json",
                  "ladder.merged.trace.json", "traces/standard/rank0.pt.trace.json", "traces/ladder/rank1.pt.trace.json"]:
@@ -123,8 +123,34 @@ def test_live_profile_ladder_exposes_less_communication(tmp_path):
     report = json.loads((out / "overlap.json").read_text())["variants"]
     exposed = {v: sum(r["per_step"]["exposed_comm_us"] for r in reps) for v, reps in report.items()}
     overlapped = {v: sum(r["per_step"]["overlapped_us"] for r in reps) for v, reps in report.items()}
-    assert exposed["ladder"] < exposed["standard"]
+    assert exposed["ladder"] < exposed["standard"], exposed
     assert overlapped["ladder"] > overlapped["standard"]
     merged = json.loads((out / "ladder.merged.trace.json").read_text())["traceEvents"]
     assert {e["args"]["name"] for e in merged if e.get("name") == "process_name"} == {"rank 0", "rank 1"}
     assert any(e.get("name") == "L3.mlp:wait" and e["pid"] == "rank 1" for e in merged)
+
+
+def test_quiet_profiler_stderr_drops_only_usdt_lines(capfd):
+    from ladder_edu.trace import quiet_profiler_stderr
+    with quiet_profiler_stderr():
+        os.write(2, b"USDT:2026-11-23 12:25:42 13851:13851 SyncActivityProfilerHandler.cpp:52] profiler_start"
+                    b"USDT:2026-11-23 12:25:42 1:1 SyncActivityProfilerHandler.cpp:59] profiler_stop\n"
+                    b"a real warning\n")
+    assert capfd.readouterr().err == "a real warning\n"
+
+
+def test_timeline_explorer_redraws_with_the_chosen_window(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from ladder_edu import widgets
+    calls = []
+    real = widgets.draw_timeline
+    monkeypatch.setattr(widgets, "draw_timeline", lambda *a, **k: calls.append(k) or real(*a, **k))
+    fixture = os.path.join(DATA, "gloo_ladder_tiny_rank0.json.gz")
+    box = widgets.timeline_explorer({"ladder": [fixture]})
+    rank, step, layers = box.children[0].children
+    assert [o[1] for o in step.options] == [0, 1] and layers.max == 3
+    layers.value = (1, 2)                   # each change redraws
+    step.value = 0
+    rank.value = 0
+    assert calls[-1] == {"step": 0, "layers": (1, 2), "ranks": [0]}
