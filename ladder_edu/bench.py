@@ -29,15 +29,44 @@ from .model import DTYPES, Transformer, init_weights
 from .parallel import TPGroup
 
 
+PHASES = ("prefill", "decode")
+
+
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
+class _Timer:
+    """Wall time of a step: CUDA events on a GPU (what ran on the device), perf_counter on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def __enter__(self):
+        if self.cuda:
+            self.start.record()
+        else:
+            self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.end.record()
+            self.end.synchronize()
+            self.seconds = self.start.elapsed_time(self.end) / 1e3
+        else:
+            self.seconds = time.perf_counter() - self.t0
+
+
 def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context: int = 64, steps: int = 16,
-                  rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32") -> dict:
-    """Runs on every rank; returns {"times": {variant: [seconds per decode step, max over ranks]},
-    "comm_priority": how this rank's communication threads were scheduled}."""
+                  rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
+                  phase: str = "decode") -> dict:
+    """Runs on every rank; returns {"times": {variant: [seconds per step, max over ranks]},
+    "comm_priority": how this rank's communication threads were scheduled}. A decode step adds one token to a
+    cache of ``context``; a prefill step processes a ``context``-token prompt from position 0."""
     tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
     device = launch.current_device()
     full = init_weights(cfg, seed)
@@ -47,7 +76,7 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
         for v in variants:
             models[v] = Transformer.from_full_state_dict(variant_config(cfg, v), full, tp, DTYPES[dtype], device)
             models[v].setup_cache(batch, context + steps)
-            models[v](prompt)                                     # prefill: fills the KV cache
+            models[v](prompt)                                     # prefill: fills the KV cache (and warms up)
     token = prompt[:, -1:]
     times = {v: [] for v in variants}
     step_times = torch.zeros(steps, dtype=torch.float64)
@@ -58,10 +87,12 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
                     if tp.size > 1:
                         dist.barrier(group=tp.group)
                     _sync(device)
-                    t0 = time.perf_counter()
-                    models[v](token, start=context + s)
-                    _sync(device)
-                    step_times[s] = time.perf_counter() - t0
+                    with _Timer(device) as timer:
+                        if phase == "prefill":
+                            models[v](prompt, start=0)
+                        else:
+                            models[v](token, start=context + s)
+                    step_times[s] = timer.seconds
                 if tp.size > 1:
                     dist.all_reduce(step_times, op=dist.ReduceOp.MAX, group=tp.group)
                 if r >= warmup:
@@ -96,6 +127,12 @@ class DecodeBenchmark:
     rows: list[VariantTiming] = field(default_factory=list)
     comm_share: float | None = None
     comm_priority: str = "normal"
+    phase: str = "decode"
+
+    def tokens_per_s(self, variant: str) -> float:
+        """Decode: batch new tokens per step; prefill: batch x context prompt tokens per step."""
+        per_step = self.batch * (self.context if self.phase == "prefill" else 1)
+        return per_step / (self.row(variant).median_ms / 1e3)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,8 +142,9 @@ class DecodeBenchmark:
 
     def table(self) -> str:
         threads = f", {self.comm_priority} comm threads" if self.backend == "gloo" else ""
-        head = (f"decode, preset {self.preset}, TP={self.tp} ({self.backend}{threads}), batch {self.batch}, "
-                f"context {self.context}: ms per token (median, p10-p90 over {self.rows[0].samples} steps)")
+        unit = "ms per prefill" if self.phase == "prefill" else "ms per token"
+        head = (f"{self.phase}, preset {self.preset}, TP={self.tp} ({self.backend}{threads}), batch {self.batch}, "
+                f"context {self.context}: {unit} (median, p10-p90 over {self.rows[0].samples} steps)")
         lines = [head, f"  {'variant':<12} {'median':>8} {'p10-p90':>15} {'speedup':>8}"]
         for r in self.rows:
             sp = f"{r.speedup_vs_standard:.2f}x" if r.speedup_vs_standard else "-"
@@ -119,8 +157,8 @@ class DecodeBenchmark:
 
 
 def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
-              times: dict[str, list[float]], comm_priority: str = "normal") -> DecodeBenchmark:
-    res = DecodeBenchmark(cfg.name, tp, backend, batch, context, comm_priority=comm_priority)
+              times: dict[str, list[float]], comm_priority: str = "normal", phase: str = "decode") -> DecodeBenchmark:
+    res = DecodeBenchmark(cfg.name, tp, backend, batch, context, comm_priority=comm_priority, phase=phase)
     for v, xs in times.items():
         ms = [1e3 * x for x in xs]
         res.rows.append(VariantTiming(v, statistics.median(ms), _percentile(ms, 0.1), _percentile(ms, 0.9), len(ms)))
@@ -136,8 +174,10 @@ def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
 def decode_benchmark(cfg: ModelConfig, tp: int, variants=BENCH_VARIANTS, batch: int = 1, context: int = 64,
                      steps: int = 16, rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
                      backend: str | None = None, timeout_s: float = 120.0,
-                     comm_priority: str = "auto") -> DecodeBenchmark:
-    """Time decode for each variant on ``tp`` ranks (interleaved); see the module docstring for the method."""
+                     comm_priority: str = "auto", phase: str = "decode") -> DecodeBenchmark:
+    """Time decode (or prefill) steps of each variant on ``tp`` ranks, interleaved; see the module docstring."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
     variants = list(variants)
     for v in variants:
         variant_config(cfg, v)                      # validates the names
@@ -145,6 +185,6 @@ def decode_benchmark(cfg: ModelConfig, tp: int, variants=BENCH_VARIANTS, batch: 
     if context + steps > cfg.max_seq_len:
         raise ValueError(f"context ({context}) + steps ({steps}) exceeds max_seq_len={cfg.max_seq_len}")
     backend = backend or launch.default_backend(tp)
-    results = launch.run(decode_worker, tp, cfg, variants, batch, context, steps, rounds, warmup, seed, dtype,
+    results = launch.run(decode_worker, tp, cfg, variants, batch, context, steps, rounds, warmup, seed, dtype, phase,
                          backend=backend, timeout_s=timeout_s, comm_priority=comm_priority)
-    return summarize(cfg, tp, backend, batch, context, results[0]["times"], results[0]["comm_priority"])
+    return summarize(cfg, tp, backend, batch, context, results[0]["times"], results[0]["comm_priority"], phase)

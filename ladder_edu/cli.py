@@ -6,12 +6,10 @@ Every sub-command runs real ranks: it spawns them itself (gloo on a CPU, NCCL wi
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
 from . import launch
-from .config import ARCHS, BENCH_VARIANTS, PRESETS, get_config
+from .config import ARCHS, BENCH_VARIANTS, PRESETS
 
 EPILOG = """examples:
   ladder-edu tour                                   # the 1-minute tour on 2 CPU ranks
@@ -79,6 +77,50 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also draw timeline_layers.png zoomed to layers A..B (default: layers 0-2)")
     _priority(prof)
 
+    bench = sub.add_parser("bench", help="time prefill or decode for variants x TP degrees x batches x lengths",
+                           description="Interleaved timing (warm-up, barrier per step, slowest rank, median and "
+                                       "p10-p90) of each variant for every combination of --tp, --batch and "
+                                       "--context. Writes JSON, CSV and a plot. On GPUs, run with "
+                                       "NCCL_P2P_DISABLE=1 to emulate 'no NVLink' as the Ladder paper did.")
+    _common(bench, "small")
+    bench.add_argument("--arch", default=",".join(BENCH_VARIANTS),
+                       help=f"comma-separated variants (default: {','.join(BENCH_VARIANTS)})")
+    bench.add_argument("--tp", default="2", help="comma-separated TP degrees (default: 2)")
+    bench.add_argument("--phase", choices=["prefill", "decode"], default="decode",
+                       help="time decode steps (one new token, KV cache of --context) or prefills of --context "
+                            "tokens (default: decode)")
+    bench.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")
+    bench.add_argument("--context", default="64",
+                       help="comma-separated prompt lengths: the KV cache for decode, the prompt for prefill "
+                            "(default: 64)")
+    bench.add_argument("--steps", type=int, default=16, help="timed steps per variant per round (default: 16)")
+    bench.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default: 6)")
+    bench.add_argument("--csv", metavar="FILE", help="also write one row per measurement to FILE as CSV")
+    bench.add_argument("--plot", metavar="FILE", help="also draw the medians with p10-p90 whiskers to FILE (PNG)")
+    _priority(bench)
+
+    pred = sub.add_parser("predict", help="the performance model: tokens/s and speedups on hardware you lack",
+                          description="Analytic model of TP inference (ladder_edu/perfmodel.py): prefill, decode "
+                                      "and tokens/s of each variant on a hardware preset, as the Ladder paper "
+                                      "measured them (prompt 1024, 512 new tokens). --validate fits its constants "
+                                      "on part of the paper's 70B table and reports the held-out error.")
+    pred.add_argument("--model", default="llama-3-70b", choices=sorted(PRESETS), help="model preset (default: "
+                      "llama-3-70b)")
+    pred.add_argument("--gpu", default="h100-nvlink",
+                      help="hardware preset: h100-nvlink, h100-no-p2p, a100-nvswitch, rtx4090-pcie, or this-machine "
+                           "(calibrated now by micro-benchmarks on 2 CPU ranks) (default: h100-nvlink)")
+    pred.add_argument("--tp", type=int, default=8, help="TP degree (default: 8)")
+    pred.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")
+    pred.add_argument("--prompt", type=int, default=1024, help="prompt tokens (default: 1024)")
+    pred.add_argument("--generate", type=int, default=512, help="new tokens (default: 512)")
+    pred.add_argument("--validate", action="store_true",
+                      help="fit the constants on the paper's 70B table (batch 1, 16) and report the error on the "
+                           "held-out cells (batch 4, 64)")
+    pred.add_argument("--compare", action="store_true",
+                      help="with --gpu this-machine: also measure decode (ladder-edu bench) and show it beside the "
+                           "prediction")
+    pred.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+
     probe = sub.add_parser("overlap-probe", help="can this machine run an all-reduce while it computes?",
                            description="Micro-benchmark: async all-reduces next to compute bursts of growing "
                                        "length; reports how often the all-reduce finished during the burst and the "
@@ -107,113 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_main_rank() -> bool:
-    return not launch.under_torchrun() or int(os.environ.get("RANK", "0")) == 0
-
-
-def _say(*args):
-    if _is_main_rank():
-        print(*args, flush=True)
-
-
-def _write_json(path: str | None, data):
-    if path and _is_main_rank():
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-        print(f"wrote {path}")
-
-
-def cmd_check(args) -> int:
-    from .check import check
-    cfg = get_config(args.preset, arch=args.arch, ladder_layers=args.ladder_layers)
-    res = check(cfg, args.tp, seed=args.seed, new_tokens=args.new_tokens, dtype=args.dtype,
-                tolerance=args.tolerance, backend=args.backend, timeout_s=args.timeout)
-    _say(res.summary())
-    _write_json(args.json, res.to_dict())
-    return 0 if res.passed else 1
-
-
-def default_tp(cfg) -> int:
-    """All ranks there are (see launch.default_world_size), rounded down to a TP degree that shards ``cfg``."""
-    n = launch.default_world_size()
-    if launch.under_torchrun():
-        return n
-    return max(t for t in cfg.valid_tp_degrees() if t <= n)
-
-
-def cmd_tour(args) -> int:
-    from .bench import decode_benchmark
-    from .check import check
-    cfg = get_config(args.preset)
-    tp = args.tp or default_tp(cfg)
-    backend = args.backend or launch.default_backend(tp)
-    _say(f"ladder-edu tour: preset {cfg.name} ({cfg.num_params() / 1e6:.1f}M parameters, {cfg.n_layers} layers, "
-         f"dim {cfg.dim}), TP={tp} over {backend}\n\n1) Is TP={tp} the same model as one device? (float32)")
-    results, ok = [], True
-    variants = [dict(arch=a) for a in ARCHS] + [dict(arch="standard", ladder_layers=cfg.n_layers // 2)]
-    for kw in variants:
-        res = check(cfg.replace(**kw), tp, seed=args.seed, backend=backend, timeout_s=args.timeout)
-        ok &= res.passed
-        results.append(res.to_dict())
-        _say("  " + res.summary())
-    _say(f"\n2) Decode speed ({args.rounds} interleaved rounds x {args.steps} steps per variant)")
-    bench = decode_benchmark(cfg, tp, BENCH_VARIANTS, batch=args.batch, context=args.context, steps=args.steps,
-                             rounds=args.rounds, seed=args.seed, backend=backend, timeout_s=args.timeout,
-                             comm_priority=args.comm_priority)
-    _say("  " + bench.table().replace("\n", "\n  "))
-    if backend == "gloo":
-        _say("\n  On a CPU, gloo communicates from threads that need the same cores as compute, so TP is slower than "
-             "one process and an all-reduce can hide behind compute only where a core is free: this teaches "
-             "mechanics and relative effects, not speed-ups. `ladder-edu overlap-probe` measures your machine.")
-    _write_json(args.json, {"checks": results, "decode": bench.to_dict()})
-    return 0 if ok else 1
-
-
-def cmd_profile(args) -> int:
-    import matplotlib
-    matplotlib.use("Agg")
-    from .overlap import analyze, load_trace, report_table
-    from .timeline import draw_timeline
-    from .trace import profile
-    variants = [v.strip() for v in args.arch.split(",") if v.strip()]
-    cfg = get_config(args.preset)
-    traces = profile(cfg, variants, args.tp, args.phase, args.out, steps=args.steps, context=args.context,
-                     seed=args.seed, backend=args.backend, comm_priority=args.comm_priority, timeout_s=args.timeout)
-    reports = {v: [analyze(load_trace(p), rank=r) for r, p in enumerate(paths)] for v, paths in traces.items()}
-    _say(report_table(reports))
-    out = {"preset": cfg.name, "tp": args.tp, "phase": args.phase, "steps": args.steps, "variants": {
-        v: [dict(rank=r.rank, device=r.device, steps=r.steps, per_step=r.per_step(), layers=r.layers)
-            for r in reps] for v, reps in reports.items()}}
-    _write_json(os.path.join(args.out, "overlap.json"), out)
-    a, b = (int(x) for x in (args.layers or "0-2").split("-"))
-    for name, layers in (("timeline.png", None), ("timeline_layers.png", (a, b))):
-        fig = draw_timeline(traces, layers=layers)
-        fig.savefig(os.path.join(args.out, name), dpi=110)
-        _say(f"wrote {os.path.join(args.out, name)}")
-    _say(f"open {args.out}/<variant>.merged.trace.json at https://ui.perfetto.dev or chrome://tracing; "
-         f"TensorBoard: tensorboard --logdir {args.out}/traces (pip install ladder_edu[tensorboard])")
-    _write_json(args.json, out)
-    return 0
-
-
-def cmd_overlap_probe(args) -> int:
-    from dataclasses import asdict
-
-    from .probe import format_probe, overlap_probe
-    res = overlap_probe(args.ranks or launch.default_world_size(), args.comm_priority, args.backend,
-                        iters=args.iters)
-    _say(format_probe(res))
-    _write_json(args.json, {"comm_priority": res["comm_priority"], "rows": [asdict(r) for r in res["rows"]]})
-    return 0
-
-
 def main(argv=None) -> int:
+    from . import commands
     args = build_parser().parse_args(argv)
     try:
-        return {"check": cmd_check, "tour": cmd_tour, "profile": cmd_profile,
-                "overlap-probe": cmd_overlap_probe}[args.command](args)
+        return getattr(commands, "cmd_" + args.command.replace("-", "_"))(args)
     except (ValueError, TypeError, launch.LaunchError) as e:
         print(f"ladder-edu {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -135,3 +135,24 @@ def plot_decode(bench):
     ax.set_title(f"decode, {bench.preset}, TP={bench.tp} ({bench.backend}); median, p10-p90", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_bench(results):
+    """Grouped bars: per measured configuration, each variant's median (whiskers p10-p90) from bench results."""
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(results) + 2), 3.4))
+    variants = [r.variant for r in results[0].rows]
+    width = 0.8 / len(variants)
+    colors = {"standard": "#8C8C8C", "parallel": KIND_COLORS["attn+mlp"], "ladder": KIND_COLORS["attn"],
+              "upper_bound": "#DDDDDD"}
+    for k, v in enumerate(variants):
+        rows = [r.row(v) for r in results]
+        xs = [i + (k - (len(variants) - 1) / 2) * width for i in range(len(results))]
+        ax.bar(xs, [r.median_ms for r in rows], width, color=colors.get(v, "#55A868"), edgecolor="black", label=v,
+               yerr=[[r.median_ms - r.p10_ms for r in rows], [r.p90_ms - r.median_ms for r in rows]], capsize=3)
+    ax.set_xticks(range(len(results)), [f"TP{r.tp} b{r.batch} ctx{r.context}" for r in results])
+    unit = "ms per prefill" if results[0].phase == "prefill" else "ms per token"
+    ax.set_ylabel(unit)
+    ax.set_title(f"{results[0].phase}, {results[0].preset} ({results[0].backend}); median, p10-p90", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
