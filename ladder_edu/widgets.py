@@ -37,3 +37,35 @@ def timeline_explorer(traces: dict[str, list[str]]):
     box = W.VBox([W.HBox([rank, step, layers]), out])
     box.redraw = redraw
     return box
+
+
+def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
+    """Sliders over the performance model: TP degree, interconnect bandwidth and latency, batch, model size.
+    Returns the widget box; ``box.redraw()`` draws with the current values."""
+    from .config import PRESETS
+    from .perfmodel import HARDWARE
+    from .perfplots import plot_prediction
+    base = HARDWARE[hardware]
+    big = [n for n in PRESETS if PRESETS[n].n_layers >= 30 and n != "smollm2-135m"]
+    model_w = W.Dropdown(options=big, value=model, description="model")
+    tp_w = W.Dropdown(options=[2, 4, 8], value=8, description="TP")
+    batch_w = W.SelectionSlider(options=[1, 2, 4, 8, 16, 32, 64], value=1, description="batch")
+    bw_w = W.FloatLogSlider(value=base.link_gbps, base=10, min=0.5, max=3, description="link GB/s")
+    lat_w = W.FloatLogSlider(value=base.link_latency_us, base=10, min=-0.5, max=2.5, description="hop lat. us")
+    out = W.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            cfg = PRESETS[model_w.value]
+            tp = tp_w.value if tp_w.value in cfg.valid_tp_degrees() else max(cfg.valid_tp_degrees())
+            hw = base.with_(link_gbps=bw_w.value, link_latency_us=lat_w.value, name=f"{hardware} (edited)")
+            fig = plot_prediction(cfg, hw, tp, batch_w.value)
+            display(fig)
+            plt.close(fig)
+
+    for w in (model_w, tp_w, batch_w, bw_w, lat_w):
+        w.observe(redraw, names="value")
+    box = W.VBox([W.HBox([model_w, tp_w, batch_w]), W.HBox([bw_w, lat_w]), out])
+    box.redraw = redraw
+    return box

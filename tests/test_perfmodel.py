@@ -58,3 +58,20 @@ def test_calibrated_cpu_preset_is_physical():
     assert 0 <= hw.overlap <= 1 and hw.module_overhead_us >= 0 and hw.bytes_per_param == 4
     small = get_config("small")
     assert forward_time("standard", small, hw, 2, 1, 1, 64) > forward_time("upper_bound", small, hw, 2, 1, 1, 64)
+
+
+def test_perf_explorer_redraws_with_the_sliders(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from ladder_edu import perfplots, widgets
+    calls = []
+    real = perfplots.plot_prediction
+    monkeypatch.setattr(perfplots, "plot_prediction", lambda *a, **k: calls.append(a) or real(*a, **k))
+    box = widgets.perf_explorer("h100-no-p2p")
+    model, tp, batch = box.children[0].children
+    bw, latency = box.children[1].children
+    tp.value = 4
+    bw.value = 100.0
+    model.value = "llama-3-8b"
+    cfg, hw, tp_used, b = calls[-1]
+    assert (cfg.name, tp_used, b, hw.link_gbps) == ("llama-3-8b", 4, 1, 100.0)
