@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default: 6)")
     bench.add_argument("--csv", metavar="FILE", help="also write one row per measurement to FILE as CSV")
     bench.add_argument("--plot", metavar="FILE", help="also draw the medians with p10-p90 whiskers to FILE (PNG)")
+    bench.add_argument("--emulate-tp", type=int, default=None, metavar="N",
+                       help="emulated rank: run rank 0's 1/N shard of --preset on one device, every all-reduce "
+                            "replaced by a wait of the duration the interconnect model predicts for --gpu "
+                            "(communication MODELED, not measured)")
+    bench.add_argument("--gpu", default="h100-nvlink",
+                       help="with --emulate-tp: the interconnect whose all-reduce times are modeled "
+                            "(h100-nvlink, h100-no-p2p, a100-nvswitch, rtx4090-pcie; default: h100-nvlink)")
+    bench.add_argument("--layers", type=int, default=None,
+                       help="with --emulate-tp: keep only this many layers (a CPU cannot hold 70B/8)")
+    bench.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                       help="with --emulate-tp: weights dtype (default: bfloat16 on CUDA, float32 on CPU)")
     _priority(bench)
 
     pred = sub.add_parser("predict", help="the performance model: tokens/s and speedups on hardware you lack",

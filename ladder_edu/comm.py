@@ -14,7 +14,9 @@ Three ways to reduce:
 * under ``torch.compile``: functional collectives (``torch.distributed._functional_collectives.all_reduce``),
   which return an ``AsyncCollectiveTensor`` that waits on first use, so the compiler sees the collective and its
   wait as separate graph nodes and can keep the overlap;
-* ``comm="skip"``: no reduction at all (the upper-bound speed ceiling; results are wrong by design).
+* ``comm="skip"``: no reduction at all (the upper-bound speed ceiling; results are wrong by design);
+* an emulated rank (``emulate.py``): a wait of the duration the interconnect model predicts, on a side thread or
+  stream, with no data exchanged (timing only).
 """
 from __future__ import annotations
 
@@ -48,6 +50,9 @@ def all_reduce_async(t: torch.Tensor, tp, comm: str = "all_reduce", name: str = 
     """
     if tp.size == 1 or comm == "skip":
         return Pending(t, None, name)
+    if getattr(tp.group, "modeled", False):          # emulate.ModeledGroup: a wait of the modeled duration
+        with region(f"{name}:all_reduce"):
+            return Pending(t, tp.group.all_reduce(t), name)
     if torch.compiler.is_compiling():
         return Pending(funcol.all_reduce(t, "sum", tp.group if tp.group is not None else dist.group.WORLD), None, name)
     with region(f"{name}:all_reduce"):

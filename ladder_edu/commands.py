@@ -130,10 +130,25 @@ def cmd_bench(args) -> int:
     combos = list(itertools.product(_ints(args.tp, "--tp"), _ints(args.batch, "--batch"),
                                     _ints(args.context, "--context")))
     results = []
+    if args.emulate_tp:
+        import torch
+
+        from .emulate import emulated_benchmark
+        from .perfmodel import get_hardware
+        hw = get_hardware(args.gpu)
+        if args.layers:
+            cfg = cfg.replace(n_layers=args.layers, ladder_layers=0)
+        dtype = args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")
+        _say(f"EMULATED RANK: rank 0's 1/{args.emulate_tp} shard of {cfg.name} ({cfg.n_layers} layers) on one "
+             f"device; all-reduce times are MODELED for {hw.name}, not measured")
     for tp, batch, context in tqdm(combos, desc="bench", unit="config", disable=not _is_main_rank()):
-        res = decode_benchmark(cfg, tp, variants, batch=batch, context=context, steps=args.steps,
-                               rounds=args.rounds, seed=args.seed, backend=args.backend, timeout_s=args.timeout,
-                               comm_priority=args.comm_priority, phase=args.phase)
+        if args.emulate_tp:
+            res = emulated_benchmark(cfg, args.emulate_tp, hw, variants, batch, context, args.steps, args.rounds,
+                                     dtype=dtype, phase=args.phase)
+        else:
+            res = decode_benchmark(cfg, tp, variants, batch=batch, context=context, steps=args.steps,
+                                   rounds=args.rounds, seed=args.seed, backend=args.backend, timeout_s=args.timeout,
+                                   comm_priority=args.comm_priority, phase=args.phase)
         results.append(res)
         _say(res.table())
     rows = [dict(phase=r.phase, preset=r.preset, tp=r.tp, backend=r.backend, comm_priority=r.comm_priority,

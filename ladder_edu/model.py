@@ -70,7 +70,9 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg, self.tp = cfg, tp or TPGroup.single()
         cfg.check_tp(self.tp.size)
-        if self.tp.size > 1 and dist.is_initialized() and dist.get_world_size(self.tp.group) != self.tp.size:
+        modeled = getattr(self.tp.group, "modeled", False)
+        if self.tp.size > 1 and not modeled and dist.is_initialized() and \
+                dist.get_world_size(self.tp.group) != self.tp.size:
             raise ValueError(f"world size mismatch: the model is sharded for TP={self.tp.size} but its process "
                              f"group has {dist.get_world_size(self.tp.group)} ranks; use TPGroup.from_dist()")
         if dtype not in DTYPES.values():
