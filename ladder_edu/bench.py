@@ -25,6 +25,7 @@ import torch.distributed as dist
 from . import launch
 from .check import example_tokens
 from .config import BENCH_VARIANTS, ModelConfig, variant_config
+from .iso import iso_prefill
 from .model import DTYPES, Transformer, init_weights
 from .parallel import TPGroup
 
@@ -88,7 +89,9 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
                         dist.barrier(group=tp.group)
                     _sync(device)
                     with _Timer(device) as timer:
-                        if phase == "prefill":
+                        if phase == "prefill" and v == "iso":
+                            iso_prefill(models[v], prompt)
+                        elif phase == "prefill":
                             models[v](prompt, start=0)
                         else:
                             models[v](token, start=context + s)
@@ -181,6 +184,8 @@ def decode_benchmark(cfg: ModelConfig, tp: int, variants=BENCH_VARIANTS, batch: 
     variants = list(variants)
     for v in variants:
         variant_config(cfg, v)                      # validates the names
+    if "iso" in variants and phase != "prefill":
+        raise ValueError("the 'iso' variant splits a prefill: use it with phase='prefill'")
     cfg.check_tp(tp)
     if context + steps > cfg.max_seq_len:
         raise ValueError(f"context ({context}) + steps ({steps}) exceeds max_seq_len={cfg.max_seq_len}")

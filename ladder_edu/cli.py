@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "and exposed communication per rank and layer) and timeline.png.")
     _common(prof, "small")
     prof.add_argument("--arch", default="standard,ladder",
-                      help=f"comma-separated variants from {', '.join(BENCH_VARIANTS)} (default: standard,ladder)")
+                      help=f"comma-separated variants from {', '.join(BENCH_VARIANTS)}, and 'iso' with --phase "
+                           f"prefill (default: standard,ladder)")
     prof.add_argument("--tp", type=int, default=2, help="number of ranks (default: 2)")
     prof.add_argument("--phase", choices=["prefill", "decode"], default="decode",
                       help="profile decode steps (one new token) or prefills of --context tokens (default: decode)")
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "NCCL_P2P_DISABLE=1 to emulate 'no NVLink' as the Ladder paper did.")
     _common(bench, "small")
     bench.add_argument("--arch", default=",".join(BENCH_VARIANTS),
-                       help=f"comma-separated variants (default: {','.join(BENCH_VARIANTS)})")
+                       help=f"comma-separated variants (default: {','.join(BENCH_VARIANTS)}); with --phase prefill "
+                            f"also 'iso', the standard model's prefill split into interleaved chunks")
     bench.add_argument("--tp", default="2", help="comma-separated TP degrees (default: 2)")
     bench.add_argument("--phase", choices=["prefill", "decode"], default="decode",
                        help="time decode steps (one new token, KV cache of --context) or prefills of --context "
@@ -124,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")
     pred.add_argument("--prompt", type=int, default=1024, help="prompt tokens (default: 1024)")
     pred.add_argument("--generate", type=int, default=512, help="new tokens (default: 512)")
+    pred.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="what-if: override a hardware field, e.g. --set flop_eff=0.5 --set link_gbps=25 "
+                           "(fields: see ladder_edu/perfmodel.py Hardware)")
     pred.add_argument("--validate", action="store_true",
                       help="fit the constants on the paper's 70B table (batch 1, 16) and report the error on the "
                            "held-out cells (batch 4, 64)")

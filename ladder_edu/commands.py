@@ -180,6 +180,11 @@ def cmd_predict(args) -> int:
         _say(format_validation(report))
         out["validation"] = report
     hw = calibrate_this_machine() if args.gpu == "this-machine" else get_hardware(args.gpu)
+    for item in args.set:
+        field, _, value = item.partition("=")
+        if not hasattr(hw, field) or field in ("name", "note"):
+            raise ValueError(f"--set {item!r}: unknown hardware field {field!r}")
+        hw = hw.with_(**{field: type(getattr(hw, field))(value)}, name=f"{hw.name} (what-if {item})")
     cfg = get_config(args.model)
     pred = predict(cfg, hw, args.tp, args.batch, args.prompt, args.generate)
     _say(f"model: {cfg.name} on {hw.name} ({hw.note}), TP={args.tp}, batch {args.batch}, prompt {args.prompt}, "
@@ -188,7 +193,14 @@ def cmd_predict(args) -> int:
     for p in pred.values():
         _say(f"  {p.variant:12s} {1e3 * p.prefill_s:11.2f} {1e3 * p.decode_s:10.3f} {p.tokens_per_s:10.1f} "
              f"{p.speedup_vs_standard:7.3f}x")
-    out.update(hardware=asdict(hw), prediction={v: asdict(p) for v, p in pred.items()})
+    from .perfmodel import iso_prefill_time
+    iso = iso_prefill_time(cfg, hw, args.tp, args.batch, args.prompt)
+    std = pred["standard"].prefill_s
+    gain = 1 - iso / std
+    _say(f"  ISO prefill (standard model, prompt split in 2 balanced chunks): {1e3 * iso:.2f} ms, "
+         f"{100 * abs(gain):.1f}% {'less' if gain >= 0 else 'more'} than the standard prefill")
+    out.update(hardware=asdict(hw), prediction={v: asdict(p) for v, p in pred.items()},
+               iso_prefill_s=iso, iso_prefill_reduction=1 - iso / std)
     if args.compare:
         if args.gpu != "this-machine":
             raise ValueError("--compare measures this machine: use it with --gpu this-machine")

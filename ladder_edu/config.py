@@ -133,10 +133,19 @@ def get_config(preset: str, **overrides) -> ModelConfig:
     return PRESETS[preset].replace(**overrides)
 
 
+PREFILL_VARIANTS = BENCH_VARIANTS + ("iso",)
+"""Prefill may also use ISO: the standard model, its prompt split into chunks whose compute and all-reduces
+interleave (``iso.py``)."""
+
+
 def variant_config(cfg: ModelConfig, variant: str) -> ModelConfig:
-    """Map a benchmark variant name (``BENCH_VARIANTS``) to a config; ``upper_bound`` = standard, no all-reduce."""
-    if variant not in BENCH_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(BENCH_VARIANTS)}")
+    """Map a benchmark variant name to a config; ``upper_bound`` = standard without all-reduces, ``iso`` = standard
+    (ISO changes the schedule of a prefill, not the model)."""
+    if variant not in PREFILL_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(PREFILL_VARIANTS)} "
+                         f"(iso: prefill only)")
     if variant == "upper_bound":
         return cfg.replace(arch="standard", ladder_layers=0, comm="skip")
+    if variant == "iso":
+        return cfg.replace(arch="standard", ladder_layers=0, comm="all_reduce")
     return cfg.replace(arch=variant, ladder_layers=0, comm="all_reduce")

@@ -67,6 +67,9 @@ HARDWARE: dict[str, Hardware] = {
     "a100-nvswitch": Hardware("a100-nvswitch", 1555, 312, 300, **_H100, **_NVLINK,
                               note="A100 40GB SXM, NVLink 3 / NVSwitch (300 GB/s each way); Kraken's testbed; "
                                    "constants transferred from H100"),
+    "a800-nvlink": Hardware("a800-nvlink", 2039, 312, 200, **_H100, **_NVLINK,
+                            note="A800 80GB SXM, NVLink capped at 400 GB/s (200 each way); ISO's testbed; "
+                                 "constants transferred from H100"),
     "rtx4090-pcie": Hardware("rtx4090-pcie", 1008, 165, 32, **_H100, **_NO_P2P,
                              note="RTX 4090, PCIe 4 x16, no peer-to-peer (32 GB/s each way); ISO's testbed; "
                                   "constants transferred from H100 no-P2P"),
@@ -151,3 +154,28 @@ def predict(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, prompt: int
         for p in out.values():
             p.speedup_vs_standard = p.tokens_per_s / out["standard"].tokens_per_s
     return out
+
+
+def iso_prefill_time(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, prompt: int, splits=None) -> float:
+    """Seconds for ISO's chunk-interleaved prefill (``iso.py``) of the standard model.
+
+    Per chunk [a, b): module times for b - a new tokens with context b. Two lanes as in ``schedule.py``: a module
+    on chunk c waits for chunk c's previous all-reduce; all-reduces run one at a time, in order. Of the time that
+    this ideal schedule saves over running everything back to back, the fraction ``hw.overlap`` is realised (the
+    same fitted constant as ladder's). One chunk gives exactly the standard prefill."""
+    from .iso import balanced_split, chunk_bounds
+    bounds = chunk_bounds(prompt, [balanced_split(cfg, prompt)] if splits is None else splits)
+    per = [module_times(cfg, hw, tp, batch, b - a, b) for a, b in bounds]
+    compute_free = comm_free = serial = 0.0
+    ar_end: dict[tuple[int, int], float] = {}
+    for i in range(2 * cfg.n_layers):                      # modules: L0.attn, L0.mlp, L1.attn, ...
+        for c, m in enumerate(per):
+            t = m.attn if i % 2 == 0 else m.mlp
+            start = max(compute_free, ar_end.get((i - 1, c), 0.0))
+            compute_free = start + t
+            comm_free = max(compute_free, comm_free) + m.allreduce
+            ar_end[i, c] = comm_free
+            serial += t + m.allreduce
+    ideal = max(compute_free, comm_free)
+    head = module_times(cfg, hw, tp, batch, prompt, prompt).head
+    return serial - hw.overlap * (serial - ideal) + head + hw.step_overhead_us * 1e-6

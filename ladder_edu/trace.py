@@ -26,6 +26,7 @@ import torch.distributed as dist
 from . import launch
 from .check import example_tokens
 from .config import ModelConfig, variant_config
+from .iso import iso_prefill
 from .model import Transformer, init_weights
 from .parallel import TPGroup
 
@@ -56,8 +57,10 @@ def quiet_profiler_stderr():
                 sys.stderr.write(rest)
 
 
-def _step(model: Transformer, phase: str, prompt: torch.Tensor, context: int, i: int):
-    if phase == "prefill":
+def _step(model: Transformer, phase: str, prompt: torch.Tensor, context: int, i: int, variant: str):
+    if phase == "prefill" and variant == "iso":
+        iso_prefill(model, prompt)
+    elif phase == "prefill":
         model(prompt, start=0)
     else:
         model(prompt[:, -1:], start=context + i)
@@ -87,7 +90,7 @@ def profile_worker(cfg: ModelConfig, variants: list[str], phase: str, out_dir: s
                     on_trace_ready=lambda p, path=path: p.export_chrome_trace(path)) as prof:
                 for i in range(warmup + steps):
                     dist.barrier(group=tp.group)
-                    _step(model, phase, prompt, context, i)
+                    _step(model, phase, prompt, context, i, variant)
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                     prof.step()
@@ -131,6 +134,8 @@ def profile(cfg: ModelConfig, variants, tp: int, phase: str, out_dir: str, steps
         raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
     for v in variants:
         variant_config(cfg, v)
+    if "iso" in variants and phase != "prefill":
+        raise ValueError("the 'iso' variant splits a prefill: use it with phase='prefill'")
     cfg.check_tp(tp)
     if context + warmup + steps + 2 > cfg.max_seq_len:
         raise ValueError(f"context {context} + {warmup + steps} steps exceeds max_seq_len={cfg.max_seq_len}")

@@ -67,3 +67,23 @@ def plain_profiler_trace(path_prefix):
     path = f"{path_prefix}{dist.get_rank()}.json"
     prof.export_chrome_trace(path)
     return path
+
+
+def iso_vs_prefill(preset, splits):
+    """Logits and KV caches of an ordinary prefill and of ISO's chunked prefill, on this rank's shard."""
+    from ladder_edu import Transformer, TPGroup, get_config, init_weights
+    from ladder_edu.check import example_tokens
+    from ladder_edu.iso import iso_prefill
+    cfg = get_config(preset)
+    tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
+    out = {}
+    for name in ("plain", "iso"):
+        model = Transformer.from_full_state_dict(cfg, init_weights(cfg, 2), tp)
+        model.setup_cache(2, 64)
+        tokens = example_tokens(cfg, 2, 40)
+        with torch.no_grad():
+            out[name] = model(tokens) if name == "plain" else iso_prefill(model, tokens, splits)
+        caches = [(layer.self_attn.cache.k[:, :, :40].clone(), layer.self_attn.cache.v[:, :, :40].clone())
+                  for layer in model.layers]
+        out[name + "_cache"] = caches
+    return out
