@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(communication MODELED, not measured)")
     bench.add_argument("--gpu", default="h100-nvlink",
                        help="with --emulate-tp: the interconnect whose all-reduce times are modeled "
-                            "(h100-nvlink, h100-no-p2p, a100-nvswitch, rtx4090-pcie; default: h100-nvlink)")
+                            "(h100-nvlink, h100-no-p2p, a100-nvswitch, a800-nvlink, rtx4090-pcie; default: h100-nvlink)")
     bench.add_argument("--layers", type=int, default=None,
                        help="with --emulate-tp: keep only this many layers (a CPU cannot hold 70B/8)")
     bench.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--model", default="llama-3-70b", choices=sorted(PRESETS), help="model preset (default: "
                       "llama-3-70b)")
     pred.add_argument("--gpu", default="h100-nvlink",
-                      help="hardware preset: h100-nvlink, h100-no-p2p, a100-nvswitch, rtx4090-pcie, or this-machine "
+                      help="hardware preset: h100-nvlink, h100-no-p2p, a100-nvswitch, a800-nvlink, rtx4090-pcie, or this-machine "
                            "(calibrated now by micro-benchmarks on 2 CPU ranks) (default: h100-nvlink)")
     pred.add_argument("--tp", type=int, default=8, help="TP degree (default: 8)")
     pred.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")

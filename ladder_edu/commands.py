@@ -29,7 +29,8 @@ def _write_json(path: str | None, data):
 
 def cmd_check(args) -> int:
     from .check import check
-    cfg = get_config(args.preset, arch=args.arch, ladder_layers=args.ladder_layers)
+    extra = {"kraken_degree": args.tp} if args.arch == "kraken" and args.tp > 1 else {}
+    cfg = get_config(args.preset, arch=args.arch, ladder_layers=args.ladder_layers, **extra)
     res = check(cfg, args.tp, seed=args.seed, new_tokens=args.new_tokens, dtype=args.dtype,
                 tolerance=args.tolerance, backend=args.backend, timeout_s=args.timeout)
     _say(res.summary())
@@ -54,7 +55,12 @@ def cmd_tour(args) -> int:
     _say(f"ladder-edu tour: preset {cfg.name} ({cfg.num_params() / 1e6:.1f}M parameters, {cfg.n_layers} layers, "
          f"dim {cfg.dim}), TP={tp} over {backend}\n\n1) Is TP={tp} the same model as one device? (float32)")
     results, ok = [], True
-    variants = [dict(arch=a) for a in ARCHS] + [dict(arch="standard", ladder_layers=cfg.n_layers // 2)]
+    variants = [dict(arch=a) for a in ARCHS if a != "kraken"] + [dict(arch="standard", ladder_layers=cfg.n_layers // 2)]
+    try:                                       # Kraken needs one sub-layer per rank: kraken_degree = tp
+        cfg.replace(arch="kraken", kraken_degree=tp)
+        variants.append(dict(arch="kraken", kraken_degree=tp))
+    except ValueError:
+        pass
     for kw in variants:
         res = check(cfg.replace(**kw), tp, seed=args.seed, backend=backend, timeout_s=args.timeout)
         ok &= res.passed

@@ -8,14 +8,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-ARCHS = ("standard", "parallel", "ladder")
-"""Block architectures that define a valid model (see ``model.py`` for the equations)."""
+ARCHS = ("standard", "parallel", "ladder", "kraken")
+"""Block architectures that define a valid model (``model.py``; Kraken, a different layer structure: ``kraken.py``)."""
 
 COMM_MODES = ("all_reduce", "skip")
 """``skip`` drops every all-reduce: the paper's *upper bound* speed ceiling. It is NOT a valid model."""
 
-BENCH_VARIANTS = ARCHS + ("upper_bound",)
-"""What benchmarks compare: the three architectures plus the upper bound (= standard with ``comm="skip"``)."""
+BENCH_VARIANTS = ("standard", "parallel", "ladder", "upper_bound")
+"""What benchmarks compare: standard, parallel, ladder and the upper bound (= standard with ``comm="skip"``)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ModelConfig:
     ladder_layers: int = 0
     parallel_shared_norm: bool = False
     comm: str = "all_reduce"
+    kraken_degree: int = 2
     init_std: float = 0.02
     name: str = "custom"
 
@@ -61,6 +62,12 @@ class ModelConfig:
             raise ValueError(f"head_dim={self.dim // self.n_heads} must be even for rotary embeddings")
         if not 0 <= self.ladder_layers <= self.n_layers:
             raise ValueError(f"ladder_layers={self.ladder_layers} must be between 0 and n_layers={self.n_layers}")
+        if self.arch == "kraken":
+            n = self.kraken_degree
+            if n < 1 or self.n_heads % n or self.n_kv_heads % n or (self.dim // (self.n_heads // max(n, 1))) % 2:
+                raise ValueError(f"kraken_degree={n} must divide n_heads={self.n_heads} and "
+                                 f"n_kv_heads={self.n_kv_heads} (each of the {n} sub-layers has n_heads/{n} "
+                                 f"full-width heads of even size)")
         if self.ladder_layers and self.arch != "standard":
             raise ValueError("ladder_layers converts the last k layers of a *standard* model; "
                              f"got arch={self.arch!r}. Use arch='standard' with ladder_layers=k, or arch='ladder'.")
@@ -79,12 +86,18 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def valid_tp_degrees(self) -> list[int]:
-        """TP degrees that split query heads, kv heads and the MLP evenly."""
+        """TP degrees that split query heads, kv heads and the MLP evenly (Kraken: 1 or its degree)."""
+        if self.arch == "kraken":
+            return sorted({1, self.kraken_degree})
         return [t for t in range(1, self.n_heads + 1)
                 if self.n_heads % t == 0 and self.n_kv_heads % t == 0 and self.ffn_dim % t == 0]
 
     def check_tp(self, tp: int) -> None:
         """Raise a ValueError naming the valid TP degrees if ``tp`` cannot shard this model."""
+        if self.arch == "kraken" and tp not in self.valid_tp_degrees():
+            raise ValueError(f"Kraken with kraken_degree={self.kraken_degree} maps one sub-layer per rank: TP must "
+                             f"be 1 (all sub-layers on one device) or {self.kraken_degree}; valid TP degrees: "
+                             f"{', '.join(map(str, self.valid_tp_degrees()))}")
         if tp < 1 or tp not in self.valid_tp_degrees():
             raise ValueError(
                 f"TP degree {tp} cannot shard model {self.name!r}: it must divide n_heads={self.n_heads}, "

@@ -68,6 +68,9 @@ class Transformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig, tp: TPGroup | None = None, dtype=torch.float32, device=None):
         super().__init__()
+        if cfg.arch == "kraken":
+            raise ValueError("Kraken has its own layer structure: use ladder_edu.kraken.KrakenTransformer "
+                             "(Transformer.from_full_state_dict and init_weights dispatch to it)")
         self.cfg, self.tp = cfg, tp or TPGroup.single()
         cfg.check_tp(self.tp.size)
         modeled = getattr(self.tp.group, "modeled", False)
@@ -144,6 +147,9 @@ class Transformer(nn.Module):
     def from_full_state_dict(cls, cfg: ModelConfig, full: dict, tp: TPGroup | None = None, dtype=torch.float32,
                              device=None) -> "Transformer":
         """Build rank ``tp.rank``'s model from the full (single-device) weights: the same weights on any TP."""
+        if cfg.arch == "kraken":
+            from .kraken import KrakenTransformer
+            return KrakenTransformer.from_full_state_dict(cfg, full, tp, dtype, device)
         tp = tp or TPGroup.single()
         model = cls(cfg, tp, dtype, device=torch.device("meta"))
         local = shard_state_dict(full, tp)
@@ -155,7 +161,11 @@ class Transformer(nn.Module):
 def init_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     """A full, deterministic state dict: weights ~ N(0, init_std) (as the ladder benchmarks used), norms = 1."""
     gen = torch.Generator().manual_seed(seed)
-    shapes = Transformer(cfg, dtype=torch.float32, device=torch.device("meta")).state_dict()
+    if cfg.arch == "kraken":
+        from .kraken import KrakenTransformer as cls
+    else:
+        cls = Transformer
+    shapes = cls(cfg, dtype=torch.float32, device=torch.device("meta")).state_dict()
     full = {}
     for name, t in shapes.items():
         if name.endswith("norm.weight"):

@@ -79,7 +79,7 @@ HARDWARE: dict[str, Hardware] = {
 def get_hardware(name: str) -> Hardware:
     if name not in HARDWARE:
         raise ValueError(f"unknown hardware {name!r}; valid choices: {', '.join(HARDWARE)} "
-                         f"(or 'this-machine' from ladder-edu predict --calibrate)")
+                         f"(or 'this-machine': ladder-edu predict --gpu this-machine calibrates it)")
     return HARDWARE[name]
 
 

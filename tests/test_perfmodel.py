@@ -30,7 +30,7 @@ def test_orderings_and_tp1():
 
 
 def test_unknown_hardware_lists_the_choices():
-    with pytest.raises(ValueError, match="valid choices: h100-nvlink, h100-no-p2p, a100-nvswitch, rtx4090-pcie"):
+    with pytest.raises(ValueError, match="valid choices: h100-nvlink, h100-no-p2p, a100-nvswitch, a800-nvlink, rtx4090-pcie"):
         get_hardware("tpu")
 
 
