@@ -16,8 +16,8 @@ def test_tp_degree_that_does_not_divide_heads():
 def test_unknown_names_list_the_choices():
     with pytest.raises(ValueError, match="unknown preset 'huge'; valid choices: tiny, small"):
         get_config("huge")
-    with pytest.raises(ValueError, match="unknown architecture 'kraken'; valid choices: standard, parallel, ladder"):
-        get_config("tiny", arch="kraken")
+    with pytest.raises(ValueError, match="unknown architecture 'mamba'; valid choices: standard, parallel, ladder, kraken"):
+        get_config("tiny", arch="mamba")
     with pytest.raises(ValueError, match="unknown variant 'fast'; valid choices: .*upper_bound"):
         variant_config(get_config("tiny"), "fast")
     with pytest.raises(ValueError, match="unknown config field"):
