@@ -33,6 +33,15 @@ from .parallel import TPGroup
 PHASES = ("prefill", "decode")
 
 
+def run_step(model, phase: str, variant: str, prompt: torch.Tensor, context: int, i: int):
+    """One timed step: an ISO prefill, an ordinary prefill of ``prompt``, or decode step ``i`` after ``context``."""
+    if phase == "prefill" and variant == "iso":
+        return iso_prefill(model, prompt)
+    if phase == "prefill":
+        return model(prompt, start=0)
+    return model(prompt[:, -1:], start=context + i)
+
+
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -78,7 +87,6 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
             models[v] = Transformer.from_full_state_dict(variant_config(cfg, v), full, tp, DTYPES[dtype], device)
             models[v].setup_cache(batch, context + steps)
             models[v](prompt)                                     # prefill: fills the KV cache (and warms up)
-    token = prompt[:, -1:]
     times = {v: [] for v in variants}
     step_times = torch.zeros(steps, dtype=torch.float64)
     with torch.no_grad():
@@ -89,12 +97,7 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
                         dist.barrier(group=tp.group)
                     _sync(device)
                     with _Timer(device) as timer:
-                        if phase == "prefill" and v == "iso":
-                            iso_prefill(models[v], prompt)
-                        elif phase == "prefill":
-                            models[v](prompt, start=0)
-                        else:
-                            models[v](token, start=context + s)
+                        run_step(models[v], phase, v, prompt, context, s)
                     step_times[s] = timer.seconds
                 if tp.size > 1:
                     dist.all_reduce(step_times, op=dist.ReduceOp.MAX, group=tp.group)

@@ -20,9 +20,8 @@ import time
 
 import torch
 
-from .bench import _Timer, summarize
+from .bench import _Timer, run_step, summarize
 from .config import BENCH_VARIANTS, ModelConfig, variant_config
-from .iso import iso_prefill
 from .model import DTYPES, Transformer
 from .parallel import TPGroup
 from .perfmodel import Hardware
@@ -141,12 +140,7 @@ def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_V
                 for v in (variants if r % 2 == 0 else variants[::-1]):
                     for s in range(steps):
                         with _Timer(device) as timer:
-                            if phase == "prefill" and v == "iso":
-                                iso_prefill(models[v], prompt)
-                            elif phase == "prefill":
-                                models[v](prompt, start=0)
-                            else:
-                                models[v](prompt[:, -1:], start=context + s)
+                            run_step(models[v], phase, v, prompt, context, s)
                         if r >= warmup:
                             times[v].append(timer.seconds)
     finally:

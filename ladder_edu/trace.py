@@ -26,7 +26,7 @@ import torch.distributed as dist
 from . import launch
 from .check import example_tokens
 from .config import ModelConfig, variant_config
-from .iso import iso_prefill
+from .bench import run_step
 from .model import Transformer, init_weights
 from .parallel import TPGroup
 
@@ -57,15 +57,6 @@ def quiet_profiler_stderr():
                 sys.stderr.write(rest)
 
 
-def _step(model: Transformer, phase: str, prompt: torch.Tensor, context: int, i: int, variant: str):
-    if phase == "prefill" and variant == "iso":
-        iso_prefill(model, prompt)
-    elif phase == "prefill":
-        model(prompt, start=0)
-    else:
-        model(prompt[:, -1:], start=context + i)
-
-
 def profile_worker(cfg: ModelConfig, variants: list[str], phase: str, out_dir: str, steps: int = 4, warmup: int = 2,
                    context: int = 64, batch: int = 1, seed: int = 0) -> dict:
     """Runs on every rank: for each variant, warm up, then profile ``steps`` steps; returns the trace paths."""
@@ -90,7 +81,7 @@ def profile_worker(cfg: ModelConfig, variants: list[str], phase: str, out_dir: s
                     on_trace_ready=lambda p, path=path: p.export_chrome_trace(path)) as prof:
                 for i in range(warmup + steps):
                     dist.barrier(group=tp.group)
-                    _step(model, phase, prompt, context, i, variant)
+                    run_step(model, phase, variant, prompt, context, i)
                     if device.type == "cuda":
                         torch.cuda.synchronize()
                     prof.step()
