@@ -26,7 +26,7 @@ import torch
 
 from .comm import all_reduce_async, region
 from .config import ModelConfig
-from .model import Transformer
+from .model import Transformer, check_tokens
 
 
 def chunk_cost(cfg: ModelConfig, start: int, end: int) -> float:
@@ -61,7 +61,7 @@ def iso_prefill(model: Transformer, tokens: torch.Tensor, splits=None) -> torch.
     if cfg.arch != "standard" or cfg.ladder_layers:
         raise ValueError(f"ISO overlaps the prefill of an unchanged *standard* model; got arch={cfg.arch!r}"
                          f"{f', ladder_layers={cfg.ladder_layers}' if cfg.ladder_layers else ''}")
-    model._check_input(tokens, 0)
+    check_tokens(model, tokens, 0)
     B, T = tokens.shape
     bounds = chunk_bounds(T, [balanced_split(cfg, T)] if splits is None else splits)
     if model.layers[0].self_attn.cache is None:

@@ -23,6 +23,7 @@ from torch import nn
 from .comm import Pending, all_reduce_async, region
 from .config import ModelConfig
 from .layers import MLP, Attention, KVCache, RMSNorm, rope_tables
+from .model import check_tokens
 from .parallel import TPGroup, shard_tensor
 
 
@@ -65,8 +66,7 @@ class KrakenTransformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        from .model import Transformer
-        Transformer._check_input(self, tokens, start)
+        check_tokens(self, tokens, start)
         rope, e = (self.rope_cos, self.rope_sin), self.embed_tokens(tokens)
         xs, total = [e] * len(self.splits), None
         for layer in range(self.cfg.n_layers):
@@ -110,7 +110,7 @@ class KrakenTransformer(nn.Module):
                 sub.self_attn.cache = None
 
     @property
-    def layers(self):                                   # what Transformer._check_input looks at
+    def layers(self):                                   # what model.check_tokens looks at
         return self.splits[0]
 
     @classmethod

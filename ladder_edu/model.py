@@ -91,7 +91,7 @@ class Transformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Logits [B, T, vocab] for ``tokens`` [B, T] placed at positions start .. start+T-1."""
-        self._check_input(tokens, start)
+        check_tokens(self, tokens, start)
         x = self.embed_tokens(tokens)
         rope = (self.rope_cos, self.rope_sin)
         pending: deque[Pending] = deque()      # module outputs whose all-reduce may still be in flight
@@ -108,26 +108,6 @@ class Transformer(nn.Module):
         with region("lm_head"):
             x = self.norm(x)
             return x @ self.embed_tokens.weight.T if self.lm_head is None else self.lm_head(x)
-
-    def _check_input(self, tokens: torch.Tensor, start: int):
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
-            got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-            raise TypeError(f"tokens must be an integer tensor (torch.long or torch.int) of shape [batch, seq], "
-                            f"got {got}")
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must have shape [batch, seq], got {tuple(tokens.shape)}")
-        end = start + tokens.shape[1]
-        if end > self.cfg.max_seq_len:
-            raise ValueError(f"sequence too long: positions up to {end} but the context is "
-                             f"max_seq_len={self.cfg.max_seq_len}")
-        if torch.compiler.is_compiling():      # value checks would break the graph; shapes were checked above
-            return
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.vocab_size):
-            raise ValueError(f"token ids must be in [0, {self.cfg.vocab_size}), got min {int(tokens.min())}, "
-                             f"max {int(tokens.max())}")
-        cache = self.layers[0].self_attn.cache
-        if cache is not None and tokens.shape[0] != cache.k.shape[0]:
-            raise ValueError(f"batch {tokens.shape[0]} does not match the KV cache's batch {cache.k.shape[0]}")
 
     # --- KV cache ---------------------------------------------------------------------------------------------
     def setup_cache(self, batch: int, max_seq_len: int | None = None):
@@ -156,6 +136,28 @@ class Transformer(nn.Module):
         model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in local.items()}, assign=True)
         model.rope_cos, model.rope_sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
         return model.eval()
+
+
+def check_tokens(model, tokens: torch.Tensor, start: int):
+    """Clear errors for tokens a model (Transformer or KrakenTransformer) cannot take at position ``start``."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+        got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        raise TypeError(f"tokens must be an integer tensor (torch.long or torch.int) of shape [batch, seq], "
+                        f"got {got}")
+    if tokens.dim() != 2:
+        raise ValueError(f"tokens must have shape [batch, seq], got {tuple(tokens.shape)}")
+    end = start + tokens.shape[1]
+    if end > model.cfg.max_seq_len:
+        raise ValueError(f"sequence too long: positions up to {end} but the context is "
+                         f"max_seq_len={model.cfg.max_seq_len}")
+    if torch.compiler.is_compiling():      # value checks would break the graph; shapes were checked above
+        return
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= model.cfg.vocab_size):
+        raise ValueError(f"token ids must be in [0, {model.cfg.vocab_size}), got min {int(tokens.min())}, "
+                         f"max {int(tokens.max())}")
+    cache = model.layers[0].self_attn.cache
+    if cache is not None and tokens.shape[0] != cache.k.shape[0]:
+        raise ValueError(f"batch {tokens.shape[0]} does not match the KV cache's batch {cache.k.shape[0]}")
 
 
 def init_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
