@@ -1,6 +1,7 @@
 """Decode timing, measured honestly: interleaved variants, barrier per step, max over ranks, medians and spread.
 
-Each rank holds every variant (standard, parallel, ladder, upper_bound) built from the same weights, fills each
+Each rank holds every variant (standard, parallel, ladder, upper_bound built from the same weights; Kraken, a
+different model with as many parameters per layer, see ``config.kraken_config``), fills each
 variant's KV cache with one prefill, then times decode steps (one new token each). Rounds alternate the order of
 the variants (A B C D, then D C B A, ...) so that slow drifts of the machine hit all variants alike. Before each
 step all ranks meet at a barrier (outside the timed region); a step's time is the slowest rank's, since the next
@@ -24,7 +25,7 @@ import torch.distributed as dist
 
 from . import launch
 from .check import example_tokens
-from .config import BENCH_VARIANTS, ModelConfig, variant_config
+from .config import ALL_VARIANTS, ModelConfig, variant_config
 from .iso import iso_prefill
 from .model import DTYPES, Transformer, init_weights
 from .parallel import TPGroup
@@ -40,6 +41,15 @@ def run_step(model, phase: str, variant: str, prompt: torch.Tensor, context: int
     if phase == "prefill":
         return model(prompt, start=0)
     return model(prompt[:, -1:], start=context + i)
+
+
+def variant_model(cfg: ModelConfig, variant: str, tp: TPGroup, full: dict, seed: int = 0, dtype=torch.float32,
+                  device=None):
+    """Rank ``tp.rank``'s model of a variant. Every variant but Kraken shares the weights ``full``; Kraken is a
+    different model (``kraken_config``) with its own weights from the same seed."""
+    vcfg = variant_config(cfg, variant, tp.size)
+    weights = init_weights(vcfg, seed) if vcfg.arch == "kraken" else full
+    return Transformer.from_full_state_dict(vcfg, weights, tp, dtype, device)
 
 
 def _sync(device: torch.device):
@@ -84,7 +94,7 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
     models = {}
     with torch.no_grad():
         for v in variants:
-            models[v] = Transformer.from_full_state_dict(variant_config(cfg, v), full, tp, DTYPES[dtype], device)
+            models[v] = variant_model(cfg, v, tp, full, seed, DTYPES[dtype], device)
             models[v].setup_cache(batch, context + steps)
             models[v](prompt)                                     # prefill: fills the KV cache (and warms up)
     times = {v: [] for v in variants}
@@ -177,7 +187,7 @@ def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
     return res
 
 
-def decode_benchmark(cfg: ModelConfig, tp: int, variants=BENCH_VARIANTS, batch: int = 1, context: int = 64,
+def decode_benchmark(cfg: ModelConfig, tp: int, variants=ALL_VARIANTS, batch: int = 1, context: int = 64,
                      steps: int = 16, rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
                      backend: str | None = None, timeout_s: float = 120.0,
                      comm_priority: str = "auto", phase: str = "decode") -> DecodeBenchmark:
@@ -186,7 +196,7 @@ def decode_benchmark(cfg: ModelConfig, tp: int, variants=BENCH_VARIANTS, batch: 
         raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
     variants = list(variants)
     for v in variants:
-        variant_config(cfg, v)                      # validates the names
+        variant_config(cfg, v, tp)                  # validates the names (and Kraken's degree)
     if "iso" in variants and phase != "prefill":
         raise ValueError("the 'iso' variant splits a prefill: use it with phase='prefill'")
     cfg.check_tp(tp)

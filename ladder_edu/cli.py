@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from . import launch
-from .config import ARCHS, BENCH_VARIANTS, PRESETS
+from .config import ALL_VARIANTS, ARCHS, BENCH_VARIANTS, PRESETS
 
 EPILOG = """examples:
   ladder-edu tour                                   # the 1-minute tour on 2 CPU ranks
@@ -84,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "--context. Writes JSON, CSV and a plot. On GPUs, run with "
                                        "NCCL_P2P_DISABLE=1 to emulate 'no NVLink' as the Ladder paper did.")
     _common(bench, "small")
-    bench.add_argument("--arch", default=",".join(BENCH_VARIANTS),
-                       help=f"comma-separated variants (default: {','.join(BENCH_VARIANTS)}); with --phase prefill "
-                            f"also 'iso', the standard model's prefill split into interleaved chunks")
+    bench.add_argument("--arch", default=None,
+                       help=f"comma-separated variants (default: {','.join(ALL_VARIANTS)}; with --emulate-tp "
+                            f"{','.join(BENCH_VARIANTS)}); kraken = Kraken with one sub-layer per rank and the same "
+                            f"parameters per layer; with --phase prefill also 'iso', the standard model's prefill "
+                            f"split into interleaved chunks")
     bench.add_argument("--tp", default="2", help="comma-separated TP degrees (default: 2)")
     bench.add_argument("--phase", choices=["prefill", "decode"], default="decode",
                        help="time decode steps (one new token, KV cache of --context) or prefills of --context "

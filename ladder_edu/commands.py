@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict
 
 from . import launch
-from .config import ARCHS, BENCH_VARIANTS, get_config
+from .config import ALL_VARIANTS, ARCHS, BENCH_VARIANTS, get_config
 
 
 def _is_main_rank() -> bool:
@@ -132,7 +132,8 @@ def cmd_bench(args) -> int:
 
     from .bench import decode_benchmark
     cfg = get_config(args.preset)
-    variants = [v.strip() for v in args.arch.split(",") if v.strip()]
+    default = BENCH_VARIANTS if args.emulate_tp else ALL_VARIANTS
+    variants = [v.strip() for v in (args.arch or ",".join(default)).split(",") if v.strip()]
     combos = list(itertools.product(_ints(args.tp, "--tp"), _ints(args.batch, "--batch"),
                                     _ints(args.context, "--context")))
     results = []

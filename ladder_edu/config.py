@@ -53,18 +53,19 @@ class ModelConfig:
         for field in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "max_seq_len"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be a positive integer, got {getattr(self, field)}")
-        if self.dim % self.n_heads:
+        if self.arch != "kraken" and self.dim % self.n_heads:
             raise ValueError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads} "
                              f"(grouped-query attention shares each kv head among n_heads/n_kv_heads query heads)")
-        if (self.dim // self.n_heads) % 2:
+        if self.arch != "kraken" and (self.dim // self.n_heads) % 2:
             raise ValueError(f"head_dim={self.dim // self.n_heads} must be even for rotary embeddings")
         if not 0 <= self.ladder_layers <= self.n_layers:
             raise ValueError(f"ladder_layers={self.ladder_layers} must be between 0 and n_layers={self.n_layers}")
         if self.arch == "kraken":
             n = self.kraken_degree
-            if n < 1 or self.n_heads % n or self.n_kv_heads % n or (self.dim // (self.n_heads // max(n, 1))) % 2:
+            if (n < 1 or self.n_heads % n or self.n_kv_heads % n or self.dim % (self.n_heads // n)
+                    or (self.dim // (self.n_heads // n)) % 2):
                 raise ValueError(f"kraken_degree={n} must divide n_heads={self.n_heads} and "
                                  f"n_kv_heads={self.n_kv_heads} (each of the {n} sub-layers has n_heads/{n} "
                                  f"full-width heads of even size)")
@@ -146,17 +147,39 @@ def get_config(preset: str, **overrides) -> ModelConfig:
     return PRESETS[preset].replace(**overrides)
 
 
-PREFILL_VARIANTS = BENCH_VARIANTS + ("iso",)
+ALL_VARIANTS = BENCH_VARIANTS + ("kraken",)
+"""Kraken too: a different model with the same parameters per layer (``kraken_config``)."""
+
+PREFILL_VARIANTS = ALL_VARIANTS + ("iso",)
 """Prefill may also use ISO: the standard model, its prompt split into chunks whose compute and all-reduces
 interleave (``iso.py``)."""
 
 
-def variant_config(cfg: ModelConfig, variant: str) -> ModelConfig:
+def kraken_config(cfg: ModelConfig, degree: int) -> ModelConfig:
+    """The Kraken model to compare with ``cfg``: ``degree`` sub-layers per layer with as many parameters per layer
+    as one standard layer, following the paper's rule (its 2-way "125M" model is 678 wide where GPT-2 is 768).
+
+    A sub-layer is full width, so at width d' it holds c d'^2 parameters where a standard layer of width d holds
+    c d^2 (c = 2(1 + K/H) + 3 ffn/d, the same attention and MLP ratios). N sub-layers match one standard layer when
+    d' = d / sqrt(N): width and ffn_dim shrink by sqrt(N), width rounded so that each of the H/N heads is even."""
+    if degree < 1 or cfg.n_heads % degree or cfg.n_kv_heads % degree:
+        raise ValueError(f"Kraken degree {degree} must divide n_heads={cfg.n_heads} and n_kv_heads={cfg.n_kv_heads} "
+                         f"of preset {cfg.name!r}")
+    step = 2 * (cfg.n_heads // degree)                       # H/N heads, each of even size
+    dim = max(step, round(cfg.dim / degree ** 0.5 / step) * step)
+    ffn = max(8, int(cfg.ffn_dim * dim / cfg.dim) // 8 * 8)
+    return cfg.replace(arch="kraken", kraken_degree=degree, dim=dim, ffn_dim=ffn, ladder_layers=0)
+
+
+def variant_config(cfg: ModelConfig, variant: str, tp: int = 1) -> ModelConfig:
     """Map a benchmark variant name to a config; ``upper_bound`` = standard without all-reduces, ``iso`` = standard
-    (ISO changes the schedule of a prefill, not the model)."""
+    (ISO changes the schedule of a prefill, not the model), ``kraken`` = ``kraken_config`` with one sub-layer per
+    rank (degree ``tp``; 2, all on one device, when tp = 1)."""
     if variant not in PREFILL_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(PREFILL_VARIANTS)} "
                          f"(iso: prefill only)")
+    if variant == "kraken":
+        return kraken_config(cfg.replace(comm="all_reduce", ladder_layers=0), tp if tp > 1 else 2)
     if variant == "upper_bound":
         return cfg.replace(arch="standard", ladder_layers=0, comm="skip")
     if variant == "iso":

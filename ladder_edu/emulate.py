@@ -121,6 +121,10 @@ def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_V
     All variants share one set of shard weights (they differ only in data flow), so four variants of a 70B shard
     fit where one does. Returns a ``bench.DecodeBenchmark`` whose backend says the communication is modeled."""
     variants = list(variants)
+    if "kraken" in variants:
+        raise ValueError("the emulated rank runs a Megatron shard (standard, parallel, ladder, upper_bound, iso); "
+                         "Kraken is not emulated: time it on real ranks (ladder-edu bench --arch kraken) or "
+                         "model it (ladder-edu predict)")
     base, group = emulated_rank_model(cfg, "standard", hw, tp, device, dtype)
     device = base.embed_tokens.weight.device
     models = {}

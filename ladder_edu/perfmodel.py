@@ -15,6 +15,10 @@ and each architecture's critical path over L layers (see ``schedule.py`` for the
     ladder:      L*(attn + mlp + 2*ar) - overlap * (L*min(ar, mlp) + (L-1)*min(ar, attn))
                  (each all-reduce hides under the next module; the last one cannot)
     upper bound: L*(attn + mlp)
+    kraken:      L*(attn_k + mlp_k + ar_k) - overlap * (L-1)*min(ar_k, attn_k)
+                 (``config.kraken_config``: one full-width sub-layer per rank, as many parameters per layer, width
+                 d/sqrt(n); its one all-reduce per layer hides under the next layer's attention; the last one,
+                 the conjunction's, cannot)
 
 plus the replicated LM head and a fixed cost per forward pass. Attention in a prefill sees on average half the
 prompt (causal mask). Generation of G tokens after a P-token prompt (the
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .config import BENCH_VARIANTS, ModelConfig
+from .config import ALL_VARIANTS, ModelConfig, kraken_config
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,10 @@ def module_times(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens
 def forward_time(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int,
                  context: int) -> float:
     """Seconds for one forward pass (a prefill of ``new_tokens`` or one decode step) of ``variant``."""
-    if variant not in BENCH_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(BENCH_VARIANTS)}")
+    if variant not in ALL_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(ALL_VARIANTS)}")
+    if variant == "kraken":
+        return _kraken_time(cfg, hw, tp, batch, new_tokens, context)
     m, L = module_times(cfg, hw, tp, batch, new_tokens, context), cfg.n_layers
     compute = L * (m.attn + m.mlp)
     if variant == "upper_bound":
@@ -132,6 +138,25 @@ def forward_time(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: i
     return layers + m.head + hw.step_overhead_us * 1e-6
 
 
+def kraken_module_times(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int,
+                        context: int) -> ModuleTimes:
+    """Per rank, Kraken (``kraken_config``) compared with ``cfg``: a rank computes its whole sub-layer (tp = 1: both
+    sub-layers of a degree-2 model) and all-reduces the layer output of width d/sqrt(n); the LM head is d/sqrt(n)
+    wide too, part of why it is faster than the wider standard model."""
+    from .kraken import split_config
+    kcfg = kraken_config(cfg, tp if tp > 1 else 2)
+    sub = module_times(split_config(kcfg), hw, 1, batch, new_tokens, context)
+    local = 1 if tp > 1 else kcfg.kraken_degree
+    ar = module_times(kcfg, hw, tp, batch, new_tokens, context).allreduce
+    return ModuleTimes(local * sub.attn, local * sub.mlp, ar, sub.head)
+
+
+def _kraken_time(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, context: int) -> float:
+    m, L = kraken_module_times(cfg, hw, tp, batch, new_tokens, context), cfg.n_layers
+    layers = L * (m.attn + m.mlp + m.allreduce) - hw.overlap * (L - 1) * min(m.allreduce, m.attn)
+    return layers + m.head + hw.step_overhead_us * 1e-6
+
+
 @dataclass
 class Prediction:
     variant: str
@@ -142,7 +167,7 @@ class Prediction:
 
 
 def predict(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, prompt: int = 1024, generate: int = 512,
-            variants=BENCH_VARIANTS) -> dict[str, Prediction]:
+            variants=ALL_VARIANTS) -> dict[str, Prediction]:
     """Prefill time, decode time per token and tokens/s of each variant (the Ladder benchmark's definitions)."""
     cfg.check_tp(tp)
     out = {}

@@ -6,7 +6,8 @@ import matplotlib.pyplot as plt
 
 from .perfmodel import Hardware, forward_time, predict
 
-VARIANT_COLORS = {"standard": "#8C8C8C", "parallel": "#8172B3", "ladder": "#4C72B0", "upper_bound": "#DDDDDD"}
+VARIANT_COLORS = {"standard": "#8C8C8C", "parallel": "#8172B3", "ladder": "#4C72B0", "upper_bound": "#DDDDDD",
+                  "kraken": "#55A868", "iso": "#C44E52"}
 MARKERS = {"ladder": "o", "parallel": "s", "upper_bound": "^"}
 
 

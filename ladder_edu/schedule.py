@@ -7,7 +7,9 @@ it depends on has finished. The architectures differ only in that dependency (th
 * standard (lag 0): module i needs AllReduce(i-1)          -> compute and communication alternate;
 * ladder   (lag 1): module i needs AllReduce(i-2)          -> AllReduce(i-1) runs under module i's compute;
 * parallel:          attention+MLP are one module per layer -> half as many all-reduces, none overlapped;
-* upper bound:       no all-reduce at all (a speed ceiling, not a valid model).
+* upper bound:       no all-reduce at all (a speed ceiling, not a valid model);
+* kraken:            one all-reduce per layer, after its MLP; only the next layer's MLP needs it, so it runs
+                     under the next layer's attention (times are per rank: Kraken's sub-layer, see perfmodel).
 
 With compute time c and all-reduce time a per module, n modules: standard takes n(c + a); ladder about
 n max(c, a) + min(c, a) (only the last all-reduce cannot hide). The pictures in the notebooks are drawn from this.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import BENCH_VARIANTS
+from .config import ALL_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -30,25 +32,25 @@ class Event:
 
 def simulate(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: float) -> list[Event]:
     """The events of one forward pass under the idealised two-lane model (times in any unit)."""
-    if variant not in BENCH_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(BENCH_VARIANTS)}")
+    if variant not in ALL_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(ALL_VARIANTS)}")
     if variant == "parallel":
         modules = [(f"L{i}.attn+mlp", "attn+mlp", t_attn + t_mlp) for i in range(n_layers)]
     else:
         modules = [m for i in range(n_layers) for m in ((f"L{i}.attn", "attn", t_attn), (f"L{i}.mlp", "mlp", t_mlp))]
     lag = 1 if variant == "ladder" else 0
     comm = 0.0 if variant == "upper_bound" else t_comm
-    events, comm_end, compute_free, comm_free = [], [], 0.0, 0.0
+    events, comm_end, compute_free, comm_free = [], {}, 0.0, 0.0
     for i, (name, kind, c) in enumerate(modules):
         need = i - 1 - lag                                  # the newest all-reduce this module must see
-        ready = comm_end[need] if need >= 0 else 0.0
-        start = max(compute_free, ready)
+        if variant == "kraken":                             # layer l's MLP needs layer l-1's all-reduce
+            need = i - 2 if kind == "mlp" else -1
+        start = max(compute_free, comm_end.get(need, 0.0))
         events.append(Event("compute", name, kind, start, start + c))
         compute_free = start + c
-        cstart = max(compute_free, comm_free)
-        comm_free = cstart + comm
-        comm_end.append(comm_free)
-        if comm:
+        if comm and (variant != "kraken" or kind == "mlp"):
+            cstart = max(compute_free, comm_free)
+            comm_free = comm_end[i] = cstart + comm
             events.append(Event("comm", f"AR {name}", "allreduce", cstart, comm_free))
     return events
 
@@ -60,4 +62,4 @@ def total_time(events: list[Event]) -> float:
 def speedups(n_layers: int, t_attn: float, t_mlp: float, t_comm: float) -> dict[str, float]:
     """Idealised speedup of each variant over standard."""
     base = total_time(simulate("standard", n_layers, t_attn, t_mlp, t_comm))
-    return {v: base / total_time(simulate(v, n_layers, t_attn, t_mlp, t_comm)) for v in BENCH_VARIANTS}
+    return {v: base / total_time(simulate(v, n_layers, t_attn, t_mlp, t_comm)) for v in ALL_VARIANTS}

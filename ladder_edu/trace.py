@@ -26,8 +26,8 @@ import torch.distributed as dist
 from . import launch
 from .check import example_tokens
 from .config import ModelConfig, variant_config
-from .bench import run_step
-from .model import Transformer, init_weights
+from .bench import run_step, variant_model
+from .model import init_weights
 from .parallel import TPGroup
 
 PHASES = ("prefill", "decode")
@@ -69,7 +69,7 @@ def profile_worker(cfg: ModelConfig, variants: list[str], phase: str, out_dir: s
     prompt = example_tokens(cfg, batch, context, seed).to(device)
     paths = {}
     for variant in variants:
-        model = Transformer.from_full_state_dict(variant_config(cfg, variant), full, tp, device=device)
+        model = variant_model(cfg, variant, tp, full, seed, device=device)
         model.setup_cache(batch, context + warmup + steps + 2)
         path = os.path.join(out_dir, "traces", variant, f"rank{tp.rank}.pt.trace.json")
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -124,7 +124,7 @@ def profile(cfg: ModelConfig, variants, tp: int, phase: str, out_dir: str, steps
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
     for v in variants:
-        variant_config(cfg, v)
+        variant_config(cfg, v, tp)
     if "iso" in variants and phase != "prefill":
         raise ValueError("the 'iso' variant splits a prefill: use it with phase='prefill'")
     cfg.check_tp(tp)

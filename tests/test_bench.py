@@ -5,7 +5,7 @@ from ladder_edu.bench import decode_benchmark, summarize
 
 def test_decode_benchmark_reports_every_variant():
     res = decode_benchmark(get_config("tiny"), 2, steps=3, rounds=2, context=8)
-    assert [r.variant for r in res.rows] == ["standard", "parallel", "ladder", "upper_bound"]
+    assert [r.variant for r in res.rows] == ["standard", "parallel", "ladder", "upper_bound", "kraken"]
     assert all(r.samples == 6 and 0 < r.p10_ms <= r.median_ms <= r.p90_ms for r in res.rows)
     assert res.row("standard").speedup_vs_standard == 1.0
     assert res.comm_share is not None and "upper_bound skips every all-reduce" in res.table()
@@ -18,3 +18,21 @@ def test_summary_statistics_by_hand():
     assert abs(res.row("upper_bound").speedup_vs_standard - 3.0) < 1e-12
     assert abs(res.comm_share - 2 / 3) < 1e-12
     assert abs(res.row("standard").p10_ms - 2.2) < 1e-9
+
+
+def test_kraken_prefill_next_to_the_others_and_its_matched_config():
+    """Kraken is a different model with (about) the same parameters per layer; it runs one sub-layer per rank."""
+    import torch
+    from ladder_edu.config import kraken_config, variant_config
+    from ladder_edu.kraken import KrakenTransformer
+    from ladder_edu.model import Transformer
+    cfg = get_config("small")
+    for n in (2, 4, 8):
+        k = variant_config(cfg, "kraken", n)
+        assert k.arch == "kraken" and k.kraken_degree == n == kraken_config(cfg, n).kraken_degree
+        count = lambda m: sum(p.numel() for name, p in m.named_parameters() if name.startswith(("layers", "splits")))
+        ratio = count(KrakenTransformer(k, device=torch.device("meta"))) / count(Transformer(cfg, device="meta"))
+        assert abs(ratio - 1) < 0.05, (n, ratio)
+    res = decode_benchmark(get_config("tiny"), 2, ["standard", "kraken"], steps=2, rounds=2, context=8,
+                           phase="prefill")
+    assert [r.variant for r in res.rows] == ["standard", "kraken"] and res.row("kraken").median_ms > 0

@@ -75,7 +75,7 @@ def test_bench_writes_json_csv_and_plot(tmp_path, capsys):
     assert main(["bench", "--preset", "tiny", "--tp", "2", "--batch", "1,2", "--context", "8", "--steps", "2",
                  "--rounds", "1", "--json", f"{out}.json", "--csv", f"{out}.csv", "--plot", f"{out}.png"]) == 0
     data = json.loads((tmp_path / "b.json").read_text())
-    assert len(data["results"]) == 2 and len(data["rows"]) == 8
+    assert len(data["results"]) == 2 and len(data["rows"]) == 10          # 5 variants, Kraken included
     assert (tmp_path / "b.csv").read_text().splitlines()[0].startswith("phase,preset,tp")
     assert (tmp_path / "b.png").stat().st_size > 1000
     assert main(["bench", "--preset", "tiny", "--tp", "2", "--phase", "prefill", "--context", "8", "--steps", "1",
@@ -93,7 +93,7 @@ def test_predict_and_validate(tmp_path, capsys):
     assert main(["predict", "--model", "llama-3-70b", "--gpu", "h100-nvlink", "--tp", "8", "--batch", "1",
                  "--json", str(out)]) == 0
     pred = json.loads(out.read_text())["prediction"]
-    assert set(pred) == {"standard", "parallel", "ladder", "upper_bound"}
+    assert set(pred) == {"standard", "parallel", "ladder", "upper_bound", "kraken"}
     assert 1.2 < pred["ladder"]["speedup_vs_standard"] < 1.4            # the paper measured 1.31
     assert main(["predict", "--validate", "--tp", "4"]) == 0
     assert "held-out speedup mean absolute error: 0.049" in capsys.readouterr().out

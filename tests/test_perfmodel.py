@@ -2,8 +2,8 @@
 import pytest
 
 from ladder_edu.calibrate import PAPER_70B, calibrate_this_machine, cells, fit, validate
-from ladder_edu.config import PRESETS, get_config
-from ladder_edu.perfmodel import HARDWARE, forward_time, get_hardware, module_times, predict
+from ladder_edu.config import BENCH_VARIANTS, PRESETS, get_config
+from ladder_edu.perfmodel import HARDWARE, forward_time, get_hardware, kraken_module_times, module_times, predict
 from ladder_edu.schedule import simulate, total_time
 
 CFG = PRESETS["llama-3-70b"]
@@ -18,6 +18,10 @@ def test_closed_form_ladder_equals_the_two_lane_schedule(batch, tp, hw):
     for v in ("standard", "parallel", "ladder", "upper_bound"):
         sim = total_time(simulate(v, CFG.n_layers, m.attn, m.mlp, m.allreduce))
         assert forward_time(v, CFG, h, tp, batch, 1, 1024) - fixed == pytest.approx(sim, rel=1e-9)
+    k = kraken_module_times(CFG, h, tp, batch, 1, 1024)
+    sim = total_time(simulate("kraken", CFG.n_layers, k.attn, k.mlp, k.allreduce))
+    fixed = k.head + h.step_overhead_us * 1e-6
+    assert forward_time("kraken", CFG, h, tp, batch, 1, 1024) - fixed == pytest.approx(sim, rel=1e-9)
 
 
 def test_orderings_and_tp1():
@@ -25,7 +29,8 @@ def test_orderings_and_tp1():
         p = predict(CFG, hw, 8, 4)
         t = {v: x.tokens_per_s for v, x in p.items()}
         assert t["upper_bound"] >= t["ladder"] >= t["standard"] and t["parallel"] >= t["standard"]
-    one = predict(get_config("llama-3-8b"), HARDWARE["h100-nvlink"], 1, 1)
+        assert t["kraken"] >= t["standard"]
+    one = predict(get_config("llama-3-8b"), HARDWARE["h100-nvlink"], 1, 1, variants=BENCH_VARIANTS)
     assert len({round(x.tokens_per_s, 9) for x in one.values()}) == 1      # no communication, no difference
 
 
