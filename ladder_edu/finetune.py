@@ -1,0 +1,181 @@
+"""The recovery fine-tune: AdamW, warm-up + cosine, gradient clipping, bf16 autocast, resumable checkpoints.
+
+Learning rate at step s (0-based) of S, warm-up W:
+
+    lr(s) = lr * (s + 1) / W                                                   for s < W
+    lr(s) = min_lr + (lr - min_lr) * (1 + cos(pi * (s - W) / (S - W))) / 2     after
+
+Each step draws its batch with a generator seeded by (seed, step), so a resumed run sees exactly the batches an
+uninterrupted one would. ``plain`` minimises next-token cross-entropy on the training blocks; ``distill`` minimises
+``distill.distill_loss`` to a teacher's logits, on training blocks mixed with teacher-written chat blocks.
+
+Checkpoints (every ``checkpoint_every`` steps, at the end, and when interrupted by Ctrl-C / a notebook's stop
+button) hold the trainable weights (by default the embeddings stay frozen: a conversion changes the dataflow, not
+the vocabulary), the AdamW state and the history. They are written to a temporary file and renamed over the old
+one, so a run killed at any moment leaves the last complete checkpoint; ``finetune`` on the same ``out_dir``
+resumes from it. A NaN or a loss above ``max_loss`` stops the run
+with ``TrainingDiverged`` before the bad step is applied; the last good checkpoint stays.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .distill import distill_loss
+from .evaluate import mean_loss
+
+METHODS = ("plain", "distill")
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 100
+    batch: int = 4
+    lr: float = 1e-4
+    min_lr: float = 1e-5
+    warmup: int = 10
+    weight_decay: float = 0.0
+    clip: float = 1.0                 # max gradient norm
+    method: str = "plain"             # plain | distill
+    alpha: float = 1.0                # distill: weight of the KL term (1 - alpha: cross-entropy)
+    temperature: float = 1.0          # distill: softmax temperature
+    chat_fraction: float = 0.5        # distill: share of each batch drawn from teacher-written chat blocks
+    eval_every: int = 25              # held-out loss every N steps (and at the end)
+    checkpoint_every: int = 20       # (a checkpoint of SmolLM2-135M is 1.3 GB and takes about 3 s to write)
+    freeze_embeddings: bool = True    # a conversion changes the dataflow, not the vocabulary
+    amp: bool = True                  # bf16 autocast (weights and AdamW stay float32)
+    max_loss: float = 20.0            # divergence guard
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown fine-tune method {self.method!r}; valid choices: {', '.join(METHODS)}")
+        if self.steps < 1 or self.batch < 1 or self.warmup < 0 or self.lr <= 0:
+            raise ValueError("steps and batch must be >= 1, warmup >= 0 and lr > 0")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def lr_at(step: int, ft: FinetuneConfig) -> float:
+    if step < ft.warmup:
+        return ft.lr * (step + 1) / ft.warmup
+    p = (step - ft.warmup) / max(1, ft.steps - ft.warmup)
+    return ft.min_lr + (ft.lr - ft.min_lr) * (1 + math.cos(math.pi * min(p, 1.0))) / 2
+
+
+def atomic_save(obj, path: str) -> None:
+    """torch.save to a temporary file in the same folder, then rename: readers see the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def trainable(model) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _batch(blocks: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    return blocks[torch.randint(len(blocks), (n,), generator=gen)]
+
+
+def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str, eval_blocks=None, teacher=None,
+             chat_blocks=None, progress: bool = True, desc: str = "fine-tune", on_eval=None) -> dict:
+    """Fine-tune ``model`` (one device) in place; returns the history {"train": [...], "eval": [...]}.
+
+    ``on_eval(history)`` is called after each evaluation (a notebook redraws its loss curve there)."""
+    from tqdm.auto import tqdm
+    if ft.method == "distill" and teacher is None:
+        raise ValueError("method 'distill' needs the teacher: the unconverted model")
+    os.makedirs(out_dir, exist_ok=True)
+    if ft.freeze_embeddings:
+        model.embed_tokens.weight.requires_grad_(False)
+    params = trainable(model)
+    opt = torch.optim.AdamW(params.values(), lr=ft.lr, weight_decay=ft.weight_decay, betas=(0.9, 0.95))
+    history = {"config": asdict(ft), "train": [], "eval": []}
+    path = os.path.join(out_dir, CHECKPOINT)
+    start = 0
+    if os.path.exists(path):
+        ck = torch.load(path, weights_only=False)
+        if ck["config"] != asdict(ft):
+            raise ValueError(f"{path} was written by a run with a different configuration; use another out_dir "
+                             f"or delete it. Checkpoint: {ck['config']}")
+        model.load_state_dict(ck["weights"], strict=False)
+        opt.load_state_dict(ck["optimizer"])
+        history, start = ck["history"], ck["step"]
+    model.train()
+
+    def evaluate(step):
+        if eval_blocks is not None and (not history["eval"] or history["eval"][-1]["step"] != step):
+            history["eval"].append({"step": step, "loss": mean_loss(model, eval_blocks)})
+            if on_eval:
+                on_eval(history)
+
+    def save(step):
+        atomic_save({"config": asdict(ft), "step": step, "history": history, "optimizer": opt.state_dict(),
+                     "weights": {n: p.detach() for n, p in params.items()}}, path)
+        with open(os.path.join(out_dir, "history.json.tmp"), "w") as f:
+            json.dump(history, f)
+        os.replace(os.path.join(out_dir, "history.json.tmp"), os.path.join(out_dir, "history.json"))
+
+    if start == 0:
+        evaluate(0)
+    bar = tqdm(range(start, ft.steps), desc=desc, initial=start, total=ft.steps, disable=not progress)
+    try:
+        _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path)
+    except (KeyboardInterrupt, TrainingDiverged):
+        if len(history["train"]) > start:    # history["train"] holds steps 0 .. done-1
+            save(len(history["train"]))      # every completed step is kept; run finetune again to resume
+        raise
+    model.eval()
+    return history
+
+
+def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path):
+    device = model.embed_tokens.weight.device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if ft.amp else nullcontext()
+    for step in bar:                                   # one optimizer step per batch
+        gen = torch.Generator().manual_seed(ft.seed * 1_000_003 + step)
+        n_chat = round(ft.batch * ft.chat_fraction) if ft.method == "distill" and chat_blocks is not None else 0
+        rows = [_batch(train_blocks, ft.batch - n_chat, gen)] + ([_batch(chat_blocks, n_chat, gen)] if n_chat else [])
+        tokens = torch.cat(rows).to(device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, ft)
+        with autocast:
+            logits = model(tokens[:, :-1])
+            if ft.method == "plain":
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(tokens[:, :-1])
+                loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature)
+        value = float(loss.detach())
+        if not math.isfinite(value) or value > ft.max_loss:
+            raise TrainingDiverged(f"step {step}: loss {value} (NaN or above max_loss={ft.max_loss}); the run "
+                                   f"stopped before applying it, and {path} keeps the last good state (step "
+                                   f"{step}). Lower lr (now {ft.lr}) and start again in a new out_dir.")
+        loss.backward()
+        norm = float(torch.nn.utils.clip_grad_norm_(params.values(), ft.clip))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        history["train"].append({"step": step, "loss": value, "lr": lr_at(step, ft), "grad_norm": norm})
+        bar.set_postfix(loss=f"{value:.3f}")
+        done = step + 1
+        if done % ft.eval_every == 0 or done == ft.steps:
+            evaluate(done)
+        if done % ft.checkpoint_every == 0 or done == ft.steps:
+            save(done)

@@ -1,0 +1,113 @@
+"""The fine-tune loop: schedule, resume after a hard kill, Ctrl-C, divergence; the evaluation and distillation data."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ladder_edu import get_config
+from ladder_edu.distill import chat_prompts, distill_loss, pack
+from ladder_edu.evaluate import corpus_split, is_correct, load_probe
+from ladder_edu.finetune import CHECKPOINT, FinetuneConfig, TrainingDiverged, finetune, lr_at
+from ladder_edu.model import Transformer, init_weights
+
+CFG = get_config("tiny", ladder_layers=2)
+DATA = torch.randint(0, CFG.vocab_size, (32, 17), generator=torch.Generator().manual_seed(0))
+FT = dict(steps=30, batch=2, lr=3e-3, warmup=3, checkpoint_every=5, eval_every=10)
+
+CHILD = """
+import sys, time, torch
+sys.path.insert(0, {tests!r})
+from test_finetune import CFG, DATA, FT, fresh
+from ladder_edu.finetune import FinetuneConfig, finetune
+finetune(fresh(), DATA, FinetuneConfig(**FT), {out!r}, DATA[:4], progress=False,
+         on_eval=lambda h: time.sleep(0.2))
+"""
+
+
+def fresh():
+    return Transformer.from_full_state_dict(CFG, init_weights(CFG, 0))
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_learning_rate_schedule():
+    ft = FinetuneConfig(steps=110, warmup=10, lr=1e-4, min_lr=1e-5)
+    assert lr_at(0, ft) == pytest.approx(1e-5) and lr_at(9, ft) == pytest.approx(1e-4)
+    assert lr_at(60, ft) == pytest.approx(5.5e-5) and lr_at(110, ft) == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match="valid choices: plain, distill"):
+        FinetuneConfig(method="lora")
+
+
+def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path):
+    ref = fresh()
+    ref_hist = finetune(ref, DATA, FinetuneConfig(**FT), str(tmp_path / "ref"), DATA[:4], progress=False)
+    assert ref_hist["eval"][-1]["loss"] < ref_hist["eval"][0]["loss"]           # it learns
+    out = tmp_path / "run"
+    code = CHILD.format(tests=os.path.dirname(__file__), out=str(out))
+    child = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None:
+        hist = out / "history.json"
+        if hist.exists() and len(json.loads(hist.read_text())["train"]) >= 10:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)                                            # no chance to save anything
+    child.wait()
+    saved = torch.load(out / CHECKPOINT, weights_only=False)["step"]
+    assert 10 <= saved < FT["steps"], saved
+    model = fresh()
+    hist = finetune(model, DATA, FinetuneConfig(**FT), str(out), DATA[:4], progress=False)
+    assert [h["step"] for h in hist["train"]] == list(range(FT["steps"]))
+    for k, v in weights(ref).items():
+        torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=1e-6)
+
+
+def test_ctrl_c_keeps_every_completed_step(tmp_path):
+    def stop(history):
+        if history["eval"][-1]["step"] == 7:
+            raise KeyboardInterrupt
+    ft = FinetuneConfig(**{**FT, "eval_every": 7, "checkpoint_every": 100})
+    with pytest.raises(KeyboardInterrupt):
+        finetune(fresh(), DATA, ft, str(tmp_path), DATA[:4], progress=False, on_eval=stop)
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 7
+    with pytest.raises(ValueError, match="different configuration"):
+        finetune(fresh(), DATA, FinetuneConfig(**{**FT, "lr": 1.0}), str(tmp_path), progress=False)
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_state(tmp_path):
+    ft = FinetuneConfig(**{**FT, "lr": 5.0, "clip": 1e9, "warmup": 0, "max_loss": 7.0})
+    with pytest.raises(TrainingDiverged, match="NaN or above max_loss=7.0") as err:
+        finetune(fresh(), DATA, ft, str(tmp_path), progress=False)
+    bad = int(str(err.value).split()[1].rstrip(":"))
+    assert bad >= 1 and torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == bad
+
+
+def test_distillation_loss_is_a_kl_divergence():
+    torch.manual_seed(0)
+    t = torch.randn(3, 5, 11)
+    assert float(distill_loss(t, t, torch.zeros(3, 5, dtype=torch.long))) == pytest.approx(0, abs=1e-6)
+    s = torch.randn(3, 5, 11)
+    p, q = t.softmax(-1), s.softmax(-1)
+    kl = (p * (p.log() - q.log())).sum(-1).mean()
+    assert float(distill_loss(s, t, torch.zeros(3, 5, dtype=torch.long))) == pytest.approx(float(kl), rel=1e-5)
+    assert pack([[1, 2, 3], [4, 5, 6, 7]], 3).tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_corpus_split_and_probe():
+    train, held = corpus_split()
+    assert len(held) > 40_000 and len(train) > 4 * 40_000 and held[:200] not in train
+    probe = load_probe()
+    assert len(probe) >= 40 and all(item["q"].endswith("?") and item["a"] for item in probe)
+    assert is_correct("The capital of France is Paris.", ["Paris"])
+    assert not is_correct("Parisian food is great.", ["Paris"]) and not is_correct("well\nParis", ["Paris"])
+    prompts = " ".join(chat_prompts(["for", "while"])).lower()
+    assert not any(item["q"].lower().rstrip("?") in prompts for item in probe)     # the probe is never taught
+    assert math.isclose(len(chat_prompts()), 128)

