@@ -7,7 +7,7 @@ performance model (``perfmodel``) on hardware presets; quality of models trained
 from __future__ import annotations
 
 from .config import get_config
-from .perfmodel import get_hardware, iso_prefill_time, predict
+from .perfmodel import forward_time, get_hardware, iso_prefill_time, predict
 
 STRATEGIES = ("standard", "parallel", "ladder", "kraken", "iso")
 
@@ -38,6 +38,20 @@ def modeled(preset: str = "llama-3-70b", tp: int = 8, hardware: str = "h100-nvli
     out = {v: {"tokens_per_s": p.speedup_vs_standard, "prefill": std / p.prefill_s}
            for v, p in pred.items() if v in STRATEGIES}
     out["iso"] = {"tokens_per_s": None, "prefill": std / iso_prefill_time(cfg, hw, tp, batch, prompt)}
+    return out
+
+
+def kraken_ttft_grid(hardware: str = "a100-nvswitch", presets=("llama-3-8b", "llama-3-70b"), tps=(4, 8),
+                     prompts=(128, 2048)) -> dict[tuple, float]:
+    """Modeled time-to-first-token speedup of Kraken over standard on the Kraken paper's grid (8x A100 NVSwitch,
+    TP 4 and 8, prompts 128 and 2048; Llama shapes stand in for its GPT-3-like models)."""
+    hw, out = get_hardware(hardware), {}
+    for p in presets:
+        cfg = get_config(p)
+        for tp in tps:
+            for n in prompts:
+                out[p, tp, n] = (forward_time("standard", cfg, hw, tp, 1, n, n)
+                                 / forward_time("kraken", cfg, hw, tp, 1, n, n))
     return out
 
 

