@@ -51,6 +51,7 @@ class FinetuneConfig:
     eval_every: int = 25              # held-out loss every N steps (and at the end)
     checkpoint_every: int = 20       # (a checkpoint of SmolLM2-135M is 1.3 GB and takes about 3 s to write)
     freeze_embeddings: bool = True    # a conversion changes the dataflow, not the vocabulary
+    freeze_below: int = 0             # keep layers 0 .. k-1 frozen (a hybrid conversion leaves them unchanged)
     amp: bool = True                  # bf16 autocast (weights and AdamW stay float32)
     max_loss: float = 20.0            # divergence guard
     seed: int = 0
@@ -85,6 +86,14 @@ def atomic_save(obj, path: str) -> None:
             os.remove(tmp)
 
 
+def atomic_write_json(obj, path: str) -> None:
+    """json.dump to ``path + ".tmp"``, then rename over ``path``."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def trainable(model) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
@@ -104,6 +113,8 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
     os.makedirs(out_dir, exist_ok=True)
     if ft.freeze_embeddings:
         model.embed_tokens.weight.requires_grad_(False)
+    for layer in model.layers[:ft.freeze_below]:
+        layer.requires_grad_(False)
     params = trainable(model)
     opt = torch.optim.AdamW(params.values(), lr=ft.lr, weight_decay=ft.weight_decay, betas=(0.9, 0.95))
     history = {"config": asdict(ft), "train": [], "eval": []}
@@ -128,12 +139,14 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
     def save(step):
         atomic_save({"config": asdict(ft), "step": step, "history": history, "optimizer": opt.state_dict(),
                      "weights": {n: p.detach() for n, p in params.items()}}, path)
-        with open(os.path.join(out_dir, "history.json.tmp"), "w") as f:
-            json.dump(history, f)
-        os.replace(os.path.join(out_dir, "history.json.tmp"), os.path.join(out_dir, "history.json"))
+        atomic_write_json(history, os.path.join(out_dir, "history.json"))
 
     if start == 0:
         evaluate(0)
+    elif progress:
+        print(f"{desc}: resuming from step {start} of {ft.steps} ({path})")
+        if on_eval and history["eval"]:
+            on_eval(history)
     bar = tqdm(range(start, ft.steps), desc=desc, initial=start, total=ft.steps, disable=not progress)
     try:
         _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path)

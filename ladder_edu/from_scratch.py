@@ -8,7 +8,6 @@ parameters per layer). Reported: validation perplexity per byte, per seed, and t
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -17,7 +16,7 @@ import torch
 
 from .config import ModelConfig, kraken_config
 from .evaluate import corpus_split, mean_loss
-from .finetune import FinetuneConfig, finetune
+from .finetune import FinetuneConfig, atomic_write_json, finetune
 from .model import Transformer, init_weights
 
 ARCHS_COMPARED = ("standard", "parallel", "ladder", "kraken")
@@ -61,10 +60,7 @@ def compare(out_dir: str, steps: int = 300, seeds=(0, 1), archs=ARCHS_COMPARED, 
         ppl = [math.exp(r["loss"]) for r in runs]
         result["archs"][arch] = {"ppl": ppl, "mean_ppl": statistics.mean(ppl),
                                  "spread": max(ppl) - min(ppl), "params": runs[0]["params"]}
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "from_scratch.json.tmp"), "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(os.path.join(out_dir, "from_scratch.json.tmp"), os.path.join(out_dir, "from_scratch.json"))
+    atomic_write_json(result, os.path.join(out_dir, "from_scratch.json"))
     return result
 
 

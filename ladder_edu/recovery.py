@@ -11,14 +11,13 @@
 """
 from __future__ import annotations
 
-import json
 import os
 
 import torch
 
 from .distill import chat_prompts, pack, teacher_chats
 from .evaluate import CHAT, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: for notebooks)
-from .finetune import FinetuneConfig, atomic_save, finetune
+from .finetune import FinetuneConfig, atomic_save, atomic_write_json, finetune
 from .generate import generate
 from .model import Transformer
 from .pretrained import load_checkpoint, load_tokenizer
@@ -100,10 +99,7 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
                 result["recovery"][run] = {
                     key: recovery(rows["converted"][key], rows[run][key], rows["control"][key])
                     for key in ("ppl", "loss")}
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json.tmp"), "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(os.path.join(out_dir, "results.json.tmp"), os.path.join(out_dir, "results.json"))
+    atomic_write_json(result, os.path.join(out_dir, "results.json"))
     return result
 
 
