@@ -178,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated from plain, distill, control (default: all three)")
     ft.add_argument("--steps", type=int, default=100, help="optimizer steps per run (default: 100)")
     ft.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
+    ft.add_argument("--chat-fraction", type=float, default=0.5,
+                    help="distill: share of each batch from the teacher's chat replies (default: 0.5)")
+    ft.add_argument("--freeze-below", type=int, default=0, metavar="K",
+                    help="train only layers K and up (default: 0, every layer)")
     ft.add_argument("--eval-blocks", type=int, default=16, help="held-out blocks of 256 tokens (default: 16)")
     ft.add_argument("--probe-limit", type=int, default=None, help="ask only the first N probe questions")
     ft.add_argument("--out", default="runs/recovery", help="checkpoints and results (default: runs/recovery)")
