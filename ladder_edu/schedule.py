@@ -78,7 +78,7 @@ def total_time(events: list[Event]) -> float:
     return max(e.end for e in events)
 
 
-def speedups(n_layers: int, t_attn: float, t_mlp: float, t_comm: float) -> dict[str, float]:
+def speedups(n_layers: int, t_attn: float, t_mlp: float, t_comm: float, variants=ALL_VARIANTS) -> dict[str, float]:
     """Idealised speedup of each variant over standard."""
     base = total_time(simulate("standard", n_layers, t_attn, t_mlp, t_comm))
-    return {v: base / total_time(simulate(v, n_layers, t_attn, t_mlp, t_comm)) for v in ALL_VARIANTS}
+    return {v: base / total_time(simulate(v, n_layers, t_attn, t_mlp, t_comm)) for v in variants}
