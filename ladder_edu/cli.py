@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
     ft.add_argument("--chat-fraction", type=float, default=0.5,
                     help="distill: share of each batch from the teacher's chat replies (default: 0.5)")
+    ft.add_argument("--chat-tokens", type=int, default=48,
+                    help="distill: longest teacher reply per chat prompt, in tokens (default: 48)")
     ft.add_argument("--freeze-below", type=int, default=0, metavar="K",
                     help="train only layers K and up (default: 0, every layer)")
     ft.add_argument("--eval-blocks", type=int, default=16, help="held-out blocks of 256 tokens (default: 16)")

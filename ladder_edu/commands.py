@@ -252,7 +252,8 @@ def cmd_finetune(args) -> int:
     if bad:
         raise ValueError(f"unknown run(s) {bad}; valid choices: {', '.join(RUNS)}")
     result = run_recovery(args.out, args.ladder_layers, args.steps, runs, args.source, args.eval_blocks,
-                          args.probe_limit, lr=args.lr, chat_fraction=args.chat_fraction,
+                          args.probe_limit, chat_tokens=args.chat_tokens, lr=args.lr,
+                          chat_fraction=args.chat_fraction,
                           freeze_below=args.freeze_below)
     _say(table(result))
     _write_json(args.json, result)
