@@ -83,10 +83,12 @@ class _Timer:
 
 def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context: int = 64, steps: int = 16,
                   rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
-                  phase: str = "decode") -> dict:
+                  phase: str = "decode", compile_mode: str | None = None) -> dict:
     """Runs on every rank; returns {"times": {variant: [seconds per step, max over ranks]},
     "comm_priority": how this rank's communication threads were scheduled}. A decode step adds one token to a
-    cache of ``context``; a prefill step processes a ``context``-token prompt from position 0."""
+    cache of ``context``; a prefill step processes a ``context``-token prompt from position 0. ``compile_mode``:
+    decode steps run compiled (``compiled.CompiledDecode``; "auto" = CUDA graphs on a GPU), compiled before
+    timing starts."""
     tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
     device = launch.current_device()
     full = init_weights(cfg, seed)
@@ -97,6 +99,13 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
             models[v] = variant_model(cfg, v, tp, full, seed, DTYPES[dtype], device)
             models[v].setup_cache(batch, context + steps)
             models[v](prompt)                                     # prefill: fills the KV cache (and warms up)
+    compiled = {}
+    if compile_mode:
+        from .compiled import CompiledDecode
+        for v in variants:                                        # compile (and record CUDA graphs) untimed
+            compiled[v] = CompiledDecode(models[v], None if compile_mode == "auto" else compile_mode)
+            for _ in range(3):
+                compiled[v](prompt[:, -1:], context)
     times = {v: [] for v in variants}
     step_times = torch.zeros(steps, dtype=torch.float64)
     with torch.no_grad():
@@ -107,13 +116,17 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
                         dist.barrier(group=tp.group)
                     _sync(device)
                     with _Timer(device) as timer:
-                        run_step(models[v], phase, v, prompt, context, s)
+                        if compiled:
+                            compiled[v](prompt[:, -1:], context + s)
+                        else:
+                            run_step(models[v], phase, v, prompt, context, s)
                     step_times[s] = timer.seconds
                 if tp.size > 1:
                     dist.all_reduce(step_times, op=dist.ReduceOp.MAX, group=tp.group)
                 if r >= warmup:
                     times[v].extend(step_times.tolist())
-    return {"times": times, "comm_priority": launch.applied_comm_priority()}
+    mode = next(iter(compiled.values())).mode if compiled else None
+    return {"times": times, "comm_priority": launch.applied_comm_priority(), "compiled": mode}
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -144,6 +157,7 @@ class DecodeBenchmark:
     comm_share: float | None = None
     comm_priority: str = "normal"
     phase: str = "decode"
+    compiled: str | None = None          # the torch.compile mode of the decode steps; None: eager
 
     def tokens_per_s(self, variant: str) -> float:
         """Decode: batch new tokens per step; prefill: batch x context prompt tokens per step."""
@@ -159,7 +173,8 @@ class DecodeBenchmark:
     def table(self) -> str:
         threads = f", {self.comm_priority} comm threads" if self.backend == "gloo" else ""
         unit = "ms per prefill" if self.phase == "prefill" else "ms per token"
-        head = (f"{self.phase}, preset {self.preset}, TP={self.tp} ({self.backend}{threads}), batch {self.batch}, "
+        how = f", compiled ({self.compiled})" if self.compiled else ""
+        head = (f"{self.phase}{how}, preset {self.preset}, TP={self.tp} ({self.backend}{threads}), batch {self.batch}, "
                 f"context {self.context}: {unit} (median, p10-p90 over {self.rows[0].samples} steps)")
         lines = [head, f"  {'variant':<12} {'median':>8} {'p10-p90':>15} {'speedup':>8}"]
         for r in self.rows:
@@ -173,8 +188,10 @@ class DecodeBenchmark:
 
 
 def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
-              times: dict[str, list[float]], comm_priority: str = "normal", phase: str = "decode") -> DecodeBenchmark:
-    res = DecodeBenchmark(cfg.name, tp, backend, batch, context, comm_priority=comm_priority, phase=phase)
+              times: dict[str, list[float]], comm_priority: str = "normal", phase: str = "decode",
+              compiled: str | None = None) -> DecodeBenchmark:
+    res = DecodeBenchmark(cfg.name, tp, backend, batch, context, comm_priority=comm_priority, phase=phase,
+                          compiled=compiled)
     for v, xs in times.items():
         ms = [1e3 * x for x in xs]
         res.rows.append(VariantTiming(v, statistics.median(ms), _percentile(ms, 0.1), _percentile(ms, 0.9), len(ms)))
@@ -190,10 +207,20 @@ def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
 def decode_benchmark(cfg: ModelConfig, tp: int, variants=ALL_VARIANTS, batch: int = 1, context: int = 64,
                      steps: int = 16, rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
                      backend: str | None = None, timeout_s: float = 120.0,
-                     comm_priority: str = "auto", phase: str = "decode") -> DecodeBenchmark:
-    """Time decode (or prefill) steps of each variant on ``tp`` ranks, interleaved; see the module docstring."""
+                     comm_priority: str = "auto", phase: str = "decode",
+                     compile_mode: str | None = None) -> DecodeBenchmark:
+    """Time decode (or prefill) steps of each variant on ``tp`` ranks, interleaved; see the module docstring.
+    ``compile_mode`` ("auto", or a torch.compile mode) times compiled decode steps instead of eager ones."""
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
+    if compile_mode:
+        from .compiled import MODES
+        if compile_mode not in ("auto",) + MODES:
+            raise ValueError(f"unknown compile mode {compile_mode!r}; valid choices: auto, {', '.join(MODES)}")
+        if phase != "decode":
+            raise ValueError("compile applies to decode steps (the Ladder paper compiled decode with CUDA graphs); "
+                             "use phase='decode' or drop compile")
+        timeout_s = max(timeout_s, 600.0)          # ranks compile at their own pace before the first barrier
     variants = list(variants)
     for v in variants:
         variant_config(cfg, v, tp)                  # validates the names (and Kraken's degree)
@@ -204,5 +231,6 @@ def decode_benchmark(cfg: ModelConfig, tp: int, variants=ALL_VARIANTS, batch: in
         raise ValueError(f"context ({context}) + steps ({steps}) exceeds max_seq_len={cfg.max_seq_len}")
     backend = backend or launch.default_backend(tp)
     results = launch.run(decode_worker, tp, cfg, variants, batch, context, steps, rounds, warmup, seed, dtype, phase,
-                         backend=backend, timeout_s=timeout_s, comm_priority=comm_priority)
-    return summarize(cfg, tp, backend, batch, context, results[0]["times"], results[0]["comm_priority"], phase)
+                         compile_mode, backend=backend, timeout_s=timeout_s, comm_priority=comm_priority)
+    r0 = results[0]
+    return summarize(cfg, tp, backend, batch, context, r0["times"], r0["comm_priority"], phase, r0["compiled"])

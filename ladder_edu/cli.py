@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default: 6)")
     bench.add_argument("--csv", metavar="FILE", help="also write one row per measurement to FILE as CSV")
     bench.add_argument("--plot", metavar="FILE", help="also draw the medians with p10-p90 whiskers to FILE (PNG)")
+    bench.add_argument("--compile", nargs="?", const="auto", default=None, metavar="MODE",
+                       help="time torch.compile'd decode steps (static-shape KV cache; ladder_edu/compiled.py). "
+                            "MODE: auto (default: reduce-overhead = CUDA graphs on GPUs, as the Ladder paper's "
+                            "gpt-fast setup; default on CPUs), default, reduce-overhead, max-autotune, "
+                            "max-autotune-no-cudagraphs. Compiling takes seconds to minutes per variant, untimed")
     bench.add_argument("--emulate-tp", type=int, default=None, metavar="N",
                        help="emulated rank: run rank 0's 1/N shard of --preset on one device, every all-reduce "
                             "replaced by a wait of the duration the interconnect model predicts for --gpu "

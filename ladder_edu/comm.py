@@ -8,12 +8,12 @@ architectures (``model.py``):
 * standard waits before the very next module runs, so the all-reduce blocks it;
 * ladder waits one module later, so module i's all-reduce runs while module i+1 computes.
 
-Three ways to reduce:
+Four ways to reduce:
 
 * eager: ``dist.all_reduce(t, async_op=True)`` returns a work handle (the gpt-fast/ladder code does the same);
-* under ``torch.compile``: functional collectives (``torch.distributed._functional_collectives.all_reduce``),
-  which return an ``AsyncCollectiveTensor`` that waits on first use, so the compiler sees the collective and its
-  wait as separate graph nodes and can keep the overlap;
+* under ``torch.compile``: functional collectives (``torch.distributed._functional_collectives.all_reduce``):
+  the compiler sees the collective and its wait as separate graph nodes; ``Pending.wait(after=...)`` adds the
+  fence that stops inductor's fusion from pulling a wait forward (``ordered_after``, ``compiled.py``);
 * ``comm="skip"``: no reduction at all (the upper-bound speed ceiling; results are wrong by design);
 * an emulated rank (``emulate.py``): a wait of the duration the interconnect model predicts, on a side thread or
   stream, with no data exchanged (timing only).
@@ -35,12 +35,35 @@ class Pending:
     def __init__(self, tensor: torch.Tensor, work=None, name: str = ""):
         self.tensor, self.work, self.name = tensor, work, name
 
-    def wait(self) -> torch.Tensor:
+    def wait(self, after: torch.Tensor | None = None) -> torch.Tensor:
+        """The reduced tensor. ``after``: under torch.compile, a tensor the result must not be used before
+        (see :func:`ordered_after`); eager code runs in program order and ignores it."""
         if self.work is not None:
             with region(f"{self.name}:wait"):
                 self.work.wait()
             self.work = None
+        if after is not None and torch.compiler.is_compiling():
+            return ordered_after(self.tensor, after)
         return self.tensor
+
+
+@torch.library.custom_op("ladder_edu::ordered_after", mutates_args=())
+def ordered_after(x: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """A copy of ``x`` that the compiler can compute only once ``anchor`` exists: a scheduling fence.
+
+    Why it is needed: tracing a functional all-reduce puts its wait right after it, and inductor fuses pointwise
+    work freely. For ladder it fused "stream + MLP_0's output" (needed by MLP_1) into the kernel that prepares
+    Attn_1's input, so MLP_0's all-reduce had to finish *before* Attn_1: the overlap was gone (``compiled.py``
+    shows the schedule). Making the reduced tensor depend on Attn_1's own output (the anchor) keeps that add, and
+    the wait, after Attn_1, where the eager code has them. An opaque custom op is not fused; its cost is one copy
+    of a [batch, tokens, dim] activation.
+    """
+    return x.clone()
+
+
+@ordered_after.register_fake
+def _(x, anchor):
+    return torch.empty_like(x)
 
 
 def all_reduce_async(t: torch.Tensor, tp, comm: str = "all_reduce", name: str = "") -> Pending:

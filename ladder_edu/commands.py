@@ -137,6 +137,9 @@ def cmd_bench(args) -> int:
     combos = list(itertools.product(_ints(args.tp, "--tp"), _ints(args.batch, "--batch"),
                                     _ints(args.context, "--context")))
     results = []
+    if args.compile and args.emulate_tp:
+        raise ValueError("--compile cannot be combined with --emulate-tp: the emulated rank's modeled "
+                         "waits (Python threads, CUDA sleeps) are not traceable; drop one of them")
     if args.emulate_tp:
         import torch
 
@@ -155,11 +158,12 @@ def cmd_bench(args) -> int:
         else:
             res = decode_benchmark(cfg, tp, variants, batch=batch, context=context, steps=args.steps,
                                    rounds=args.rounds, seed=args.seed, backend=args.backend, timeout_s=args.timeout,
-                                   comm_priority=args.comm_priority, phase=args.phase)
+                                   comm_priority=args.comm_priority, phase=args.phase, compile_mode=args.compile)
         results.append(res)
         _say(res.table())
     rows = [dict(phase=r.phase, preset=r.preset, tp=r.tp, backend=r.backend, comm_priority=r.comm_priority,
-                 batch=r.batch, context=r.context, tokens_per_s=r.tokens_per_s(v.variant), **asdict(v))
+                 batch=r.batch, context=r.context, tokens_per_s=r.tokens_per_s(v.variant), **asdict(v),
+                 compiled=r.compiled)
             for r in results for v in r.rows]
     _write_json(args.json, {"results": [r.to_dict() for r in results], "rows": rows})
     if args.csv and _is_main_rank():

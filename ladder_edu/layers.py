@@ -52,8 +52,15 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, start: int, k: torch.Tensor, v: torch.Tensor):
-        """Write positions [start, start+T) and return all keys/values up to start+T."""
+    def update(self, start, k: torch.Tensor, v: torch.Tensor):
+        """Write positions [start, start+T) and return all keys/values up to start+T.
+
+        With ``start`` a tensor of positions (the static-shape path, ``compiled.py``) write those positions and
+        return the whole cache: its shape never changes, which CUDA graphs need (gpt-fast's layout)."""
+        if isinstance(start, torch.Tensor):
+            self.k.index_copy_(2, start, k)
+            self.v.index_copy_(2, start, v)
+            return self.k, self.v
         end = start + k.shape[2]
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
@@ -65,6 +72,9 @@ class Attention(nn.Module):
 
     q, k, v = x Wq_r^T, x Wk_r^T, x Wv_r^T (column-parallel: whole heads), RoPE on q and k,
     o_r = softmax(q k^T / sqrt(d) + causal mask) v, then the partial sum o_r Wo_r^T (row-parallel).
+
+    ``start`` is the first position, an int (eager: attend to the cache up to start+T), or a tensor of the T
+    positions (static shapes for torch.compile/CUDA graphs: attend to the whole cache, mask key s > position).
     """
 
     def __init__(self, cfg: ModelConfig, tp: TPGroup, dtype=None, device=None):
@@ -82,16 +92,20 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        cos, sin = rope[0][start:start + T], rope[1][start:start + T]
+        static = isinstance(start, torch.Tensor)
+        where = start if static else slice(start, start + T)
+        cos, sin = rope[0][where], rope[1][where]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.cache is not None:
             k, v = self.cache.update(start, k, v)
-        elif start:
-            raise ValueError("start > 0 needs a KV cache: call model.setup_cache(batch) first")
+        elif static or start:
+            raise ValueError("start > 0 (or a positions tensor) needs a KV cache: call model.setup_cache(batch) first")
         group = self.n_heads // self.n_kv_heads          # query heads per kv head (GQA)
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         S = k.shape[2]                                    # keys: all positions < start + T
-        if T == 1:
+        if static:                                        # query at position p sees cache slots s <= p
+            mask = torch.arange(S, device=x.device)[None, :] <= start[:, None]
+        elif T == 1:
             mask = None                                   # one new token sees every cached position
         else:                                             # query at position start+t sees keys <= start+t
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)

@@ -89,16 +89,19 @@ class Transformer(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
-    def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Logits [B, T, vocab] for ``tokens`` [B, T] placed at positions start .. start+T-1."""
+    def forward(self, tokens: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
+        """Logits [B, T, vocab] for ``tokens`` [B, T] placed at positions start .. start+T-1 (or at the positions
+        in a tensor ``start`` [T], the static-shape path of ``compiled.py``)."""
         check_tokens(self, tokens, start)
         x = self.embed_tokens(tokens)
         rope = (self.rope_cos, self.rope_sin)
         pending: deque[Pending] = deque()      # module outputs whose all-reduce may still be in flight
+        out = None                             # the latest module's output
         for layer in self.layers:
             for name, module in layer.steps(start, rope):
                 while len(pending) > layer.lag:               # THE due rule: standard lag 0, ladder lag 1
-                    x = x + pending.popleft().wait()
+                    due = pending.popleft()
+                    x = x + due.wait(after=out if pending else None)  # "after": for torch.compile, comm.py
                 label = f"L{layer.index}.{name}"               # trace label, e.g. "L3.attn"
                 with region(label):
                     out = module(x)
@@ -138,7 +141,7 @@ class Transformer(nn.Module):
         return model.eval()
 
 
-def check_tokens(model, tokens: torch.Tensor, start: int):
+def check_tokens(model, tokens: torch.Tensor, start):
     """Clear errors for tokens a model (Transformer or KrakenTransformer) cannot take at position ``start``."""
     if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
         got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
@@ -146,7 +149,21 @@ def check_tokens(model, tokens: torch.Tensor, start: int):
                         f"got {got}")
     if tokens.dim() != 2:
         raise ValueError(f"tokens must have shape [batch, seq], got {tuple(tokens.shape)}")
-    end = start + tokens.shape[1]
+    if isinstance(start, torch.Tensor):              # positions, the static-shape path (compiled.py)
+        if start.dim() != 1 or start.shape[0] != tokens.shape[1] or start.dtype != torch.long:
+            raise ValueError(f"positions must be a torch.long tensor of shape [{tokens.shape[1]}] (one per token), "
+                             f"got {start.dtype} {tuple(start.shape)}")
+        cache = model.layers[0].self_attn.cache
+        if cache is None:
+            raise ValueError("a positions tensor needs a KV cache: call model.setup_cache(batch) first")
+        if torch.compiler.is_compiling():
+            return
+        end = int(start.max()) + 1
+        if int(start.min()) < 0 or end > cache.k.shape[2]:
+            raise ValueError(f"positions must be in [0, {cache.k.shape[2]}) (the KV cache's length), got "
+                             f"{start.tolist()}")
+    else:
+        end = start + tokens.shape[1]
     if end > model.cfg.max_seq_len:
         raise ValueError(f"sequence too long: positions up to {end} but the context is "
                          f"max_seq_len={model.cfg.max_seq_len}")

@@ -30,6 +30,8 @@ def test_check_fails_with_exit_1_on_mismatch(capsys):
     (["check", "--tp", "3"], "TP degree 3 cannot shard model 'tiny'"),
     (["check", "--arch", "ladder", "--ladder-layers", "2"], "ladder_layers converts"),
     (["check", "--backend", "nccl"], "valid choice on this machine: gloo"),
+    (["bench", "--compile", "--emulate-tp", "8"], "--compile cannot be combined with --emulate-tp"),
+    (["bench", "--compile", "--phase", "prefill", "--preset", "tiny"], "compile applies to decode"),
 ])
 def test_bad_input_exits_2_with_a_message(argv, message, capsys):
     import torch

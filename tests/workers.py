@@ -87,3 +87,27 @@ def iso_vs_prefill(preset, splits):
                   for layer in model.layers]
         out[name + "_cache"] = caches
     return out
+
+
+def compiled_vs_eager(variant, steps=3):
+    """Eager decode vs compiled decode of one variant on this rank, from the same prefill; and the compiled code's
+    overlap (matmuls issued while each all-reduce is in flight)."""
+    from ladder_edu import get_config, init_weights
+    from ladder_edu.bench import variant_model
+    from ladder_edu.compiled import CompiledDecode, compiled_code, overlapped_matmuls
+    from ladder_edu.parallel import TPGroup
+    cfg = get_config("tiny")
+    tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
+    model = variant_model(cfg, variant, tp, init_weights(cfg, 0))
+    tokens = torch.randint(0, cfg.vocab_size, (2, 8 + steps), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        model.setup_cache(2, 8 + steps)
+        model(tokens[:, :8])
+        eager = [model(tokens[:, 8 + i:9 + i], start=8 + i) for i in range(steps)]
+        model.setup_cache(2, 8 + steps)
+        model(tokens[:, :8])
+        step = CompiledDecode(model)
+        first, code = compiled_code(step, tokens[:, 8:9], 8)
+        compiled = [first.clone()] + [step(tokens[:, 8 + i:9 + i], 8 + i).clone() for i in range(1, steps)]
+    diff = max((a - b).abs().max().item() for a, b in zip(eager, compiled))
+    return {"diff": diff, "overlap": overlapped_matmuls(code), "mode": step.mode}
