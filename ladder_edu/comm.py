@@ -42,9 +42,22 @@ class Pending:
             with region(f"{self.name}:wait"):
                 self.work.wait()
             self.work = None
-        if after is not None and torch.compiler.is_compiling():
+        if after is not None and FENCES["on"] and torch.compiler.is_compiling():
             return ordered_after(self.tensor, after)
         return self.tensor
+
+
+FENCES = {"on": True}     # CompiledDecode(fence=False) turns ordered_after off, to show why it is there
+
+
+@contextlib.contextmanager
+def fences(on: bool):
+    """Compile with (True) or without (False) the ordered_after fences inside this block."""
+    before, FENCES["on"] = FENCES["on"], on
+    try:
+        yield
+    finally:
+        FENCES["on"] = before
 
 
 @torch.library.custom_op("ladder_edu::ordered_after", mutates_args=())

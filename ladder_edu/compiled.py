@@ -12,12 +12,15 @@ kernels themselves, and it hides what ladder changes (the wait for the all-reduc
    eager path, a tensor of positions the static one.)
 2. **Collectives the compiler keeps apart.** Under compile, ``comm.all_reduce_async`` issues functional
    collectives: the all-reduce and its wait are separate graph nodes. That alone is not enough. Tracing puts each
-   wait right after its all-reduce, and inductor fuses "stream + MLP_0's output" into the kernel that prepares
-   Attn_1's input, so half of ladder's all-reduces end up waited on at once (measured with
-   :func:`overlapped_matmuls`). Two fixes, both on by default: inductor's ``sink_waits`` pass (a wait as late as
-   its first use; the ladder authors' benchmark enables the same machinery) and ``comm.ordered_after``, a fence
-   that keeps the add after the next module's compute. With them every ladder all-reduce but the last runs under
-   a whole module's matmuls, and no standard one does -- the tests check exactly that in the compiled code.
+   wait right after its all-reduce, and inductor fuses "stream + MLP_0's output" (needed by MLP_1) into the kernel
+   that prepares Attn_1's input, so MLP_0's all-reduce must finish before Attn_1 starts. Measured with
+   :func:`overlapped_matmuls` (matmuls issued while each all-reduce is in flight) on the ``tiny`` ladder at TP=2:
+   ``[3, 0, 0, 0, 3, 0, 3, 0]`` -- most of the overlap gone. Inductor's ``sink_waits`` pass (on by default here;
+   the ladder authors' benchmark turns on the same machinery) does not change that: fusion has already tied the
+   add to the earlier kernel. ``comm.ordered_after`` does: a fence that makes the reduced tensor depend on the
+   next module's output, so the add and the wait stay after it, where the eager code has them. With it:
+   ``[3, 4, 3, 4, 3, 4, 3, 0]``, every ladder all-reduce but the last under a whole module's matmuls, and no
+   standard or parallel one (``[0, 0, ...]``) -- the tests check exactly that in the compiled code.
 
 On a CPU the same step compiles to inductor's C++ kernels (no CUDA graphs); the tests check there that compiled
 logits equal eager ones, on one device and on gloo ranks. An emulated rank (``emulate.py``) cannot be compiled: its
@@ -28,6 +31,8 @@ from __future__ import annotations
 import re
 
 import torch
+
+from .comm import fences
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -60,13 +65,14 @@ def compile_options(mode: str, sink_waits: bool = True) -> dict:
 class CompiledDecode:
     """``step(tokens [B, 1], pos)`` -> logits [B, 1, vocab], a compiled decode step of ``model`` at position pos.
 
-    The model must have a KV cache (``model.setup_cache``) filled up to ``pos`` (an eager prefill does that: both
+    ``sink_waits`` and ``fence`` (``comm.ordered_after``) keep ladder's overlap (module docstring); turn them off
+    to see what the compiler does without them. The model must have a KV cache (``model.setup_cache``) filled up to ``pos`` (an eager prefill does that: both
     paths use the same cache buffers). The first call compiles (seconds to minutes); later calls at any position
     reuse the graph. With CUDA graphs the returned logits live in the graph's memory and are overwritten by the next
     step: clone them to keep them.
     """
 
-    def __init__(self, model, mode: str | None = None, sink_waits: bool = True):
+    def __init__(self, model, mode: str | None = None, sink_waits: bool = True, fence: bool = True):
         device = model.embed_tokens.weight.device
         if getattr(model.tp.group, "modeled", False):
             raise ValueError("an emulated rank (modeled communication) cannot be compiled: its waits are Python "
@@ -79,7 +85,7 @@ class CompiledDecode:
                              "on a CPU use mode 'default'")
         if model.layers[0].self_attn.cache is None:
             raise ValueError("compiled decode needs a KV cache: call model.setup_cache(batch) first")
-        self.model, self.mode, self.device = model, mode, device
+        self.model, self.mode, self.device, self.fence = model, mode, device, fence
         self._fn = torch.compile(model, fullgraph=True, dynamic=False, options=compile_options(mode, sink_waits))
 
     @torch.no_grad()
@@ -91,7 +97,8 @@ class CompiledDecode:
             raise ValueError(f"position {pos} is outside the KV cache [0, {cache_len})")
         if self.mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()      # the previous step's outputs may be overwritten now
-        return self._fn(tokens, positions(pos, 1, self.device))
+        with fences(self.fence):
+            return self._fn(tokens, positions(pos, 1, self.device))
 
 
 _AR = re.compile(r"_c10d_functional\.all_reduce_?\.default\(\s*(?:reinterpret_tensor\()?(buf\d+)")
@@ -128,3 +135,25 @@ def compiled_code(step: CompiledDecode, tokens: torch.Tensor, pos: int) -> tuple
     torch._dynamo.reset()
     logits, codes = run_and_get_code(step, tokens, pos)
     return logits, codes[-1]
+
+
+def overlap_worker(preset: str, variant: str, fence: bool = True, sink_waits: bool = True) -> list[int]:
+    """On every rank (``launch.run``): compile one decode step of ``variant`` and return
+    :func:`overlapped_matmuls` of its generated code (this rank's)."""
+    import torch.distributed as dist
+
+    from . import launch
+    from .bench import variant_model
+    from .config import get_config
+    from .model import init_weights
+    from .parallel import TPGroup
+    cfg = get_config(preset)
+    tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
+    device = launch.current_device()
+    model = variant_model(cfg, variant, tp, init_weights(cfg, 0), device=device)
+    tokens = torch.zeros(1, 8, dtype=torch.long, device=device)
+    with torch.no_grad():
+        model.setup_cache(1, 16)
+        model(tokens)
+        _, code = compiled_code(CompiledDecode(model, sink_waits=sink_waits, fence=fence), tokens[:, -1:], 8)
+    return overlapped_matmuls(code)

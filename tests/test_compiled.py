@@ -69,3 +69,10 @@ def test_compiled_decode_errors():
         model(torch.zeros(1, 1, dtype=torch.long), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match=r"positions must be in \[0, 16\)"):
         model(torch.zeros(1, 1, dtype=torch.long), torch.tensor([20]))
+
+
+def test_without_the_fence_inductor_loses_ladders_overlap():
+    """The fence is not decoration: compiled without it, some ladder all-reduces hide behind nothing."""
+    from ladder_edu.compiled import overlap_worker
+    overlap = launch.run(overlap_worker, 2, "tiny", "ladder", False, timeout_s=300)[0]
+    assert overlap[-1] == 0 and min(overlap[:-1]) == 0, overlap
