@@ -156,3 +156,19 @@ def plot_bench(results):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_compiled_overlap(overlaps: dict[str, list[int]]):
+    """One row of bars per compiled variant: the matmuls issued while each all-reduce is in flight
+    (``compiled.overlapped_matmuls``). Zero means the all-reduce is waited on before any compute."""
+    fig, axes = plt.subplots(len(overlaps), 1, figsize=(8, 1.3 * len(overlaps) + 0.6), sharex=True, squeeze=False)
+    for ax, (name, counts) in zip(axes[:, 0], overlaps.items()):
+        ax.bar(range(len(counts)), counts, color=KIND_COLORS["attn"], edgecolor="black")
+        exposed = [i for i, c in enumerate(counts) if c == 0]
+        ax.plot(exposed, [0.3] * len(exposed), "x", color=KIND_COLORS["allreduce"], markersize=9, mew=2.5)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9, labelpad=12)
+        ax.set_ylim(0, max(1, *counts) + 1)
+    axes[-1, 0].set_xlabel("all-reduce, in program order (red x: no compute overlaps it)")
+    axes[0, 0].set_title("compiled decode: matmuls that run while each all-reduce is in flight", fontsize=10)
+    fig.tight_layout()
+    return fig
