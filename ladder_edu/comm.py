@@ -60,7 +60,12 @@ def fences(on: bool):
         FENCES["on"] = before
 
 
-@torch.library.custom_op("ladder_edu::ordered_after", mutates_args=())
+_LIB = torch.library.Library("ladder_edu", "DEF")        # a plain operator: cheaper to call than custom_op
+_LIB.define("ordered_after(Tensor x, Tensor anchor) -> Tensor")
+_LIB.impl("ordered_after", lambda x, anchor: x.clone(), "CompositeExplicitAutograd")
+torch.library.register_fake("ladder_edu::ordered_after", lambda x, anchor: torch.empty_like(x), lib=_LIB)
+
+
 def ordered_after(x: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
     """A copy of ``x`` that the compiler can compute only once ``anchor`` exists: a scheduling fence.
 
@@ -68,15 +73,12 @@ def ordered_after(x: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
     work freely. For ladder it fused "stream + MLP_0's output" (needed by MLP_1) into the kernel that prepares
     Attn_1's input, so MLP_0's all-reduce had to finish *before* Attn_1: the overlap was gone (``compiled.py``
     shows the schedule). Making the reduced tensor depend on Attn_1's own output (the anchor) keeps that add, and
-    the wait, after Attn_1, where the eager code has them. An opaque custom op is not fused; its cost is one copy
-    of a [batch, tokens, dim] activation.
+    the wait, after Attn_1, where the eager code has them. An opaque operator (``torch.library``; inductor does not
+    fuse or simplify it) does it; an arithmetic fence such as x + 0 * anchor was simplified away or fused around
+    (tried). Cost: a copy of a [batch, tokens, dim] activation and one operator call, about 20 us per ladder
+    module on this project's CPU (nothing of the Python call remains when CUDA graphs replay the step).
     """
-    return x.clone()
-
-
-@ordered_after.register_fake
-def _(x, anchor):
-    return torch.empty_like(x)
+    return torch.ops.ladder_edu.ordered_after(x, anchor)
 
 
 def all_reduce_async(t: torch.Tensor, tp, comm: str = "all_reduce", name: str = "") -> Pending:
