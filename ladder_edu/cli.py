@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="distill: share of each batch from the teacher's chat replies (default: 0.5)")
     ft.add_argument("--chat-tokens", type=int, default=48,
                     help="distill: longest teacher reply per chat prompt, in tokens (default: 48)")
+    ft.add_argument("--hidden-weight", type=float, default=0.0, metavar="B",
+                    help="distill: also match every module's output to the teacher's, with weight B "
+                         "(distill.hidden_loss; default: 0, logits only)")
     ft.add_argument("--freeze-below", type=int, default=0, metavar="K",
                     help="train only layers K and up (default: 0, every layer)")
     ft.add_argument("--eval-blocks", type=int, default=16, help="held-out blocks of 256 tokens (default: 16)")

@@ -257,7 +257,7 @@ def cmd_finetune(args) -> int:
         raise ValueError(f"unknown run(s) {bad}; valid choices: {', '.join(RUNS)}")
     result = run_recovery(args.out, args.ladder_layers, args.steps, runs, args.source, args.eval_blocks,
                           args.probe_limit, chat_tokens=args.chat_tokens, lr=args.lr,
-                          chat_fraction=args.chat_fraction,
+                          chat_fraction=args.chat_fraction, hidden_weight=args.hidden_weight,
                           freeze_below=args.freeze_below)
     _say(table(result))
     _write_json(args.json, result)

@@ -4,6 +4,12 @@ The teacher is the unconverted model, the student the converted one (same weight
 layers). The student is trained to match the teacher's next-token distribution:
 
     loss = alpha * T^2 * KL( softmax(z_teacher / T) || softmax(z_student / T) ) + (1 - alpha) * CE(z_student, next)
+           + beta * mean_i |h_i^student - h_i^teacher|^2 / mean |h_i^teacher|^2          (optional, "hidden")
+
+The last term matches every module's output h_i (attention or MLP) in the converted layers to the teacher's:
+a ladder module reads a stream one module stale, and this asks it to write what the original module wrote. The
+stream is the embeddings plus the sum of all module outputs in every architecture, so matching the h_i matches
+the stream too. It is a far denser signal than the logits alone.
 
 on two kinds of text: the training corpus, and chat turns that the teacher itself writes in reply to prompts
 generated here from templates (``chat_prompts``). The prompts never ask the probe's questions (a test checks
@@ -74,3 +80,41 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tar
     if alpha >= 1.0:
         return kl
     return alpha * kl + (1 - alpha) * F.cross_entropy(s, targets.reshape(-1))
+
+
+class ModuleOutputs:
+    """Records the output h_i of every attention and MLP of ``model.layers[first:]`` during a forward pass."""
+
+    def __init__(self, model, first: int = 0):
+        self.outputs: list[torch.Tensor] = []
+        self.recording = False
+        self.handles = [m.register_forward_hook(self._record)
+                        for layer in model.layers[first:] for m in (layer.self_attn, layer.mlp)]
+
+    def _record(self, module, args, out):
+        if self.recording:
+            self.outputs.append(out)
+
+    def __call__(self, model, tokens):
+        """model(tokens), and the module outputs it produced."""
+        self.outputs, self.recording = [], True
+        try:
+            logits = model(tokens)
+        finally:
+            self.recording = False
+        out, self.outputs = self.outputs, []
+        return logits, out
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def hidden_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """mean over modules of |h_student - h_teacher|^2 / mean |h_teacher|^2 (each module's relative error)."""
+    if len(student) != len(teacher) or not student:
+        raise ValueError(f"hidden-state distillation needs the same modules on both sides, got {len(student)} "
+                         f"student and {len(teacher)} teacher outputs")
+    terms = [(s.float() - t.float()).pow(2).mean() / t.float().pow(2).mean().clamp_min(1e-12)
+             for s, t in zip(student, teacher)]
+    return torch.stack(terms).mean()

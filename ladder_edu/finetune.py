@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .distill import distill_loss
+from .distill import ModuleOutputs, distill_loss, hidden_loss
 from .evaluate import mean_loss
 
 METHODS = ("plain", "distill")
@@ -47,6 +47,7 @@ class FinetuneConfig:
     method: str = "plain"             # plain | distill
     alpha: float = 1.0                # distill: weight of the KL term (1 - alpha: cross-entropy)
     temperature: float = 1.0          # distill: softmax temperature
+    hidden_weight: float = 0.0        # distill: weight of the module-output matching term (distill.hidden_loss)
     chat_fraction: float = 0.5        # distill: share of each batch drawn from teacher-written chat blocks
     eval_every: int = 25              # held-out loss every N steps (and at the end)
     checkpoint_every: int = 20       # (a checkpoint of SmolLM2-135M is 1.3 GB and takes about 3 s to write)
@@ -161,6 +162,20 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
 def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path):
     device = model.embed_tokens.weight.device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if ft.amp else nullcontext()
+    taps = None                                        # distill with hidden_weight: module outputs, both models
+    if ft.method == "distill" and ft.hidden_weight > 0:
+        taps = ModuleOutputs(model, ft.freeze_below), ModuleOutputs(teacher, ft.freeze_below)
+    try:
+        _steps(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path,
+               autocast, taps)
+    finally:
+        for t in taps or ():
+            t.remove()
+
+
+def _steps(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path,
+           autocast, taps):
+    device = model.embed_tokens.weight.device
     for step in bar:                                   # one optimizer step per batch
         gen = torch.Generator().manual_seed(ft.seed * 1_000_003 + step)
         n_chat = round(ft.batch * ft.chat_fraction) if ft.method == "distill" and chat_blocks is not None else 0
@@ -169,13 +184,16 @@ def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, histo
         for g in opt.param_groups:
             g["lr"] = lr_at(step, ft)
         with autocast:
-            logits = model(tokens[:, :-1])
+            logits, h_student = taps[0](model, tokens[:, :-1]) if taps else (model(tokens[:, :-1]), None)
             if ft.method == "plain":
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
             else:
                 with torch.no_grad():
-                    teacher_logits = teacher(tokens[:, :-1])
+                    teacher_logits, h_teacher = taps[1](teacher, tokens[:, :-1]) if taps else \
+                        (teacher(tokens[:, :-1]), None)
                 loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature)
+                if taps:
+                    loss = loss + ft.hidden_weight * hidden_loss(h_student, h_teacher)
         value = float(loss.detach())
         if not math.isfinite(value) or value > ft.max_loss:
             raise TrainingDiverged(f"step {step}: loss {value} (NaN or above max_loss={ft.max_loss}); the run "

@@ -101,6 +101,34 @@ def test_distillation_loss_is_a_kl_divergence():
     assert pack([[1, 2, 3], [4, 5, 6, 7]], 3).tolist() == [[1, 2, 3], [4, 5, 6]]
 
 
+def test_hidden_state_distillation_taps_and_loss(tmp_path):
+    """ModuleOutputs records h_i of the layers above ``first`` only while called; the hidden loss is each module's
+    relative squared error; fine-tuning with it moves the ladder student's module outputs toward the teacher's."""
+    from ladder_edu.distill import ModuleOutputs, hidden_loss
+    teacher = Transformer.from_full_state_dict(CFG.replace(ladder_layers=0), init_weights(CFG, 0))
+    student = fresh()                                   # the same weights, top 2 layers ladder
+    taps_s, taps_t = ModuleOutputs(student, 1), ModuleOutputs(teacher, 1)
+    x = DATA[:4, :-1]
+    with torch.no_grad():
+        student(x)                                      # not recording outside a call
+        _, hs = taps_s(student, x)
+        _, ht = taps_t(teacher, x)
+    assert len(hs) == len(ht) == 2 * (CFG.n_layers - 1) and not taps_s.outputs
+    assert float(hidden_loss(ht, ht)) == 0
+    before = float(hidden_loss(hs, ht))
+    assert before > 1e-3                                # ladder's stale inputs change the module outputs
+    rel = ((hs[0] - ht[0]).pow(2).mean() / ht[0].pow(2).mean() + (hs[1] - ht[1]).pow(2).mean() / ht[1].pow(2).mean())
+    assert float(hidden_loss(hs[:2], ht[:2])) == pytest.approx(float(rel) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="same modules"):
+        hidden_loss(hs, ht[:-1])
+    ft = FinetuneConfig(**{**FT, "method": "distill", "hidden_weight": 1.0, "lr": 3e-4, "freeze_below": 1})
+    finetune(student, DATA, ft, str(tmp_path), teacher=teacher, progress=False)
+    with torch.no_grad():
+        after = float(hidden_loss(taps_s(student, x)[1], taps_t(teacher, x)[1]))
+    assert after < 0.75 * before, (before, after)
+    taps_s.remove(), taps_t.remove()
+
+
 def test_corpus_split_and_probe():
     train, held = corpus_split()
     assert len(held) > 40_000 and len(train) > 4 * 40_000 and held[:200] not in train
