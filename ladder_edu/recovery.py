@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 import torch
@@ -69,13 +70,14 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
         rows["converted"] = measure(build(cfg, state, ladder_layers=ladder_layers), tok, held, probe_limit)
     chat = None
     if "distill" in runs:
-        chat_path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{max_prompts}.pt")
+        from pydoc_data.topics import topics
+        names = [k for i, k in enumerate(sorted(topics)) if i % 5 != 0]          # training topics only
+        prompts = chat_prompts(names)[:max_prompts]
+        key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:8]       # new prompts, new replies
+        chat_path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{key}.pt")
         if os.path.exists(chat_path):
             chat = torch.load(chat_path)
         else:
-            from pydoc_data.topics import topics
-            names = [k for i, k in enumerate(sorted(topics)) if i % 5 != 0]      # training topics only
-            prompts = chat_prompts(names)[:max_prompts]
             chat = pack(teacher_chats(original, tok, prompts, chat_tokens, progress), train.shape[1])
             os.makedirs(out_dir, exist_ok=True)
             atomic_save(chat, chat_path)
