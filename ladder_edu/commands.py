@@ -32,7 +32,7 @@ def cmd_check(args) -> int:
     extra = {"kraken_degree": args.tp} if args.arch == "kraken" and args.tp > 1 else {}
     cfg = get_config(args.preset, arch=args.arch, ladder_layers=args.ladder_layers, **extra)
     res = check(cfg, args.tp, seed=args.seed, new_tokens=args.new_tokens, dtype=args.dtype,
-                tolerance=args.tolerance, backend=args.backend, timeout_s=args.timeout)
+                tolerance=args.tolerance, backend=args.backend, timeout_s=args.timeout, compile=args.compile)
     _say(res.summary())
     _write_json(args.json, res.to_dict())
     return 0 if res.passed else 1

@@ -31,8 +31,11 @@ def sample(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = N
 
 @torch.no_grad()
 def generate(model: Transformer, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-             top_k: int | None = None, seed: int = 0) -> torch.Tensor:
-    """Continue ``prompt`` [B, T] by ``max_new_tokens`` tokens; returns the new tokens [B, max_new_tokens]."""
+             top_k: int | None = None, seed: int = 0, compile: bool | str = False) -> torch.Tensor:
+    """Continue ``prompt`` [B, T] by ``max_new_tokens`` tokens; returns the new tokens [B, max_new_tokens].
+
+    ``compile``: run the decode steps compiled (``compiled.CompiledDecode``: True for the device's default mode,
+    CUDA graphs on a GPU, or a torch.compile mode name). The prefill stays eager. Each call compiles afresh."""
     if prompt.dim() == 1:
         prompt = prompt.unsqueeze(0)
     B, T = prompt.shape
@@ -43,13 +46,17 @@ def generate(model: Transformer, prompt: torch.Tensor, max_new_tokens: int, temp
     gen = torch.Generator().manual_seed(seed)
     model.setup_cache(B, T + max_new_tokens)
     try:
+        step = None
+        if compile:
+            from .compiled import CompiledDecode
+            step = CompiledDecode(model, None if compile is True else compile)
         logits = model(prompt.to(device), start=0)[:, -1]
         out = []
         for i in range(max_new_tokens):
             token = _agree(model, sample(logits, temperature, top_k, gen))
             out.append(token)
             if i + 1 < max_new_tokens:
-                logits = model(token[:, None], start=T + i)[:, -1]
+                logits = (step(token[:, None], T + i) if step else model(token[:, None], start=T + i))[:, -1]
         return torch.stack(out, dim=1)
     finally:
         model.clear_cache()

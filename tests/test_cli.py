@@ -21,6 +21,12 @@ def test_check_hybrid(capsys):
     assert "last 2 layers ladder" in capsys.readouterr().out
 
 
+def test_check_compiled_decode(capsys):
+    """Greedy tokens of compiled decode on 2 gloo ranks equal those of the eager model on one device."""
+    assert main(["check", "--arch", "ladder", "--tp", "2", "--compile"]) == 0
+    assert "PASS  ladder, compiled decode" in capsys.readouterr().out
+
+
 def test_check_fails_with_exit_1_on_mismatch(capsys):
     assert main(["check", "--arch", "standard", "--tp", "2", "--tolerance", "0"]) == 1
     assert "FAIL" in capsys.readouterr().out
