@@ -42,6 +42,16 @@ def default_mode(device: torch.device) -> str:
     return "reduce-overhead" if device.type == "cuda" else "default"
 
 
+def cpp_compiler() -> str | None:
+    """The C++ compiler inductor would use on a CPU, or None if there is none."""
+    import os
+    import shutil
+    for name in (os.environ.get("CXX"), "g++", "clang++", "c++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
 def positions(start: int, length: int, device) -> torch.Tensor:
     """The positions start .. start+length-1 as a torch.long tensor: the static path's ``start``."""
     return torch.arange(start, start + length, dtype=torch.long, device=device)
@@ -85,6 +95,10 @@ class CompiledDecode:
                              "on a CPU use mode 'default'")
         if model.layers[0].self_attn.cache is None:
             raise ValueError("compiled decode needs a KV cache: call model.setup_cache(batch) first")
+        if device.type == "cpu" and not cpp_compiler():
+            raise ValueError("torch.compile on a CPU writes C++ kernels and needs a C++ compiler, and none was found "
+                             "(tried $CXX, g++, clang++, c++): install one (apt install g++; conda install "
+                             "cxx-compiler) or run eager (drop --compile)")
         self.model, self.mode, self.device, self.fence = model, mode, device, fence
         self._fn = torch.compile(model, fullgraph=True, dynamic=False, options=compile_options(mode, sink_waits))
 

@@ -50,6 +50,17 @@ def test_overlap_reading_of_generated_code():
     assert overlapped_matmuls(code) == [2, 0]
 
 
+def test_no_cpp_compiler_is_a_clear_error(monkeypatch):
+    import shutil
+    cfg = get_config("tiny")
+    model = Transformer.from_full_state_dict(cfg, init_weights(cfg, 0))
+    model.setup_cache(1, 16)
+    monkeypatch.setenv("CXX", "")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler.*apt install g\\+\\+"):
+        CompiledDecode(model)
+
+
 def test_compiled_decode_errors():
     cfg = get_config("tiny")
     model = Transformer.from_full_state_dict(cfg, init_weights(cfg, 0))
