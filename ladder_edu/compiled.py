@@ -23,7 +23,8 @@ kernels themselves, and it hides what ladder changes (the wait for the all-reduc
    standard or parallel one (``[0, 0, ...]``) -- the tests check exactly that in the compiled code.
 
 On a CPU the same step compiles to inductor's C++ kernels (no CUDA graphs); the tests check there that compiled
-logits equal eager ones, on one device and on gloo ranks. An emulated rank (``emulate.py``) cannot be compiled: its
+logits equal eager ones on gloo ranks, and that compiled greedy tokens on N ranks equal the eager single-device
+model's (``ladder-edu check --compile``, which runs the same check on GPUs with NCCL and CUDA graphs). An emulated rank (``emulate.py``) cannot be compiled: its
 modeled waits are Python threads and CUDA sleeps that the compiler does not trace.
 """
 from __future__ import annotations
