@@ -82,31 +82,16 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tar
     return alpha * kl + (1 - alpha) * F.cross_entropy(s, targets.reshape(-1))
 
 
-class ModuleOutputs:
-    """Records the output h_i of every attention and MLP of ``model.layers[first:]`` during a forward pass."""
-
-    def __init__(self, model, first: int = 0):
-        self.outputs: list[torch.Tensor] = []
-        self.recording = False
-        self.handles = [m.register_forward_hook(self._record)
-                        for layer in model.layers[first:] for m in (layer.self_attn, layer.mlp)]
-
-    def _record(self, module, args, out):
-        if self.recording:
-            self.outputs.append(out)
-
-    def __call__(self, model, tokens):
-        """model(tokens), and the module outputs it produced."""
-        self.outputs, self.recording = [], True
-        try:
-            logits = model(tokens)
-        finally:
-            self.recording = False
-        out, self.outputs = self.outputs, []
-        return logits, out
-
-    def remove(self):
-        for h in self.handles:
+def with_module_outputs(model, tokens: torch.Tensor, first: int = 0):
+    """(model(tokens), [h_i]): the logits, and the output h_i of every attention and MLP of ``model.layers[first:]``
+    in the order they ran (forward hooks, attached for this one call)."""
+    outputs: list[torch.Tensor] = []
+    handles = [m.register_forward_hook(lambda module, args, out: outputs.append(out))
+               for layer in model.layers[first:] for m in (layer.self_attn, layer.mlp)]
+    try:
+        return model(tokens), outputs
+    finally:
+        for h in handles:
             h.remove()
 
 

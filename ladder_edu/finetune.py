@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .distill import ModuleOutputs, distill_loss, hidden_loss
+from .distill import distill_loss, hidden_loss, with_module_outputs
 from .evaluate import mean_loss
 
 METHODS = ("plain", "distill")
@@ -162,20 +162,7 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
 def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path):
     device = model.embed_tokens.weight.device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if ft.amp else nullcontext()
-    taps = None                                        # distill with hidden_weight: module outputs, both models
-    if ft.method == "distill" and ft.hidden_weight > 0:
-        taps = ModuleOutputs(model, ft.freeze_below), ModuleOutputs(teacher, ft.freeze_below)
-    try:
-        _steps(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path,
-               autocast, taps)
-    finally:
-        for t in taps or ():
-            t.remove()
-
-
-def _steps(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path,
-           autocast, taps):
-    device = model.embed_tokens.weight.device
+    hidden = ft.method == "distill" and ft.hidden_weight > 0      # also match module outputs
     for step in bar:                                   # one optimizer step per batch
         gen = torch.Generator().manual_seed(ft.seed * 1_000_003 + step)
         n_chat = round(ft.batch * ft.chat_fraction) if ft.method == "distill" and chat_blocks is not None else 0
@@ -184,15 +171,16 @@ def _steps(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, hist
         for g in opt.param_groups:
             g["lr"] = lr_at(step, ft)
         with autocast:
-            logits, h_student = taps[0](model, tokens[:, :-1]) if taps else (model(tokens[:, :-1]), None)
+            x = tokens[:, :-1]
+            logits, h_student = with_module_outputs(model, x, ft.freeze_below) if hidden else (model(x), None)
             if ft.method == "plain":
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
             else:
                 with torch.no_grad():
-                    teacher_logits, h_teacher = taps[1](teacher, tokens[:, :-1]) if taps else \
-                        (teacher(tokens[:, :-1]), None)
+                    teacher_logits, h_teacher = with_module_outputs(teacher, x, ft.freeze_below) if hidden else \
+                        (teacher(x), None)
                 loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature)
-                if taps:
+                if hidden:
                     loss = loss + ft.hidden_weight * hidden_loss(h_student, h_teacher)
         value = float(loss.detach())
         if not math.isfinite(value) or value > ft.max_loss:

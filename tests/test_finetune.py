@@ -102,18 +102,18 @@ def test_distillation_loss_is_a_kl_divergence():
 
 
 def test_hidden_state_distillation_taps_and_loss(tmp_path):
-    """ModuleOutputs records h_i of the layers above ``first`` only while called; the hidden loss is each module's
-    relative squared error; fine-tuning with it moves the ladder student's module outputs toward the teacher's."""
-    from ladder_edu.distill import ModuleOutputs, hidden_loss
+    """with_module_outputs returns h_i of the layers from ``first`` up and leaves no hook behind; the hidden loss is
+    each module's relative squared error; fine-tuning with it moves the ladder student's h_i toward the teacher's."""
+    from ladder_edu.distill import hidden_loss, with_module_outputs
     teacher = Transformer.from_full_state_dict(CFG.replace(ladder_layers=0), init_weights(CFG, 0))
     student = fresh()                                   # the same weights, top 2 layers ladder
-    taps_s, taps_t = ModuleOutputs(student, 1), ModuleOutputs(teacher, 1)
     x = DATA[:4, :-1]
     with torch.no_grad():
-        student(x)                                      # not recording outside a call
-        _, hs = taps_s(student, x)
-        _, ht = taps_t(teacher, x)
-    assert len(hs) == len(ht) == 2 * (CFG.n_layers - 1) and not taps_s.outputs
+        logits, hs = with_module_outputs(student, x, 1)
+        _, ht = with_module_outputs(teacher, x, 1)
+        torch.testing.assert_close(logits, student(x))
+    assert len(hs) == len(ht) == 2 * (CFG.n_layers - 1)
+    assert not any(m._forward_hooks for m in student.modules())
     assert float(hidden_loss(ht, ht)) == 0
     before = float(hidden_loss(hs, ht))
     assert before > 1e-3                                # ladder's stale inputs change the module outputs
@@ -124,9 +124,8 @@ def test_hidden_state_distillation_taps_and_loss(tmp_path):
     ft = FinetuneConfig(**{**FT, "method": "distill", "hidden_weight": 1.0, "lr": 3e-4, "freeze_below": 1})
     finetune(student, DATA, ft, str(tmp_path), teacher=teacher, progress=False)
     with torch.no_grad():
-        after = float(hidden_loss(taps_s(student, x)[1], taps_t(teacher, x)[1]))
+        after = float(hidden_loss(with_module_outputs(student, x, 1)[1], with_module_outputs(teacher, x, 1)[1]))
     assert after < 0.75 * before, (before, after)
-    taps_s.remove(), taps_t.remove()
 
 
 def test_corpus_split_and_probe():
