@@ -24,8 +24,9 @@ kernels themselves, and it hides what ladder changes (the wait for the all-reduc
 
 On a CPU the same step compiles to inductor's C++ kernels (no CUDA graphs); the tests check there that compiled
 logits equal eager ones on gloo ranks, and that compiled greedy tokens on N ranks equal the eager single-device
-model's (``ladder-edu check --compile``, which runs the same check on GPUs with NCCL and CUDA graphs). An emulated rank (``emulate.py``) cannot be compiled: its
-modeled waits are Python threads and CUDA sleeps that the compiler does not trace.
+model's (``ladder-edu check --compile``, which runs the same check on GPUs with NCCL and CUDA graphs). An emulated
+rank (``emulate.py``) cannot be compiled: its modeled waits are Python threads and CUDA sleeps that the compiler
+does not trace.
 """
 from __future__ import annotations
 
@@ -76,11 +77,12 @@ def compile_options(mode: str, sink_waits: bool = True) -> dict:
 class CompiledDecode:
     """``step(tokens [B, 1], pos)`` -> logits [B, 1, vocab], a compiled decode step of ``model`` at position pos.
 
-    ``sink_waits`` and ``fence`` (``comm.ordered_after``) keep ladder's overlap (module docstring); turn them off
-    to see what the compiler does without them. The model must have a KV cache (``model.setup_cache``) filled up to ``pos`` (an eager prefill does that: both
-    paths use the same cache buffers). The first call compiles (seconds to minutes); later calls at any position
-    reuse the graph. With CUDA graphs the returned logits live in the graph's memory and are overwritten by the next
-    step: clone them to keep them.
+    ``fence`` (``comm.ordered_after``) keeps ladder's overlap; ``sink_waits`` (inductor's pass, as in the authors'
+    setup) made no difference in our measurements (module docstring); turn them off to see what the compiler does
+    without them. The model must have a KV cache (``model.setup_cache``) filled up to ``pos`` (an eager prefill does
+    that: both paths use the same cache buffers). The first call compiles (seconds to minutes); later calls at any
+    position reuse the graph. With CUDA graphs the returned logits live in the graph's memory and are overwritten by
+    the next step: clone them to keep them.
     """
 
     def __init__(self, model, mode: str | None = None, sink_waits: bool = True, fence: bool = True):
