@@ -75,8 +75,8 @@ def ordered_after(x: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
     shows the schedule). Making the reduced tensor depend on Attn_1's own output (the anchor) keeps that add, and
     the wait, after Attn_1, where the eager code has them. An opaque operator (``torch.library``; inductor does not
     fuse or simplify it) does it; an arithmetic fence such as x + 0 * anchor was simplified away or fused around
-    (tried). Cost: a copy of a [batch, tokens, dim] activation and one operator call, about 20 us per ladder
-    module on this project's CPU (nothing of the Python call remains when CUDA graphs replay the step).
+    (tried). Cost: a copy of a [batch, tokens, dim] activation and one operator call per ladder module (nothing of
+    the Python call remains when CUDA graphs replay the step).
     """
     return torch.ops.ladder_edu.ordered_after(x, anchor)
 
