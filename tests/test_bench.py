@@ -1,6 +1,6 @@
 """Decode benchmark plumbing (no timing assertions: timings are measured by benchmarks, not tests)."""
 from ladder_edu import get_config
-from ladder_edu.bench import decode_benchmark, summarize
+from ladder_edu.perf.bench import decode_benchmark, summarize
 
 
 def test_decode_benchmark_reports_every_variant():
@@ -23,9 +23,9 @@ def test_summary_statistics_by_hand():
 def test_kraken_prefill_next_to_the_others_and_its_matched_config():
     """Kraken is a different model with (about) the same parameters per layer; it runs one sub-layer per rank."""
     import torch
-    from ladder_edu.config import kraken_config, variant_config
-    from ladder_edu.kraken import KrakenTransformer
-    from ladder_edu.model import Transformer
+    from ladder_edu.models.config import kraken_config, variant_config
+    from ladder_edu.models.kraken import KrakenTransformer
+    from ladder_edu.models.model import Transformer
     cfg = get_config("small")
     for n in (2, 4, 8):
         k = variant_config(cfg, "kraken", n)

@@ -68,7 +68,7 @@ def test_module_entry_point_help():
 
 
 def test_same_entry_point_runs_under_torchrun(tmp_path):
-    """torchrun starts the ranks; ladder_edu.launch.run then runs on them instead of spawning its own."""
+    """torchrun starts the ranks; ladder_edu.tp.launch.run then runs on them instead of spawning its own."""
     out = tmp_path / "tr.json"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            "-m", "ladder_edu", "check", "--arch", "ladder", "--tp", "2", "--json", str(out)]
@@ -92,8 +92,9 @@ def test_bench_writes_json_csv_and_plot(tmp_path, capsys):
 
 
 def test_bench_rejects_bad_lists(capsys):
-    assert main(["bench", "--tp", "two"]) == 2
-    assert "--tp must be comma-separated integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--tp", "two"])
+    assert e.value.code == 2 and "argument --tp: must be comma-separated integers" in capsys.readouterr().err
 
 
 def test_predict_and_validate(tmp_path, capsys):
@@ -105,4 +106,6 @@ def test_predict_and_validate(tmp_path, capsys):
     assert 1.2 < pred["ladder"]["speedup_vs_standard"] < 1.4            # the paper measured 1.31
     assert main(["predict", "--validate", "--tp", "4"]) == 0
     assert "held-out speedup mean absolute error: 0.049" in capsys.readouterr().out
-    assert main(["predict", "--gpu", "tpu"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--gpu", "tpu"])
+    assert e.value.code == 2 and "h100-nvlink" in capsys.readouterr().err

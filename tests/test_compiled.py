@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from ladder_edu import Transformer, get_config, init_weights, launch
-from ladder_edu.compiled import CompiledDecode, overlapped_matmuls
+from ladder_edu import Transformer, get_config, init_weights
+from ladder_edu.tp import launch
+from ladder_edu.models.compiled import CompiledDecode, overlapped_matmuls
 
 from . import workers
 
@@ -84,6 +85,6 @@ def test_compiled_decode_errors():
 
 def test_without_the_fence_inductor_loses_ladders_overlap():
     """The fence is not decoration: compiled without it, some ladder all-reduces hide behind nothing."""
-    from ladder_edu.compiled import overlap_worker
+    from ladder_edu.models.compiled import overlap_worker
     overlap = launch.run(overlap_worker, 2, "tiny", "ladder", False, timeout_s=300)[0]
     assert overlap[-1] == 0 and min(overlap[:-1]) == 0, overlap

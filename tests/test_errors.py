@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from ladder_edu import Transformer, TPGroup, generate, get_config, init_weights
-from ladder_edu.config import ModelConfig, variant_config
+from ladder_edu import Transformer, TPGroup, get_config, init_weights
+from ladder_edu import generate
+from ladder_edu.models.config import ModelConfig, variant_config
 
 
 def test_tp_degree_that_does_not_divide_heads():

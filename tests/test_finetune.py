@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from ladder_edu import get_config
-from ladder_edu.distill import chat_prompts, distill_loss, pack
-from ladder_edu.evaluate import corpus_split, is_correct, load_probe
-from ladder_edu.finetune import CHECKPOINT, FinetuneConfig, TrainingDiverged, finetune, lr_at
-from ladder_edu.model import Transformer, init_weights
+from ladder_edu.recovery.distill import chat_prompts, distill_loss, pack
+from ladder_edu.recovery.evaluate import corpus_split, is_correct, load_probe
+from ladder_edu.recovery.finetune import CHECKPOINT, FinetuneConfig, TrainingDiverged, finetune, lr_at
+from ladder_edu import Transformer, build_model, init_weights
 
 CFG = get_config("tiny", ladder_layers=2)
 DATA = torch.randint(0, CFG.vocab_size, (32, 17), generator=torch.Generator().manual_seed(0))
@@ -24,7 +24,7 @@ CHILD = """
 import sys, time, torch
 sys.path.insert(0, {tests!r})
 from test_finetune import CFG, DATA, FT, fresh
-from ladder_edu.finetune import FinetuneConfig, finetune
+from ladder_edu.recovery.finetune import FinetuneConfig, finetune
 finetune(fresh(), DATA, FinetuneConfig(**FT), {out!r}, DATA[:4], progress=False,
          on_eval=lambda h: time.sleep(0.2))
 """
@@ -104,7 +104,7 @@ def test_distillation_loss_is_a_kl_divergence():
 def test_hidden_state_distillation_taps_and_loss(tmp_path):
     """with_module_outputs returns h_i of the layers from ``first`` up and leaves no hook behind; the hidden loss is
     each module's relative squared error; fine-tuning with it moves the ladder student's h_i toward the teacher's."""
-    from ladder_edu.distill import hidden_loss, with_module_outputs
+    from ladder_edu.recovery.distill import hidden_loss, with_module_outputs
     teacher = Transformer.from_full_state_dict(CFG.replace(ladder_layers=0), init_weights(CFG, 0))
     student = fresh()                                   # the same weights, top 2 layers ladder
     x = DATA[:4, :-1]

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from ladder_edu import get_config
-from ladder_edu.check import check
-from ladder_edu.kraken import KrakenTransformer
-from ladder_edu.model import Transformer, init_weights
+from ladder_edu.models.check import check
+from ladder_edu.models.kraken import KrakenTransformer
+from ladder_edu import Transformer, build_model, init_weights
 
 TOKENS = torch.randint(0, 512, (2, 10), generator=torch.Generator().manual_seed(0))
 
@@ -32,7 +32,7 @@ def reference(m):
 @pytest.mark.parametrize("degree", [2, 4])
 def test_kraken_matches_the_official_equations(degree):
     cfg = get_config("tiny", arch="kraken", kraken_degree=degree, init_std=0.1)
-    m = Transformer.from_full_state_dict(cfg, init_weights(cfg, 1))
+    m = build_model(cfg, init_weights(cfg, 1))
     assert isinstance(m, KrakenTransformer) and len(m.splits) == degree
     assert m.splits[0][0].self_attn.n_heads == 8 // degree and m.splits[0][0].self_attn.head_dim == 64 * degree // 8
     with torch.no_grad():
@@ -42,7 +42,7 @@ def test_kraken_matches_the_official_equations(degree):
 @torch.no_grad()
 def test_kraken_kv_cache_decode_equals_full_forward():
     cfg = get_config("tiny", arch="kraken")
-    m = Transformer.from_full_state_dict(cfg, init_weights(cfg))
+    m = build_model(cfg, init_weights(cfg))
     full = m(TOKENS)
     m.setup_cache(2)
     pieces = [m(TOKENS[:, :6], 0)] + [m(TOKENS[:, i:i + 1], i) for i in range(6, 10)]

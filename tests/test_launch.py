@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from ladder_edu import launch
+from ladder_edu.tp import launch
 from tests import workers
 
 

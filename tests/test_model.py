@@ -108,7 +108,7 @@ def test_tied_embeddings_and_gqa_presets_run():
 
 
 def test_paper_presets_have_the_papers_shapes():
-    from ladder_edu.config import PRESETS
+    from ladder_edu.models.config import PRESETS
     assert PRESETS["llama-3-70b"].n_layers == 80 and PRESETS["llama-3-70b"].dim == 8192
     assert PRESETS["llama-3-70b"].valid_tp_degrees() == [1, 2, 4, 8]
     assert PRESETS["smollm2-135m"].valid_tp_degrees() == [1, 3]

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from ladder_edu import launch
-from ladder_edu.overlap import analyze, classify, intersection, load_trace, union
+from ladder_edu.tp import launch
+from ladder_edu.profiling.overlap import analyze, classify, intersection, load_trace, union
 from tests import workers
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -131,7 +131,7 @@ def test_live_profile_ladder_exposes_less_communication(tmp_path):
 
 
 def test_quiet_profiler_stderr_drops_only_usdt_lines(capfd):
-    from ladder_edu.trace import quiet_profiler_stderr
+    from ladder_edu.profiling.trace import quiet_profiler_stderr
     with quiet_profiler_stderr():
         os.write(2, b"USDT:2026-11-23 12:25:42 13851:13851 SyncActivityProfilerHandler.cpp:52] profiler_start"
                     b"USDT:2026-11-23 12:25:42 1:1 SyncActivityProfilerHandler.cpp:59] profiler_stop\n"
@@ -142,7 +142,7 @@ def test_quiet_profiler_stderr_drops_only_usdt_lines(capfd):
 def test_timeline_explorer_redraws_with_the_chosen_window(monkeypatch):
     import matplotlib
     matplotlib.use("Agg")
-    from ladder_edu import widgets
+    from ladder_edu.teach import widgets
     calls = []
     real = widgets.draw_timeline
     monkeypatch.setattr(widgets, "draw_timeline", lambda *a, **k: calls.append(k) or real(*a, **k))

@@ -1,10 +1,10 @@
 """The performance model: its schedule algebra, its limits, and its fit to the Ladder paper's 70B table."""
 import pytest
 
-from ladder_edu.calibrate import PAPER_70B, calibrate_this_machine, cells, fit, validate
-from ladder_edu.config import BENCH_VARIANTS, PRESETS, get_config
-from ladder_edu.perfmodel import HARDWARE, forward_time, get_hardware, kraken_module_times, module_times, predict
-from ladder_edu.schedule import simulate, total_time
+from ladder_edu.perf.calibrate import PAPER_70B, calibrate_this_machine, cells, fit, validate
+from ladder_edu.models.config import BENCH_VARIANTS, PRESETS, get_config
+from ladder_edu.perf.perfmodel import HARDWARE, forward_time, get_hardware, kraken_module_times, module_times, predict
+from ladder_edu.perf.schedule import simulate, total_time
 
 CFG = PRESETS["llama-3-70b"]
 
@@ -68,7 +68,7 @@ def test_calibrated_cpu_preset_is_physical():
 def test_perf_explorer_redraws_with_the_sliders(monkeypatch):
     import matplotlib
     matplotlib.use("Agg")
-    from ladder_edu import perfplots, widgets
+    from ladder_edu.teach import perfplots, widgets
     calls = []
     real = perfplots.plot_prediction
     monkeypatch.setattr(perfplots, "plot_prediction", lambda *a, **k: calls.append(a) or real(*a, **k))

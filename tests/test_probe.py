@@ -1,5 +1,5 @@
 """The overlap probe runs on real ranks and reports sane fields (no timing assertions)."""
-from ladder_edu.probe import format_probe, overlap_probe
+from ladder_edu.profiling.probe import format_probe, overlap_probe
 
 
 def test_overlap_probe_reports_every_size():

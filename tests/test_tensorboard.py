@@ -13,8 +13,8 @@ import urllib.request
 import pytest
 
 from ladder_edu import get_config
-from ladder_edu.launch import free_port
-from ladder_edu.trace import profile
+from ladder_edu.tp.launch import free_port
+from ladder_edu.profiling.trace import profile
 
 
 def _get(url):

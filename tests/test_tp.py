@@ -1,9 +1,10 @@
-"""TP on real gloo process groups equals the single-device model (tolerance: see ladder_edu/check.py)."""
+"""TP on real gloo process groups equals the single-device model (tolerance: see ladder_edu/models/check.py)."""
 import pytest
 import torch
 
-from ladder_edu import get_config, launch
-from ladder_edu.check import check, compare
+from ladder_edu import get_config
+from ladder_edu.tp import launch
+from ladder_edu.models.check import check, compare
 
 CASES = [dict(arch="standard"), dict(arch="parallel"), dict(arch="parallel", parallel_shared_norm=True),
          dict(arch="ladder"), dict(arch="standard", ladder_layers=2)]
@@ -20,7 +21,7 @@ def test_tp_equals_single_device(kw, tp):
 
 def test_check_detects_a_wrong_model():
     """The check has power: TP ladder outputs compared against a *standard* reference must fail."""
-    from ladder_edu.check import tp_check_worker
+    from ladder_edu.models.check import tp_check_worker
     ladder = launch.run(tp_check_worker, 2, get_config("tiny", arch="ladder"), 0, 2, 12, 4, with_reference=True)
     standard = launch.run(tp_check_worker, 2, get_config("tiny"), 0, 2, 12, 4, with_reference=True)
     mixed = [dict(r, ref_logits=standard[0]["ref_logits"], ref_tokens=standard[0]["ref_tokens"]) for r in ladder]
@@ -34,8 +35,9 @@ def test_upper_bound_is_never_checked():
 
 
 def sampled_tokens(cfg, tp_size):
-    from ladder_edu import Transformer, TPGroup, generate, init_weights
-    from ladder_edu.check import example_tokens
+    from ladder_edu import Transformer, TPGroup, init_weights
+    from ladder_edu import generate
+    from ladder_edu.models.check import example_tokens
     tp = TPGroup.from_dist() if tp_size > 1 else TPGroup.single()
     model = Transformer.from_full_state_dict(cfg, init_weights(cfg, 1), tp)
     return generate(model, example_tokens(cfg, 2, 8), 10, temperature=0.8, top_k=20, seed=5)
@@ -53,7 +55,7 @@ def test_sampling_agrees_across_tp():
 def compiled_ladder_logits(cfg):
     """Ladder under torch.compile (aot_eager backend: no C++ toolchain needed): functional collectives path."""
     from ladder_edu import Transformer, TPGroup, init_weights
-    from ladder_edu.check import example_tokens
+    from ladder_edu.models.check import example_tokens
     torch._dynamo.reset()
     model = Transformer.from_full_state_dict(cfg, init_weights(cfg, 0), TPGroup.from_dist())
     tokens = example_tokens(cfg, 1, 8)

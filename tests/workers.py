@@ -49,7 +49,7 @@ def wrong_world_size():
 def comm_priority_seen():
     import threading
 
-    from ladder_edu import launch
+    from ladder_edu.tp import launch
     return {"applied": launch.applied_comm_priority(), "main_policy": os.sched_getscheduler(0),
             "thread": threading.get_native_id()}
 
@@ -72,8 +72,8 @@ def plain_profiler_trace(path_prefix):
 def iso_vs_prefill(preset, splits):
     """Logits and KV caches of an ordinary prefill and of ISO's chunked prefill, on this rank's shard."""
     from ladder_edu import Transformer, TPGroup, get_config, init_weights
-    from ladder_edu.check import example_tokens
-    from ladder_edu.iso import iso_prefill
+    from ladder_edu.models.check import example_tokens
+    from ladder_edu.models.iso import iso_prefill
     cfg = get_config(preset)
     tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
     out = {}
@@ -93,9 +93,9 @@ def compiled_vs_eager(variant, steps=3):
     """Eager decode vs compiled decode of one variant on this rank, from the same prefill; and the compiled code's
     overlap (matmuls issued while each all-reduce is in flight)."""
     from ladder_edu import get_config, init_weights
-    from ladder_edu.bench import variant_model
-    from ladder_edu.compiled import CompiledDecode, compiled_code, overlapped_matmuls
-    from ladder_edu.parallel import TPGroup
+    from ladder_edu.perf.bench import variant_model
+    from ladder_edu.models.compiled import CompiledDecode, compiled_code, overlapped_matmuls
+    from ladder_edu.tp.parallel import TPGroup
     cfg = get_config("tiny")
     tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
     model = variant_model(cfg, variant, tp, init_weights(cfg, 0))

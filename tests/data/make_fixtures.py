@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 from ladder_edu import get_config
-from ladder_edu.trace import profile
+from ladder_edu.profiling.trace import profile
 
 if __name__ == "__main__":
     out = tempfile.mkdtemp()

@@ -1,0 +1,116 @@
+"""``ladder-edu bench``: interleaved timing of the variants over TP degrees, batches and lengths."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ..models.config import ALL_VARIANTS, BENCH_VARIANTS, PREFILL_VARIANTS, get_config
+from .common import (add_common, add_priority, choice_list, int_list, ints, is_main_rank, out_file, say,
+                     write_json)
+
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def add_parsers(sub):
+    from ..perf.perfmodel import HARDWARE
+    bench = sub.add_parser("bench", help="time prefill or decode for variants x TP degrees x batches x lengths",
+                           description="Interleaved timing (warm-up, barrier per step, slowest rank, median and "
+                                       "p10-p90) of each variant for every combination of --tp, --batch and "
+                                       "--context. Writes JSON, CSV and a plot. On GPUs, run with "
+                                       "NCCL_P2P_DISABLE=1 to emulate 'no NVLink' as the Ladder paper did.")
+    add_common(bench, "small")
+    bench.add_argument("--arch", default=None, type=choice_list(PREFILL_VARIANTS),
+                       help=f"comma-separated variants (default: {','.join(ALL_VARIANTS)}; with --emulate-tp "
+                            f"{','.join(BENCH_VARIANTS)}); kraken = Kraken with one sub-layer per rank and the same "
+                            f"parameters per layer; with --phase prefill also 'iso', the standard model's prefill "
+                            f"split into interleaved chunks")
+    bench.add_argument("--tp", default=[2], type=int_list(1), help="comma-separated TP degrees (default: 2)")
+    bench.add_argument("--phase", choices=["prefill", "decode"], default="decode",
+                       help="time decode steps (one new token, KV cache of --context) or prefills of --context "
+                            "tokens (default: decode)")
+    bench.add_argument("--batch", default=[1], type=int_list(1), help="comma-separated batch sizes (default: 1)")
+    bench.add_argument("--context", default=[64], type=int_list(1),
+                       help="comma-separated prompt lengths: the KV cache for decode, the prompt for prefill "
+                            "(default: 64)")
+    bench.add_argument("--steps", type=ints(1), default=16, help="timed steps per variant per round (default: 16)")
+    bench.add_argument("--rounds", type=ints(1), default=6, help="interleaved rounds (default: 6)")
+    bench.add_argument("--csv", metavar="FILE", type=out_file, help="also write one row per measurement to FILE as CSV")
+    bench.add_argument("--plot", metavar="FILE", type=out_file,
+                       help="also draw the medians with p10-p90 whiskers to FILE (PNG)")
+    bench.add_argument("--compile", nargs="?", const="auto", default=None, metavar="MODE", choices=COMPILE_MODES,
+                       help="time torch.compile'd decode steps (static-shape KV cache; ladder_edu/models/compiled.py). "
+                            "MODE: auto (default: reduce-overhead = CUDA graphs on GPUs, as the Ladder paper's "
+                            "gpt-fast setup; default on CPUs), default, reduce-overhead, max-autotune, "
+                            "max-autotune-no-cudagraphs. Compiling takes seconds to minutes per variant, untimed")
+    bench.add_argument("--emulate-tp", type=ints(2), default=None, metavar="N",
+                       help="emulated rank: run rank 0's 1/N shard of --preset on one device, every all-reduce "
+                            "replaced by a wait of the duration the interconnect model predicts for --gpu "
+                            "(communication MODELED, not measured)")
+    bench.add_argument("--gpu", default="h100-nvlink", choices=sorted(HARDWARE),
+                       help="with --emulate-tp: the interconnect whose all-reduce times are modeled "
+                            "(default: h100-nvlink)")
+    bench.add_argument("--layers", type=ints(1), default=None,
+                       help="with --emulate-tp: keep only this many layers (a CPU cannot hold 70B/8)")
+    bench.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                       help="with --emulate-tp: weights dtype (default: bfloat16 on CUDA, float32 on CPU)")
+    add_priority(bench)
+
+
+def cmd_bench(args) -> int:
+    import csv
+    import itertools
+
+    from tqdm import tqdm
+
+    from ..perf.bench import decode_benchmark
+    cfg = get_config(args.preset)
+    default = BENCH_VARIANTS if args.emulate_tp else ALL_VARIANTS
+    variants = args.arch or list(default)
+    combos = list(itertools.product(args.tp, args.batch, args.context))
+    results = []
+    if args.emulate_tp and "kraken" in variants:
+        raise ValueError(f"--emulate-tp runs {', '.join(BENCH_VARIANTS)}; Kraken is not emulated")
+    if args.compile and args.emulate_tp:
+        raise ValueError("--compile cannot be combined with --emulate-tp: the emulated rank's modeled "
+                         "waits (Python threads, CUDA sleeps) are not traceable; drop one of them")
+    if args.emulate_tp:
+        import torch
+
+        from ..perf.emulate import emulated_benchmark
+        from ..perf.perfmodel import get_hardware
+        hw = get_hardware(args.gpu)
+        if args.layers:
+            cfg = cfg.replace(n_layers=args.layers, ladder_layers=0)
+        dtype = args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")
+        say(f"EMULATED RANK: rank 0's 1/{args.emulate_tp} shard of {cfg.name} ({cfg.n_layers} layers) on one "
+             f"device; all-reduce times are MODELED for {hw.name}, not measured")
+    for tp, batch, context in tqdm(combos, desc="bench", unit="config", disable=not is_main_rank()):
+        if args.emulate_tp:
+            res = emulated_benchmark(cfg, args.emulate_tp, hw, variants, batch, context, args.steps, args.rounds,
+                                     dtype=dtype, phase=args.phase)
+        else:
+            res = decode_benchmark(cfg, tp, variants, batch=batch, context=context, steps=args.steps,
+                                   rounds=args.rounds, seed=args.seed, backend=args.backend, timeout_s=args.timeout,
+                                   comm_priority=args.comm_priority, phase=args.phase, compile_mode=args.compile)
+        results.append(res)
+        say(res.table())
+    rows = [dict(phase=r.phase, preset=r.preset, tp=r.tp, backend=r.backend, comm_priority=r.comm_priority,
+                 batch=r.batch, context=r.context, tokens_per_s=r.tokens_per_s(v.variant), **asdict(v),
+                 compiled=r.compiled)
+            for r in results for v in r.rows]
+    write_json(args.json, {"results": [r.to_dict() for r in results], "rows": rows})
+    if args.csv and is_main_rank():
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.csv}")
+    if args.plot and is_main_rank():
+        import matplotlib
+        matplotlib.use("Agg")
+        from ..teach.diagrams import plot_bench
+        plot_bench(results).savefig(args.plot, dpi=110)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench}

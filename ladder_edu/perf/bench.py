@@ -1,0 +1,218 @@
+"""Decode timing, measured honestly: interleaved variants, barrier per step, max over ranks, medians and spread.
+
+Each rank holds every variant (standard, parallel, ladder, upper_bound built from the same weights; Kraken, a
+different model with as many parameters per layer, see ``config.kraken_config``), fills each
+variant's KV cache with one prefill, then times decode steps (one new token each). Rounds alternate the order of
+the variants (A B C D, then D C B A, ...) so that slow drifts of the machine hit all variants alike. Before each
+step all ranks meet at a barrier (outside the timed region); a step's time is the slowest rank's, since the next
+token exists only when every rank is done. Reported: the median over all timed steps, and the 10th-90th percentile
+spread.
+
+On a CPU, gloo's communication threads are given a real-time scheduling class where allowed (``comm_priority``,
+see ``launch.py``); the result records which one applied, since it changes the numbers a lot.
+
+Communication share = 1 - t(upper_bound) / t(standard): the fraction of a standard decode step that disappears
+when the all-reduces are skipped (the same ceiling the Ladder paper plots as "upper bound").
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from ..tp import launch
+from ..models.config import ALL_VARIANTS, ModelConfig, variant_config
+from ..models.build import init_weights
+from ..models.model import DTYPES
+from ..models.variants import example_tokens, run_step, variant_model
+from ..tp.parallel import TPGroup
+
+
+PHASES = ("prefill", "decode")
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Timer:
+    """Wall time of a step: CUDA events on a GPU (what ran on the device), perf_counter on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def __enter__(self):
+        if self.cuda:
+            self.start.record()
+        else:
+            self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.end.record()
+            self.end.synchronize()
+            self.seconds = self.start.elapsed_time(self.end) / 1e3
+        else:
+            self.seconds = time.perf_counter() - self.t0
+
+
+def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context: int = 64, steps: int = 16,
+                  rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
+                  phase: str = "decode", compile_mode: str | None = None) -> dict:
+    """Runs on every rank; returns {"times": {variant: [seconds per step, max over ranks]},
+    "comm_priority": how this rank's communication threads were scheduled}. A decode step adds one token to a
+    cache of ``context``; a prefill step processes a ``context``-token prompt from position 0. ``compile_mode``:
+    decode steps run compiled (``compiled.CompiledDecode``; "auto" = CUDA graphs on a GPU), compiled before
+    timing starts."""
+    tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
+    device = launch.current_device()
+    full = init_weights(cfg, seed)
+    prompt = example_tokens(cfg, batch, context, seed).to(device)
+    models = {}
+    with torch.no_grad():
+        for v in variants:
+            models[v] = variant_model(cfg, v, tp, full, seed, DTYPES[dtype], device)
+            models[v].setup_cache(batch, context + steps)
+            models[v](prompt)                                     # prefill: fills the KV cache (and warms up)
+    compiled = {}
+    if compile_mode:
+        from ..models.compiled import CompiledDecode
+        for v in variants:                                        # compile (and record CUDA graphs) untimed
+            compiled[v] = CompiledDecode(models[v], None if compile_mode == "auto" else compile_mode)
+            for _ in range(3):
+                compiled[v](prompt[:, -1:], context)
+    times = {v: [] for v in variants}
+    step_times = torch.zeros(steps, dtype=torch.float64)
+    with torch.no_grad():
+        for r in range(warmup + rounds):
+            for v in (variants if r % 2 == 0 else variants[::-1]):
+                for s in range(steps):
+                    if tp.size > 1:
+                        dist.barrier(group=tp.group)
+                    _sync(device)
+                    with _Timer(device) as timer:
+                        if compiled:
+                            compiled[v](prompt[:, -1:], context + s)
+                        else:
+                            run_step(models[v], phase, v, prompt, context, s)
+                    step_times[s] = timer.seconds
+                if tp.size > 1:
+                    dist.all_reduce(step_times, op=dist.ReduceOp.MAX, group=tp.group)
+                if r >= warmup:
+                    times[v].extend(step_times.tolist())
+    mode = next(iter(compiled.values())).mode if compiled else None
+    return {"times": times, "comm_priority": launch.applied_comm_priority(), "compiled": mode}
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+@dataclass
+class VariantTiming:
+    variant: str
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    samples: int
+    speedup_vs_standard: float | None = None
+
+
+@dataclass
+class DecodeBenchmark:
+    preset: str
+    tp: int
+    backend: str
+    batch: int
+    context: int
+    rows: list[VariantTiming] = field(default_factory=list)
+    comm_share: float | None = None
+    comm_priority: str = "normal"
+    phase: str = "decode"
+    compiled: str | None = None          # the torch.compile mode of the decode steps; None: eager
+
+    def tokens_per_s(self, variant: str) -> float:
+        """Decode: batch new tokens per step; prefill: batch x context prompt tokens per step."""
+        per_step = self.batch * (self.context if self.phase == "prefill" else 1)
+        return per_step / (self.row(variant).median_ms / 1e3)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def row(self, variant: str) -> VariantTiming:
+        return next(r for r in self.rows if r.variant == variant)
+
+    def table(self) -> str:
+        threads = f", {self.comm_priority} comm threads" if self.backend == "gloo" else ""
+        unit = "ms per prefill" if self.phase == "prefill" else "ms per token"
+        how = f", compiled ({self.compiled})" if self.compiled else ""
+        head = (f"{self.phase}{how}, preset {self.preset}, TP={self.tp} ({self.backend}{threads}), batch {self.batch}, "
+                f"context {self.context}: {unit} (median, p10-p90 over {self.rows[0].samples} steps)")
+        lines = [head, f"  {'variant':<12} {'median':>8} {'p10-p90':>15} {'speedup':>8}"]
+        for r in self.rows:
+            sp = f"{r.speedup_vs_standard:.2f}x" if r.speedup_vs_standard else "-"
+            lines.append(f"  {r.variant:<12} {r.median_ms:8.3f} {r.p10_ms:7.3f}-{r.p90_ms:<7.3f} {sp:>8}")
+        if self.comm_share is not None:
+            lines.append(f"  communication share of a standard step (1 - upper_bound/standard): "
+                         f"{100 * self.comm_share:.0f}%")
+        lines.append("  upper_bound skips every all-reduce: a speed ceiling, not a valid model.")
+        return "\n".join(lines)
+
+
+def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
+              times: dict[str, list[float]], comm_priority: str = "normal", phase: str = "decode",
+              compiled: str | None = None) -> DecodeBenchmark:
+    res = DecodeBenchmark(cfg.name, tp, backend, batch, context, comm_priority=comm_priority, phase=phase,
+                          compiled=compiled)
+    for v, xs in times.items():
+        ms = [1e3 * x for x in xs]
+        res.rows.append(VariantTiming(v, statistics.median(ms), _percentile(ms, 0.1), _percentile(ms, 0.9), len(ms)))
+    if "standard" in times:
+        std = res.row("standard").median_ms
+        for r in res.rows:
+            r.speedup_vs_standard = std / r.median_ms
+        if "upper_bound" in times:
+            res.comm_share = 1 - res.row("upper_bound").median_ms / std
+    return res
+
+
+def decode_benchmark(cfg: ModelConfig, tp: int, variants=ALL_VARIANTS, batch: int = 1, context: int = 64,
+                     steps: int = 16, rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
+                     backend: str | None = None, timeout_s: float = 120.0,
+                     comm_priority: str = "auto", phase: str = "decode",
+                     compile_mode: str | None = None) -> DecodeBenchmark:
+    """Time decode (or prefill) steps of each variant on ``tp`` ranks, interleaved; see the module docstring.
+    ``compile_mode`` ("auto", or a torch.compile mode) times compiled decode steps instead of eager ones."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
+    if compile_mode:
+        from ..models.compiled import MODES
+        if compile_mode not in ("auto",) + MODES:
+            raise ValueError(f"unknown compile mode {compile_mode!r}; valid choices: auto, {', '.join(MODES)}")
+        if phase != "decode":
+            raise ValueError("compile applies to decode steps (the Ladder paper compiled decode with CUDA graphs); "
+                             "use phase='decode' or drop compile")
+        timeout_s = max(timeout_s, 600.0)          # ranks compile at their own pace before the first barrier
+    variants = list(variants)
+    for v in variants:
+        variant_config(cfg, v, tp)                  # validates the names (and Kraken's degree)
+    if "iso" in variants and phase != "prefill":
+        raise ValueError("the 'iso' variant splits a prefill: use it with phase='prefill'")
+    cfg.check_tp(tp)
+    if context + steps > cfg.max_seq_len:
+        raise ValueError(f"context ({context}) + steps ({steps}) exceeds max_seq_len={cfg.max_seq_len}")
+    backend = backend or launch.default_backend(tp)
+    results = launch.run(decode_worker, tp, cfg, variants, batch, context, steps, rounds, warmup, seed, dtype, phase,
+                         compile_mode, backend=backend, timeout_s=timeout_s, comm_priority=comm_priority)
+    r0 = results[0]
+    return summarize(cfg, tp, backend, batch, context, r0["times"], r0["comm_priority"], phase, r0["compiled"])

@@ -1,0 +1,89 @@
+"""The design space of overlapping TP communication: one row per strategy, facts next to our own numbers.
+
+Facts come from the papers (papers.md); measured numbers from ``bench`` on this machine; modeled numbers from the
+performance model (``perfmodel``) on hardware presets; quality of models trained from scratch from
+``from_scratch``. Everything a row says that is not a citation is computed by the caller and passed in.
+"""
+from __future__ import annotations
+
+from ..models.config import get_config
+from .perfmodel import forward_time, get_hardware, iso_prefill_time, predict
+
+STRATEGIES = ("standard", "parallel", "ladder", "kraken", "iso")
+
+FACTS = {
+    "standard": dict(collectives="2 per layer", critical="both all-reduces block the next module",
+                     retrain="-", paper_quality="baseline"),
+    "parallel": dict(collectives="1 per layer", critical="its all-reduce blocks the next layer",
+                     retrain="yes (new block)",
+                     paper_quality="Ladder paper, 100B tokens: avg 58.75 vs 59.98 (1B), 63.03 vs 64.11 (3B)"),
+    "ladder": dict(collectives="2 per layer", critical="only the last; each hides under the next module",
+                   retrain="yes, or convert the top half + retrain",
+                   paper_quality="avg 58.92 vs 59.98 (1B), 62.91 vs 64.11 (3B); Llama-3.1-8B top 16 "
+                                 "converted: 56.11 -> 41.65 -> 56.24 after 3B tokens"),
+    "kraken": dict(collectives="1 per layer + 1 at the end", critical="the last; each hides under the next "
+                   "layer's attention", retrain="yes (new model)",
+                   paper_quality="'similar perplexity' to GPT-2 of equal size (values not published in text)"),
+    "iso": dict(collectives="2 per layer per chunk", critical="one chunk's all-reduce hides under the other "
+                "chunk's compute", retrain="no (exact, prefill only)", paper_quality="none: the same model"),
+}
+
+
+def modeled(preset: str = "llama-3-70b", tp: int = 8, hardware: str = "h100-nvlink", batch: int = 1,
+            prompt: int = 1024) -> dict[str, dict[str, float]]:
+    """Model speedups over standard: end-to-end tokens/s (the Ladder benchmark) and prefill (time to first token)."""
+    cfg, hw = get_config(preset), get_hardware(hardware)
+    pred = predict(cfg, hw, tp, batch, prompt)
+    std = pred["standard"].prefill_s
+    out = {v: {"tokens_per_s": p.speedup_vs_standard, "prefill": std / p.prefill_s}
+           for v, p in pred.items() if v in STRATEGIES}
+    out["iso"] = {"tokens_per_s": None, "prefill": std / iso_prefill_time(cfg, hw, tp, batch, prompt)}
+    return out
+
+
+def kraken_ttft_grid(hardware: str = "a100-nvswitch", presets=("llama-3-8b", "llama-3-70b"), tps=(4, 8),
+                     prompts=(128, 2048)) -> dict[tuple, float]:
+    """Modeled time-to-first-token speedup of Kraken over standard on the Kraken paper's grid (8x A100 NVSwitch,
+    TP 4 and 8, prompts 128 and 2048; Llama shapes stand in for its GPT-3-like models)."""
+    hw, out = get_hardware(hardware), {}
+    for p in presets:
+        cfg = get_config(p)
+        for tp in tps:
+            for n in prompts:
+                out[p, tp, n] = (forward_time("standard", cfg, hw, tp, 1, n, n)
+                                 / forward_time("kraken", cfg, hw, tp, 1, n, n))
+    return out
+
+
+def rows(decode=None, prefill=None, scratch=None, model=None) -> list[dict]:
+    """One dict per strategy. decode/prefill: ``bench.DecodeBenchmark`` results; scratch: ``from_scratch.compare``
+    output; model: ``modeled()`` output."""
+    out = []
+    for s in STRATEGIES:
+        r = {"strategy": s, **FACTS[s]}
+        if decode is not None and s in {x.variant for x in decode.rows}:
+            r["cpu_decode"] = decode.row(s).speedup_vs_standard
+        if prefill is not None and s in {x.variant for x in prefill.rows}:
+            r["cpu_prefill"] = prefill.row(s).speedup_vs_standard
+        if scratch is not None and s in scratch["archs"]:
+            r["scratch_ppl"] = scratch["archs"][s]["mean_ppl"]
+        if model is not None and s in model:
+            r["gpu_tokens_per_s"], r["gpu_prefill"] = model[s]["tokens_per_s"], model[s]["prefill"]
+        out.append(r)
+    return out
+
+
+def markdown(table: list[dict], model_label: str = "70B TP=8 H100 NVLink") -> str:
+    """The rows as a Markdown table (notebooks display it with IPython.display.Markdown)."""
+    def x(v, fmt="{:.2f}x"):
+        return "-" if v is None else fmt.format(v)
+    head = ["strategy", "collectives", "on the critical path", "retraining", "quality (papers)",
+            "our from-scratch ppl/byte", "CPU decode", "CPU prefill", f"model: tokens/s ({model_label})",
+            "model: prefill"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        cells = [r["strategy"], r["collectives"], r["critical"], r["retrain"], r["paper_quality"],
+                 x(r.get("scratch_ppl"), "{:.3f}"), x(r.get("cpu_decode")), x(r.get("cpu_prefill")),
+                 x(r.get("gpu_tokens_per_s")), x(r.get("gpu_prefill"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

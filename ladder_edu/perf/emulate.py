@@ -1,0 +1,153 @@
+"""Emulated rank: one rank's shard of a model too large for this machine, with MODELED communication.
+
+Llama-3-70B at TP=8 needs 8 GPUs. One of its ranks needs only one eighth of every layer. This module runs that
+shard on one device, and replaces every all-reduce by a wait as long as the interconnect model predicts
+(``perfmodel.allreduce_seconds``), issued so that it overlaps exactly as the real collective would:
+
+* on CUDA, on a side stream (``torch.cuda._sleep``), so it runs beside the compute stream as NCCL's kernels would;
+* on a CPU, on a side thread that sleeps, which is a link that needs no CPU: what a machine with a dedicated
+  network engine would show.
+
+The waits are serialised in order, like collectives on one process group. The model code is unchanged: the
+emulated link is a :class:`ModeledGroup` in the model's TPGroup, and ``comm.all_reduce_async`` hands it the tensor.
+The numbers are predictions of the communication, not measurements of it, and every output says so.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import torch
+
+from .bench import _Timer, summarize
+from ..models.variants import run_step
+from ..models.config import BENCH_VARIANTS, ModelConfig, variant_config
+from ..models.model import DTYPES, Transformer
+from ..tp.parallel import TPGroup
+from .perfmodel import Hardware
+
+
+def allreduce_seconds(hw: Hardware, tp: int, nbytes: int) -> float:
+    """Ring all-reduce time of the performance model: (n-1) hop latencies + 2(n-1)/n * bytes / link bandwidth."""
+    if tp == 1:
+        return 0.0
+    return (tp - 1) * hw.link_latency_us * 1e-6 + 2 * (tp - 1) / tp * nbytes / (hw.link_gbps * 1e9 * hw.link_eff)
+
+
+class _Done:
+    """The handle of one modeled all-reduce; ``wait()`` blocks until its modeled time has passed."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def wait(self):
+        if isinstance(self.event, threading.Event):
+            self.event.wait()
+        else:
+            torch.cuda.current_stream().wait_event(self.event)
+
+
+class ModeledGroup:
+    """A stand-in for a TP process group of ``tp`` ranks whose all-reduces take the modeled time and return the
+    local tensor unchanged (so the numbers computed are one rank's partial sums: timing only, not a valid model)."""
+
+    modeled = True
+
+    def __init__(self, hw: Hardware, tp: int, device: torch.device):
+        self.hw, self.tp, self.device = hw, tp, device
+        self.modeled_seconds = 0.0
+        if device.type == "cuda":
+            self.stream = torch.cuda.Stream(device=device, priority=-1)
+            self.cycles_per_s = torch.cuda.clock_rate(device) * 1e6
+        else:
+            self.jobs: queue.Queue = queue.Queue()
+            self.thread = threading.Thread(target=self._link, daemon=True, name="modeled_link")
+            self.thread.start()
+
+    def _link(self):
+        free_at = 0.0
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            issued, seconds, event = job
+            end = max(issued, free_at) + seconds             # one collective at a time, in order
+            time.sleep(max(0.0, end - time.perf_counter()))
+            free_at = end
+            event.set()
+
+    def all_reduce(self, t: torch.Tensor) -> _Done:
+        seconds = allreduce_seconds(self.hw, self.tp, t.numel() * t.element_size())
+        self.modeled_seconds += seconds
+        if self.device.type == "cuda":
+            ready = torch.cuda.Event()
+            ready.record()
+            done = torch.cuda.Event()
+            with torch.cuda.stream(self.stream):
+                self.stream.wait_event(ready)
+                torch.cuda._sleep(int(seconds * self.cycles_per_s))
+                done.record(self.stream)
+            return _Done(done)
+        event = threading.Event()
+        self.jobs.put((time.perf_counter(), seconds, event))
+        return _Done(event)
+
+    def close(self):
+        if self.device.type != "cuda":
+            self.jobs.put(None)
+            self.thread.join(timeout=5)
+
+
+def emulated_rank_model(cfg: ModelConfig, variant: str, hw: Hardware, tp: int, device=None, dtype: str = "float32",
+                        seed: int = 0) -> tuple[Transformer, ModeledGroup]:
+    """Rank 0's shard of ``cfg`` at TP=``tp`` with random N(0, init_std) weights, built directly on ``device``
+    (the full model is never materialised), and its modeled group."""
+    cfg.check_tp(tp)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    group = ModeledGroup(hw, tp, device)
+    torch.manual_seed(seed)
+    model = Transformer(variant_config(cfg, variant), TPGroup(0, tp, group), DTYPES[dtype], device)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.ones_like(p) if name.endswith("norm.weight") else torch.randn_like(p) * cfg.init_std)
+    return model.eval(), group
+
+
+def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VARIANTS, batch: int = 1,
+                       context: int = 64, steps: int = 8, rounds: int = 4, warmup: int = 1, dtype: str = "float32",
+                       device=None, phase: str = "decode"):
+    """Time rank 0's shard of each variant with modeled all-reduces, interleaved as in ``bench.py``.
+
+    All variants share one set of shard weights (they differ only in data flow), so four variants of a 70B shard
+    fit where one does. Returns a ``bench.DecodeBenchmark`` whose backend says the communication is modeled."""
+    variants = list(variants)
+    if "kraken" in variants:
+        raise ValueError("the emulated rank runs a Megatron shard (standard, parallel, ladder, upper_bound, iso); "
+                         "Kraken is not emulated: time it on real ranks (ladder-edu bench --arch kraken) or "
+                         "model it (ladder-edu predict)")
+    base, group = emulated_rank_model(cfg, "standard", hw, tp, device, dtype)
+    device = base.embed_tokens.weight.device
+    models = {}
+    try:
+        for v in variants:
+            m = Transformer(variant_config(cfg, v), base.tp, DTYPES[dtype], torch.device("meta"))
+            m.load_state_dict(base.state_dict(), assign=True)
+            m.rope_cos, m.rope_sin = base.rope_cos, base.rope_sin
+            m.setup_cache(batch, context + steps)
+            models[v] = m.eval()
+        prompt = torch.randint(0, cfg.vocab_size, (batch, context), device=device)
+        times = {v: [] for v in variants}
+        with torch.no_grad():
+            for m in models.values():
+                m(prompt)
+            for r in range(warmup + rounds):
+                for v in (variants if r % 2 == 0 else variants[::-1]):
+                    for s in range(steps):
+                        with _Timer(device) as timer:
+                            run_step(models[v], phase, v, prompt, context, s)
+                        if r >= warmup:
+                            times[v].append(timer.seconds)
+    finally:
+        group.close()
+    return summarize(cfg, tp, f"1 device, all-reduces MODELED as {hw.name}", batch, context, times, "n/a", phase)

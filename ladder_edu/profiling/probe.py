@@ -1,0 +1,114 @@
+"""Can this machine overlap an all-reduce with computation? A micro-benchmark that answers it.
+
+Ladder residual only pays off if an all-reduce started with ``async_op=True`` actually makes progress while the next
+module computes. On a GPU the collective runs on its own stream and the links move the data; on a CPU, gloo moves
+the data from its own threads, which need a free core. This probe measures, for compute bursts of growing length
+(k matrix-vector products of a decode-sized MLP weight):
+
+* ``compute_ms``: the burst alone;
+* ``allreduce_ms``: one blocking all-reduce of a decode activation (dim values), ranks aligned by a barrier;
+* ``done_during_compute``: the fraction of async all-reduces already complete when the burst ends;
+* ``blocking_ms`` / ``lagged_ms``: ``modules`` x (burst, all-reduce) with a blocking all-reduce (standard's rule) and
+  with each all-reduce waited one burst later (ladder's rule); ``lagged_speedup`` = blocking / lagged.
+
+Each time is the median over iterations of the slowest rank.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.distributed as dist
+
+from ..tp import launch
+
+
+@dataclass
+class ProbeRow:
+    matvecs: int
+    compute_ms: float
+    allreduce_ms: float
+    done_during_compute: float
+    blocking_ms: float
+    lagged_ms: float
+
+    @property
+    def lagged_speedup(self) -> float:
+        return self.blocking_ms / self.lagged_ms
+
+
+def _median_ms(fn, iters: int) -> float:
+    ts = torch.zeros(iters, dtype=torch.float64)
+    for i in range(iters):
+        dist.barrier()
+        t0 = time.perf_counter()
+        fn()
+        ts[i] = time.perf_counter() - t0
+    dist.all_reduce(ts, op=dist.ReduceOp.MAX)
+    return 1e3 * statistics.median(ts.tolist())
+
+
+def probe_worker(sizes=(1, 2, 4, 8, 16), iters: int = 30, modules: int = 16, dim: int = 512,
+                 hidden: int = 1408) -> dict:
+    """Runs on every rank (CPU/gloo or GPU/NCCL); returns the rows and the applied comm-thread priority."""
+    device = launch.current_device()
+    weight = torch.randn(hidden, dim, device=device)
+    act = torch.randn(1, dim, device=device)
+    msg = torch.randn(1, 1, dim, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rows = []
+    for k in sizes:
+        def burst():
+            for _ in range(k):
+                act @ weight.T
+
+        def done_fraction():
+            done = torch.zeros(1, device=device)
+            for _ in range(iters):
+                dist.barrier()
+                work = dist.all_reduce(msg, async_op=True)
+                burst()
+                sync()
+                done += float(work.is_completed())
+                work.wait()
+            dist.all_reduce(done, op=dist.ReduceOp.MIN)
+            return done.item() / iters
+
+        def blocking():
+            for _ in range(modules):
+                burst()
+                dist.all_reduce(msg)
+            sync()
+
+        def lagged():
+            work = None
+            for _ in range(modules):
+                burst()
+                if work is not None:
+                    work.wait()
+                work = dist.all_reduce(msg, async_op=True)
+            work.wait()
+            sync()
+
+        rows.append(ProbeRow(k, _median_ms(lambda: (burst(), sync()), iters),
+                             _median_ms(lambda: (dist.all_reduce(msg), sync()), iters), done_fraction(),
+                             _median_ms(blocking, iters), _median_ms(lagged, iters)))
+    return {"rows": [asdict(r) for r in rows], "comm_priority": launch.applied_comm_priority()}
+
+
+def overlap_probe(world: int = 2, comm_priority: str = "auto", backend: str | None = None, **kwargs) -> dict:
+    """Run :func:`probe_worker` on ``world`` ranks; returns {"rows": [ProbeRow...], "comm_priority": ...}."""
+    res = launch.run(probe_worker, world, backend=backend, comm_priority=comm_priority, **kwargs)[0]
+    return {"rows": [ProbeRow(**r) for r in res["rows"]], "comm_priority": res["comm_priority"]}
+
+
+def format_probe(result: dict, modules: int = 16) -> str:
+    lines = [f"overlap probe ({result['comm_priority']} comm threads): ms, median of the slowest rank",
+             f"  {'matvecs':>7} {'compute':>8} {'allreduce':>9} {'done during':>11} {f'{modules}x blocking':>12} "
+             f"{f'{modules}x lagged':>11} {'speedup':>8}"]
+    for r in result["rows"]:
+        lines.append(f"  {r.matvecs:7d} {r.compute_ms:8.3f} {r.allreduce_ms:9.3f} {r.done_during_compute:10.0%} "
+                     f"{r.blocking_ms:12.2f} {r.lagged_ms:11.2f} {r.lagged_speedup:7.2f}x")
+    return "\n".join(lines)

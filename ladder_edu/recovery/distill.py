@@ -1,0 +1,105 @@
+"""Recovery by distillation: the original model teaches the converted one, with no outside data.
+
+The teacher is the unconverted model, the student the converted one (same weights, ladder dataflow in its top
+layers). The student is trained to match the teacher's next-token distribution:
+
+    loss = alpha * T^2 * KL( softmax(z_teacher / T) || softmax(z_student / T) ) + (1 - alpha) * CE(z_student, next)
+           + beta * mean_i |h_i^student - h_i^teacher|^2 / mean |h_i^teacher|^2          (optional, "hidden")
+
+The last term matches every module's output h_i (attention or MLP) in the converted layers to the teacher's:
+a ladder module reads a stream one module stale, and this asks it to write what the original module wrote. The
+stream is the embeddings plus the sum of all module outputs in every architecture, so matching the h_i matches
+the stream too. It is a far denser signal than the logits alone.
+
+on two kinds of text: the training corpus, and chat turns that the teacher itself writes in reply to prompts
+generated here from templates (``chat_prompts``). The prompts never ask the probe's questions (a test checks
+that), so what the probe measures is not taught directly: the chat turns restore the assistant behaviour that
+documentation text alone does not.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .evaluate import CHAT
+from ..models.generate import generate
+
+_NOUNS = ["bicycles", "kitchens", "rain", "music", "libraries", "gardens", "trains", "bread", "winter mornings",
+          "city parks", "old maps", "coffee", "bridges", "mountains at night", "markets", "clocks", "paper",
+          "rivers", "birdsong", "football", "teachers", "computers", "letters", "lamps", "shoes", "tea",
+          "museums", "keyboards", "cats", "boats", "forests", "sandwiches"]
+_TASKS = ["Write one short sentence about {x}.", "Describe {x} in a few words.", "Give me a short tip about {x}.",
+          "Why do people like {x}? Answer briefly."]
+
+
+def chat_prompts(topic_names: list[str] | None = None) -> list[str]:
+    """Prompts for the teacher to answer: everyday nouns x four tasks, and Python documentation topics."""
+    prompts = [t.format(x=n) for n in _NOUNS for t in _TASKS]
+    for name in topic_names or []:
+        prompts.append(f"In Python, what does '{name}' refer to? Explain briefly.")
+    return prompts
+
+
+@torch.no_grad()
+def teacher_chats(teacher, tokenizer, prompts: list[str], max_new_tokens: int = 48,
+                  progress: bool = False) -> list[list[int]]:
+    """Each prompt in the chat format plus the teacher's greedy reply, as token ids ending in <|im_end|>.
+
+    Prompts of equal token length are generated together as one batch (no padding needed)."""
+    from tqdm.auto import tqdm
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    encoded = [tokenizer(CHAT.format(q=p)).input_ids for p in prompts]
+    by_len: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        by_len.setdefault(len(ids), []).append(i)
+    out: list[list[int]] = [[] for _ in prompts]
+    for n, idx in tqdm(sorted(by_len.items()), desc="teacher replies", disable=not progress):
+        replies = generate(teacher, torch.tensor([encoded[i] for i in idx]), max_new_tokens)
+        for i, reply in zip(idx, replies.tolist()):
+            reply = reply[:reply.index(end)] if end in reply else reply
+            out[i] = encoded[i] + reply + [end] + tokenizer("\n").input_ids
+    return out
+
+
+def pack(sequences: list[list[int]], block: int) -> torch.Tensor:
+    """Concatenate token sequences and cut them into [n, block] rows (the tail that does not fill one is dropped)."""
+    flat = [t for s in sequences for t in s]
+    n = len(flat) // block
+    if n == 0:
+        raise ValueError(f"{len(flat)} tokens of teacher text do not fill one block of {block}")
+    return torch.tensor(flat[: n * block], dtype=torch.long).reshape(n, block)
+
+
+def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                 alpha: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
+    """alpha * T^2 * KL(teacher || student) + (1 - alpha) * cross-entropy, averaged over tokens."""
+    s = student_logits.float().reshape(-1, student_logits.shape[-1])
+    t = teacher_logits.float().reshape(-1, teacher_logits.shape[-1])
+    kl = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1), log_target=True,
+                  reduction="batchmean") * temperature ** 2
+    if alpha >= 1.0:
+        return kl
+    return alpha * kl + (1 - alpha) * F.cross_entropy(s, targets.reshape(-1))
+
+
+def with_module_outputs(model, tokens: torch.Tensor, first: int = 0):
+    """(model(tokens), [h_i]): the logits, and the output h_i of every attention and MLP of ``model.layers[first:]``
+    in the order they ran (forward hooks, attached for this one call)."""
+    outputs: list[torch.Tensor] = []
+    handles = [m.register_forward_hook(lambda module, args, out: outputs.append(out))
+               for layer in model.layers[first:] for m in (layer.self_attn, layer.mlp)]
+    try:
+        return model(tokens), outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def hidden_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """mean over modules of |h_student - h_teacher|^2 / mean |h_teacher|^2 (each module's relative error)."""
+    if len(student) != len(teacher) or not student:
+        raise ValueError(f"hidden-state distillation needs the same modules on both sides, got {len(student)} "
+                         f"student and {len(teacher)} teacher outputs")
+    terms = [(s.float() - t.float()).pow(2).mean() / t.float().pow(2).mean().clamp_min(1e-12)
+             for s, t in zip(student, teacher)]
+    return torch.stack(terms).mean()

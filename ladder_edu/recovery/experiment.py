@@ -1,0 +1,138 @@
+"""The Ladder paper's conversion story on SmolLM2-135M-Instruct: convert, watch it break, recover, serve on 3 ranks.
+
+1. original: the pretrained standard model;  2. converted: the same weights with the top k layers ladder
+   (``ladder_layers=k``: a config change, papers.md 1.4);  3. recovered: the converted model fine-tuned, by plain
+   next-token training (``plain``) or by distillation from the original (``distill``);  4. control: the
+   unconverted model fine-tuned with plain training on the same data and budget, so that recovery is not confused
+   with adapting to the corpus.
+
+    recovery (perplexity) = (ppl_converted - ppl_recovered) / (ppl_converted - ppl_control)
+    recovery (mean loss)  = the same with mean held-out loss (log perplexity): stricter, as loss is log-scaled.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import torch
+
+from .distill import chat_prompts, pack, teacher_chats
+from .evaluate import CHAT, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: for notebooks)
+from .finetune import FinetuneConfig, atomic_save, atomic_write_json, finetune
+from ..models.generate import generate
+from ..models.model import Transformer
+from ..models.pretrained import load_checkpoint, load_tokenizer
+
+RUNS = ("plain", "distill", "control")
+
+
+def load(source: str = "smollm2", max_seq_len: int = 1024):
+    """(config, full weights, tokenizer) of a pretrained checkpoint (``pretrained.load_checkpoint``)."""
+    cfg, state = load_checkpoint(source)
+    return cfg.replace(max_seq_len=min(cfg.max_seq_len, max_seq_len)), state, load_tokenizer(source)
+
+
+def build(cfg, state, **changes) -> Transformer:
+    """A one-device model of ``cfg`` with ``changes`` (for example ladder_layers=15) on a copy of the weights
+    (models built from one state dict must not share storage: training one would change the others)."""
+    return Transformer.from_full_state_dict(cfg.replace(**changes), {k: v.clone() for k, v in state.items()})
+
+
+def measure(model, tokenizer, held_out: torch.Tensor, probe_limit: int | None = None) -> dict:
+    """Held-out mean loss and perplexity, and the probe score."""
+    loss = mean_loss(model, held_out)
+    probe = run_probe(model, tokenizer, limit=probe_limit)
+    return {"loss": loss, "ppl": float(torch.tensor(loss).exp()), "probe": probe["score"],
+            "probe_correct": probe["correct"], "probe_total": probe["total"], "replies": probe["replies"][:5]}
+
+
+def recovery(converted: float, recovered: float, control: float) -> float:
+    """The fraction of the gap between the converted model and the control that fine-tuning closed."""
+    return (converted - recovered) / (converted - control)
+
+
+def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=RUNS, source: str = "smollm2",
+                 eval_blocks: int = 16, probe_limit: int | None = None, chat_tokens: int = 48,
+                 max_prompts: int | None = None, seed: int = 0, progress: bool = True, on_eval=None,
+                 loaded=None, known_rows: dict | None = None, **ft_overrides) -> dict:
+    """The whole experiment; every fine-tune resumes from ``out_dir/<run>`` if it was interrupted, and the
+    results are written to ``out_dir/results.json``. Returns {"rows": {name: measure(...)}, "histories": ...}.
+    ``loaded`` = (cfg, state, tokenizer) and ``known_rows`` (original, converted) skip work already done."""
+    torch.manual_seed(seed)
+    cfg, state, tok = loaded or load(source)
+    train_text, held_text = corpus_split()
+    train, held = blocks(tok, train_text), blocks(tok, held_text, limit=eval_blocks)
+    original = build(cfg, state)
+    rows, histories = dict(known_rows or {}), {}
+    if "original" not in rows:
+        rows["original"] = measure(original, tok, held, probe_limit)
+    if "converted" not in rows:
+        rows["converted"] = measure(build(cfg, state, ladder_layers=ladder_layers), tok, held, probe_limit)
+    chat = None
+    if "distill" in runs:
+        from pydoc_data.topics import topics
+        names = [k for i, k in enumerate(sorted(topics)) if i % 5 != 0]          # training topics only
+        prompts = chat_prompts(names)[:max_prompts]
+        key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:8]       # new prompts, new replies
+        chat_path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{key}.pt")
+        if os.path.exists(chat_path):
+            chat = torch.load(chat_path)
+        else:
+            chat = pack(teacher_chats(original, tok, prompts, chat_tokens, progress), train.shape[1])
+            os.makedirs(out_dir, exist_ok=True)
+            atomic_save(chat, chat_path)
+    for run in runs:
+        ft = FinetuneConfig(steps=steps, method="distill" if run == "distill" else "plain", seed=seed,
+                            warmup=min(10, max(1, steps // 10)), **ft_overrides)
+        model = build(cfg, state, ladder_layers=0 if run == "control" else ladder_layers)
+        histories[run] = finetune(model, train, ft, os.path.join(out_dir, run), held, teacher=original,
+                                  chat_blocks=chat, progress=progress, desc=run,
+                                  on_eval=(lambda h, run=run: on_eval(run, h)) if on_eval else None)
+        rows[run] = measure(model, tok, held, probe_limit)
+        if run != "control":
+            atomic_save({k: v.detach() for k, v in model.state_dict().items()},
+                        os.path.join(out_dir, f"{run}_weights.pt"))
+        del model
+    result = {"ladder_layers": ladder_layers, "steps": steps, "rows": rows, "histories": histories,
+              "n_chat_blocks": 0 if chat is None else len(chat), "recovery": {}}
+    if "control" in rows:
+        for run in ("plain", "distill"):
+            if run in rows:
+                result["recovery"][run] = {
+                    key: recovery(rows["converted"][key], rows[run][key], rows["control"][key])
+                    for key in ("ppl", "loss")}
+    atomic_write_json(result, os.path.join(out_dir, "results.json"))
+    return result
+
+
+def table(result: dict) -> str:
+    """original / converted / recovered / control: perplexity, mean loss, probe score; then the recoveries."""
+    lines = [f"{'model':<22} {'ppl':>8} {'loss':>7} {'probe':>9}"]
+    names = {"plain": "recovered (plain)", "distill": "recovered (distill)", "control": "control (no ladder)"}
+    for key, r in result["rows"].items():
+        lines.append(f"{names.get(key, key):<22} {r['ppl']:8.2f} {r['loss']:7.3f} "
+                     f"{r['probe_correct']:>4d}/{r['probe_total']:<4d}")
+    for run, rec in result["recovery"].items():
+        lines.append(f"recovery by {run}: {100 * rec['ppl']:.0f}% of the perplexity gap, "
+                     f"{100 * rec['loss']:.0f}% of the mean-loss gap")
+    return "\n".join(lines)
+
+
+def serve_worker(weights_path: str, cfg, prompt: list[int], max_new_tokens: int) -> list[int]:
+    """Runs on every rank: rank r's shard of the saved model, greedy generation with overlapped all-reduces."""
+    from ..tp.parallel import TPGroup
+    from ..tp.launch import current_device
+    tp = TPGroup.from_dist()
+    model = Transformer.from_full_state_dict(cfg, torch.load(weights_path), tp, device=current_device())
+    return generate(model, torch.tensor([prompt]), max_new_tokens)[0].tolist()
+
+
+def serve_tp(weights_path: str, cfg, prompt: list[int], max_new_tokens: int = 16, tp: int = 3,
+             timeout_s: float = 300.0) -> list[int]:
+    """Greedy tokens of the saved model on ``tp`` real ranks (gloo on CPU, NCCL on GPUs)."""
+    from ..tp import launch
+    cfg.check_tp(tp)
+    results = launch.run(serve_worker, tp, weights_path, cfg, prompt, max_new_tokens, timeout_s=timeout_s)
+    if any(r != results[0] for r in results):
+        raise RuntimeError("ranks generated different tokens")
+    return results[0]

@@ -1,0 +1,69 @@
+"""Bad input, everywhere: every option of every command, given out-of-range or malformed values, ends with exit
+status 2 and one line that names the option, before any work starts."""
+import argparse
+
+import pytest
+
+from ladder_edu.cli import build_parser, main
+
+REQUIRED = {"profile": ["--out", "{tmp}"]}     # what a command needs besides the option under test
+
+
+def commands():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+def bad_cases():
+    """(command, option, bad value) for every option that takes a value."""
+    cases = []
+    for name, parser in commands().items():
+        for action in parser._actions:
+            if not action.option_strings or action.nargs == 0 or action.dest == "help":
+                continue
+            option = max(action.option_strings, key=len)
+            examples = list(getattr(action.type, "bad_examples", []))
+            if action.choices is not None:
+                examples.append("no-such-choice")
+            cases += [(name, option, v) for v in examples]
+            if not examples:
+                cases.append((name, option, None))        # an option nobody checks: fails below
+    return cases
+
+
+CASES = bad_cases()
+
+
+def test_the_sweep_covers_every_command():
+    assert {c for c, _, _ in CASES} == set(commands()) and len(CASES) > 150
+    print(f"{len(CASES)} bad-input cases over {len(commands())} commands")
+
+
+@pytest.mark.parametrize("command,option,value", CASES, ids=[f"{c} {o} {v!r}" for c, o, v in CASES])
+def test_bad_value_exits_2_with_one_line_naming_the_option(command, option, value, tmp_path, capsys):
+    assert value is not None, f"{command} {option} takes any value: give it a checked type or choices"
+    argv = [command] + [a.format(tmp=tmp_path) for a in REQUIRED.get(command, []) if option not in a] + \
+        [f"{option}={value}"]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2
+    assert len(err.splitlines()) == 1 and option in err, err
+    assert err.startswith(f"ladder-edu {command}: error: argument {option}")
+
+
+def test_good_values_still_parse(tmp_path):
+    args = build_parser().parse_args(["bench", "--tp", "2,4", "--batch", "1,16", "--arch", "standard,ladder",
+                                      "--json", str(tmp_path / "new" / "b.json")])
+    assert args.tp == [2, 4] and args.batch == [1, 16] and args.arch == ["standard", "ladder"]
+    args = build_parser().parse_args(["profile", "--out", str(tmp_path / "p"), "--layers", "1-3"])
+    assert args.layers == (1, 3)
+    args = build_parser().parse_args(["predict", "--set", "flop_eff=0.5"])
+    assert args.set == [("flop_eff", 0.5)]
+
+
+def test_a_missing_required_option_is_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["profile"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "--out" in err
