@@ -104,8 +104,17 @@ def test_predict_and_validate(tmp_path, capsys):
     pred = json.loads(out.read_text())["prediction"]
     assert set(pred) == {"standard", "parallel", "ladder", "upper_bound", "kraken"}
     assert 1.2 < pred["ladder"]["speedup_vs_standard"] < 1.4            # the paper measured 1.31
-    assert main(["predict", "--validate", "--tp", "4"]) == 0
-    assert "held-out speedup mean absolute error: 0.049" in capsys.readouterr().out
+    capsys.readouterr()
+    png = tmp_path / "explain.png"
+    assert main(["predict", "--model", "llama-3.1-405b", "--tp", "16", "--nodes", "2", "--explain", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "TP=16 on 2 node(s)" in out and "exposed communication" in out and png.stat().st_size > 0
+    assert main(["predict", "--sweep", "--batch", "4", "--ladder-layers", "40"]) == 0
+    assert "ladder speedup over standard (tokens/s), batch 4" in capsys.readouterr().out
+    assert main(["predict", "--model", "1b", "--tp", "16"]) == 2
+    assert "valid TP degrees: 1, 2, 4, 8" in capsys.readouterr().err
+    assert main(["predict", "--tp", "8", "--nodes", "3"]) == 2
+    assert "--nodes 3 must divide TP=8" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["predict", "--gpu", "tpu"])
     assert e.value.code == 2 and "h100-nvlink" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from ladder_edu.perf.perfmodel import HARDWARE
 
 
 def test_modeled_all_reduce_takes_the_modeled_time_and_overlaps_compute():
-    hw = HARDWARE["rtx4090-pcie"].with_(link_latency_us=10_000.0)          # 10 ms per hop: easy to time
+    hw = HARDWARE["rtx4090-pcie"].with_(comm_us=10_000.0)          # 10 ms per all-reduce: easy to time
     group = ModeledGroup(hw, 2, torch.device("cpu"))
     try:
         t = torch.ones(4)

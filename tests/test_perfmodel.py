@@ -1,66 +1,174 @@
-"""The performance model: its schedule algebra, its limits, and its fit to the Ladder paper's 70B table."""
+"""The performance model: each cost term against a hand calculation, the critical path, hybrids, nodes, the fit."""
+import math
+from dataclasses import replace
+
 import pytest
 
-from ladder_edu.perf.calibrate import PAPER_70B, calibrate_this_machine, cells, fit, validate
 from ladder_edu.models.config import BENCH_VARIANTS, PRESETS, get_config
-from ladder_edu.perf.perfmodel import HARDWARE, forward_time, get_hardware, kraken_module_times, module_times, predict
+from ladder_edu.perf import critical_path as cp
+from ladder_edu.perf.calibrate import PAPER_70B, cells, cross_validate, fit, validate
+from ladder_edu.perf.hardware import BOUNDS, EFF_FIELDS, HARDWARE, Efficiency, get_hardware, load_hardware
+from ladder_edu.perf.kernels import kernel_counts
+from ladder_edu.perf.nccl import allreduce_time
+from ladder_edu.perf.perfmodel import forward, forward_time, module_cost, predict
 from ladder_edu.perf.schedule import simulate, total_time
 
 CFG = PRESETS["llama-3-70b"]
+NVL = HARDWARE["h100-nvlink"]
 
 
-@pytest.mark.parametrize("batch, tp, hw", [(1, 8, "h100-nvlink"), (64, 4, "h100-no-p2p"), (4, 2, "rtx4090-pcie")])
-def test_closed_form_ladder_equals_the_two_lane_schedule(batch, tp, hw):
-    """With overlap = 1 the closed form of perfmodel.py is exactly schedule.simulate's critical path."""
-    h = get_hardware(hw).with_(overlap=1.0)
-    m = module_times(CFG, h, tp, batch, 1, 1024)
-    fixed = m.head + h.step_overhead_us * 1e-6
-    for v in ("standard", "parallel", "ladder", "upper_bound"):
-        sim = total_time(simulate(v, CFG.n_layers, m.attn, m.mlp, m.allreduce))
-        assert forward_time(v, CFG, h, tp, batch, 1, 1024) - fixed == pytest.approx(sim, rel=1e-9)
-    k = kraken_module_times(CFG, h, tp, batch, 1, 1024)
-    sim = total_time(simulate("kraken", CFG.n_layers, k.attn, k.mlp, k.allreduce))
-    fixed = k.head + h.step_overhead_us * 1e-6
-    assert forward_time("kraken", CFG, h, tp, batch, 1, 1024) - fixed == pytest.approx(sim, rel=1e-9)
+def test_kernel_counts_match_gpt_fasts_decode_step():
+    """Counted from our model code: attention = norm, wqkv, rotary, 2 cache writes, K/V repeat, 3 SDPA kernels, wo;
+    MLP = norm, w1 (gate+up), SiLU*mul, w2 -- the kernels gpt-fast's compiled decode step launches."""
+    c = kernel_counts("standard")
+    assert sum(c["attn"].values()) == 10 and c["attn"]["matmul"] == 2 and c["attn"]["scatter"] == 2
+    assert sum(c["mlp"].values()) == 4 and c["mlp"]["matmul"] == 2
+    assert kernel_counts("ladder") == c
 
 
-def test_orderings_and_tp1():
+def test_nccl_latency_is_ncclss_own_formula():
+    hw = NVL.with_(comm_us=0.0)
+    t, algo = allreduce_time(hw, 8, 8)
+    assert algo == "ring/LL" and t == pytest.approx(1e-6 * (6.6 + 14 * 0.6), rel=1e-3)   # base + 2(n-1) hops
+    t2, _ = allreduce_time(hw, 2, 8)
+    assert t2 == pytest.approx(1e-6 * (6.6 + 2 * 0.6), rel=1e-3)
+    big, algo = allreduce_time(hw, 8, 2 ** 30)
+    assert algo == "nvls/Simple"                                   # large messages: NVLink SHARP
+    assert big == pytest.approx(25e-6 + 2 ** 30 / (1e9 * 2 * 0.85 * 450 * 0.8 * 8 / 14), rel=1e-3)
+    assert allreduce_time(NVL, 1, 1000) == (0.0, "none")
+
+
+def test_two_nodes_cross_the_network():
+    hw = NVL.with_(comm_us=0.0)
+    one, _ = allreduce_time(hw, 8, 32 * 1024)
+    two, algo = allreduce_time(hw, 16, 32 * 1024, nodes=2)
+    assert two > one
+    # ring over 2 nodes, LL: base + (30 - 2) NVLink hops + 2 network hops
+    ring = 1e-6 * (6.6 + 28 * 0.6 + 2 * 2.7) + 32 * 1024 / (1e9 * min(141 / 3.0 * 0 + 45.0, 0.5 * 45) * 16 / 30)
+    assert two <= ring + 1e-9 and algo.split("/")[0] in ("ring", "tree", "nvls")
+    with pytest.raises(ValueError, match="no network"):
+        allreduce_time(HARDWARE["rtx4090-pcie"], 8, 100, nodes=2)
+
+
+def test_mlp_cost_by_hand():
+    """70B MLP at TP 8, one token: the weight shard streamed at mem_eff, 4 kernels + the copy, one all-reduce."""
+    e = NVL.eff
+    m = module_cost("mlp", CFG, NVL, 8, 1, 1, 1536)
+    weights = (3 * 8192 * 28672 / 8 * 2 + 4 * 8192 * 2) / (3350e9 * e.mem_eff)
+    assert m.parts["weights"] == pytest.approx(weights, rel=1e-9)
+    # fixed cost of 2 matmuls + 2 fused pointwise kernels + the copy; the 3 small kernels' activations
+    assert m.parts["small kernels"] == pytest.approx(5 * e.kernel_us * 1e-6 + 3 * 4 * 8192 * 2 / (3350e9 * e.mem_eff),
+                                                     rel=1e-9)
+    assert m.comm == pytest.approx(allreduce_time(NVL, 8, 8192 * 2)[0])
+
+
+def test_attention_reads_the_kv_cache_once_per_query_head():
+    e = NVL.eff
+    a1 = module_cost("attn", CFG, NVL, 8, 1, 1, 1536).parts["attention"]
+    a64 = module_cost("attn", CFG, NVL, 8, 64, 1, 1536).parts["attention"]
+    per_seq = (2 * 8 * 1536 * 128 * 2 + 4 * 8 * 1536 * 2) / (3350e9 * e.mem_eff)    # 8 query heads per rank
+    assert a1 == pytest.approx(per_seq, rel=1e-9) and a64 == pytest.approx(64 * per_seq, rel=1e-9)
+
+
+def test_critical_path_without_interference_is_the_idealised_schedule():
+    for v, lag in (("standard", 0), ("ladder", 1)):
+        lanes = cp.Lanes()
+        cp.run(lanes, [cp.Module(3.0, 2.0, lag), cp.Module(5.0, 2.0, lag)], 40, 0.0)
+        assert cp.finish(lanes) == pytest.approx(total_time(simulate(v, 40, 3.0, 5.0, 2.0)))
+    lanes = cp.Lanes()
+    cp.run(lanes, [cp.Module(3.0, 0.0, 1), cp.Module(5.0, 4.0, 0)], 40, 0.0)
+    assert cp.finish(lanes) == pytest.approx(total_time(simulate("kraken", 40, 3.0, 5.0, 4.0)))
+
+
+def test_jumping_ahead_equals_stepping_every_layer():
+    layer = [cp.Module(3.0, 4.0, 1), cp.Module(2.0, 4.5, 1)]
+    fast, slow = cp.Lanes(), cp.Lanes()
+    cp.run(fast, layer, 100, 0.3)
+    for _ in range(100):
+        for m in layer:
+            cp.step(slow, m, 0.3)
+    assert cp.finish(fast) == pytest.approx(cp.finish(slow)) and fast.stretch == pytest.approx(slow.stretch)
+
+
+def test_interference_by_hand():
+    """Compute of 5 starting while 4 units of communication are in flight, at s = 0.25: 4 units run at 3/4 speed
+    (3 done), the remaining 2 at full speed: it ends at 6 = 5 + s * 4."""
+    lanes = cp.Lanes()
+    cp.step(lanes, cp.Module(1.0, 4.0, 1), 0.25)          # ends at 1; its all-reduce runs 1..5
+    cp.step(lanes, cp.Module(5.0, 0.0, 1), 0.25)
+    assert lanes.compute_free == pytest.approx(1 + 5 + 0.25 * 4)
+
+
+def test_hybrid_ladder_lies_between_standard_and_ladder():
+    ts = [forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=k) for k in (0, 20, 40, 80)]
+    assert ts[0] == pytest.approx(forward_time("standard", CFG, NVL, 8, 1, 1, 1536))
+    assert ts[-1] == pytest.approx(forward_time("ladder", CFG, NVL, 8, 1, 1, 1536))
+    assert ts[0] > ts[1] > ts[2] > ts[3]
+    with pytest.raises(ValueError, match=r"ladder_layers must be in \[0, 80\]"):
+        forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=81)
+
+
+def test_orderings_breakdown_and_tp1():
     for hw in HARDWARE.values():
-        p = predict(CFG, hw, 8, 4)
-        t = {v: x.tokens_per_s for v, x in p.items()}
+        t = {v: x.tokens_per_s for v, x in predict(CFG, hw, 8, 4).items()}
         assert t["upper_bound"] >= t["ladder"] >= t["standard"] and t["parallel"] >= t["standard"]
-        assert t["kraken"] >= t["standard"]
-    one = predict(get_config("llama-3-8b"), HARDWARE["h100-nvlink"], 1, 1, variants=BENCH_VARIANTS)
-    assert len({round(x.tokens_per_s, 9) for x in one.values()}) == 1      # no communication, no difference
+    one = predict(get_config("llama-3-8b"), NVL, 1, 1, variants=BENCH_VARIANTS)
+    tps = [x.tokens_per_s for x in one.values()]                # no communication: only the parallel block's
+    assert max(tps) / min(tps) < 1.001                          # fused activations differ, by < 0.1%
+    p = forward("ladder", CFG, NVL, 8, 1, 1, 1536)
+    compute = sum(p.parts[k] for k in ("weights", "attention", "small kernels", "LM head + sampling"))
+    assert p.seconds == pytest.approx(compute + p.parts["overlap slow-down"] + p.parts["exposed communication"])
 
 
-def test_unknown_hardware_lists_the_choices():
-    with pytest.raises(ValueError, match="valid choices: h100-nvlink, h100-no-p2p, a100-nvswitch, a800-nvlink, rtx4090-pcie"):
+def test_nodes_must_divide_tp_and_fit_a_node():
+    with pytest.raises(ValueError, match="must divide TP=16"):
+        predict(PRESETS["llama-3.1-405b"], NVL, 16, nodes=3)
+    with pytest.raises(ValueError, match="needs 16 GPUs per node"):
+        predict(PRESETS["llama-3.1-405b"], NVL, 16, nodes=1)
+    two = predict(PRESETS["llama-3.1-405b"], NVL, 16, nodes=2)
+    assert two["ladder"].speedup_vs_standard > 1
+
+
+def test_unknown_hardware_lists_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="valid choices: h100-nvlink, h100-no-p2p, a100-nvswitch"):
         get_hardware("tpu")
+    path = tmp_path / "gpu.json"
+    NVL.with_(kernel_us=2.0, name="mine").to_json(str(path))
+    assert load_hardware(str(path)) == NVL.with_(kernel_us=2.0, name="mine")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="cannot read hardware file"):
+        get_hardware(str(tmp_path / "bad.json"))
 
 
-def test_paper_table_and_split():
-    assert len(cells((1, 4, 16, 64))) == 4 * 10 + 3 * 10          # NVLink 4 variants, no-P2P 3; 10 (TP, batch)
+def test_paper_table():
+    assert len(cells()) == 4 * 10 + 3 * 10          # NVLink 4 variants, no-P2P 3; 10 (TP, batch) cells each
     assert PAPER_70B[("h100-nvlink", 1)]["ladder"][2] / PAPER_70B[("h100-nvlink", 1)]["standard"][2] == \
         pytest.approx(1.308, abs=1e-3)
 
 
-def test_fit_reproduces_the_presets_and_the_readme_claim():
-    params, _ = fit()
-    preset = HARDWARE["h100-nvlink"]
-    assert params["mem_eff"] == pytest.approx(preset.mem_eff, rel=0.02)
-    assert params["nvl_overlap"] == pytest.approx(preset.overlap, rel=0.02)
-    assert params["p2p_overlap"] == pytest.approx(HARDWARE["h100-no-p2p"].overlap, rel=0.02)
-    report = validate(params)
-    assert report["held_out_speedup_mae"] <= 0.05                  # README: 0.049
-    held = [r for r in report["rows"] if r["held_out"]]
-    assert {r["batch"] for r in held} == {4, 64}
+def test_presets_are_the_fit_and_every_constant_has_a_bound():
+    assert set(BOUNDS) == set(EFF_FIELDS)
+    eff, _ = fit(iters=150, restarts=1)
+    for name in EFF_FIELDS:
+        lo, hi = BOUNDS[name]
+        assert lo <= getattr(NVL.eff, name) <= hi
+        assert getattr(eff, name) == pytest.approx(getattr(NVL.eff, name), rel=0.05, abs=0.02), name
+    assert validate()["speedup_mae"] <= 0.04                 # README: 0.033 in sample
+
+
+def test_cross_validation_reports_held_out_errors():
+    cv = cross_validate(iters=40)
+    assert {f["left_out"] for f in cv["folds"]} == {"batch 1", "batch 4", "batch 16", "batch 64", "tp 2", "tp 4",
+                                                    "tp 8"}
+    assert cv["leave_one_batch_out_mae"] < 0.1 and cv["leave_one_tp_out_mae"] < 0.1
+    assert all(v["spread"] >= 0 for v in cv["params"].values())
 
 
 def test_calibrated_cpu_preset_is_physical():
+    from ladder_edu.perf.machine import calibrate_this_machine
     hw = calibrate_this_machine(iters=3)
-    assert hw.mem_gbps > 0 and hw.tflops > 0 and hw.link_gbps > 0 and hw.link_latency_us > 0
-    assert 0 <= hw.overlap <= 1 and hw.module_overhead_us >= 0 and hw.bytes_per_param == 4
+    assert hw.mem_gbps > 0 and hw.tflops > 0 and hw.link_gbps > 0 and hw.intra.hop_us > 0
+    assert 0 <= hw.eff.interference <= 1 and hw.eff.kernel_us >= 0 and hw.bytes_per_param == 4
     small = get_config("small")
     assert forward_time("standard", small, hw, 2, 1, 1, 64) > forward_time("upper_bound", small, hw, 2, 1, 1, 64)
 
@@ -80,3 +188,9 @@ def test_perf_explorer_redraws_with_the_sliders(monkeypatch):
     model.value = "llama-3-8b"
     cfg, hw, tp_used, b = calls[-1]
     assert (cfg.name, tp_used, b, hw.link_gbps) == ("llama-3-8b", 4, 1, 100.0)
+
+
+def test_efficiency_fields_are_whatif_fields():
+    hw = NVL.with_(mem_eff=0.5, link_gbps=100.0)
+    assert hw.eff.mem_eff == 0.5 and hw.intra.gbps == 100.0 and isinstance(hw.eff, Efficiency)
+    assert math.isclose(replace(NVL, eff=Efficiency()).eff.mem_eff, Efficiency().mem_eff)

@@ -1,20 +1,21 @@
-"""``ladder-edu predict``: the performance model's tokens/s and speedups on hardware you may not have."""
+"""``ladder-edu predict`` (the performance model on hardware you may not have) and ``calibrate-gpu``."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, fields
+import os
+from dataclasses import asdict
 
 from ..models.config import PRESETS, get_config
-from .common import floats, ints, out_file, say, write_json
+from .common import ints, out_file, say, write_json
 
 
 def what_if(text: str):
-    """``FIELD=VALUE``: a numeric field of perfmodel.Hardware and a value >= 0."""
-    from ..perf.perfmodel import Hardware
-    numeric = [f.name for f in fields(Hardware) if f.type in ("float", "int", float, int)]
+    """``FIELD=VALUE``: a numeric field of the hardware (data sheet or efficiency) and a value >= 0."""
+    from ..perf.hardware import WHAT_IF_FIELDS
     field, sep, value = text.partition("=")
-    if not sep or field not in numeric:
-        raise argparse.ArgumentTypeError(f"must be FIELD=VALUE with FIELD one of {', '.join(numeric)}, got {text!r}")
+    if not sep or field not in WHAT_IF_FIELDS:
+        raise argparse.ArgumentTypeError(f"must be FIELD=VALUE with FIELD one of {', '.join(WHAT_IF_FIELDS)}, "
+                                         f"got {text!r}")
     try:
         x = float(value)
     except ValueError:
@@ -27,97 +28,173 @@ def what_if(text: str):
 what_if.bad_examples = ["flop_eff", "nope=1", "flop_eff=abc", "link_gbps=-3", "name=x"]
 
 
+def gpu(text: str) -> str:
+    """A hardware preset, 'this-machine', or a hardware JSON file that exists."""
+    from ..perf.hardware import HARDWARE
+    if text in HARDWARE or text == "this-machine" or (text.endswith(".json") and os.path.isfile(text)):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown hardware {text!r}; valid choices: {', '.join(HARDWARE)}, "
+                                     f"this-machine, or a .json file written by `ladder-edu calibrate-gpu`")
+
+
+gpu.bad_examples = ["tpu", "/no/such/gpu.json"]
+
+
 def add_parsers(sub):
-    from ..perf.perfmodel import HARDWARE
     pred = sub.add_parser("predict", help="the performance model: tokens/s and speedups on hardware you lack",
-                          description="Analytic model of TP inference (ladder_edu/perf/perfmodel.py): prefill, decode "
-                                      "and tokens/s of each variant on a hardware preset, as the Ladder paper "
-                                      "measured them (prompt 1024, 512 new tokens). --validate fits its constants "
-                                      "on part of the paper's 70B table and reports the held-out error.")
-    pred.add_argument("--model", default="llama-3-70b", choices=sorted(PRESETS), help="model preset (default: "
-                      "llama-3-70b)")
-    pred.add_argument("--gpu", default="h100-nvlink", choices=sorted(HARDWARE) + ["this-machine"],
-                      help="hardware preset, or this-machine (calibrated now by micro-benchmarks on 2 CPU ranks) "
-                           "(default: h100-nvlink)")
+                          description="Analytic model of TP inference (ladder_edu/perf/perfmodel.py), built from the "
+                                      "kernels a forward pass launches and NCCL's own all-reduce model: prefill, "
+                                      "decode and tokens/s of each variant as the Ladder paper measured them "
+                                      "(prompt 1024, 512 new tokens). --validate refits its efficiencies on the "
+                                      "paper's 70B table and cross-validates them.")
+    pred.add_argument("--model", default="llama-3-70b", choices=sorted(PRESETS),
+                      help="model preset (default: llama-3-70b)")
+    pred.add_argument("--gpu", default="h100-nvlink", type=gpu,
+                      help="hardware preset (h100-nvlink, h100-no-p2p, a100-nvswitch, a800-nvlink, rtx4090-pcie), "
+                           "this-machine (calibrated now on 2 CPU ranks), or a .json file from `ladder-edu "
+                           "calibrate-gpu` (default: h100-nvlink)")
     pred.add_argument("--tp", type=ints(1), default=8, help="TP degree (default: 8)")
+    pred.add_argument("--nodes", type=ints(1), default=1,
+                      help="nodes the TP group spans (TP/nodes GPUs each, joined by the preset's network; default 1)")
     pred.add_argument("--batch", type=ints(1), default=1, help="batch size (default: 1)")
     pred.add_argument("--prompt", type=ints(1), default=1024, help="prompt tokens (default: 1024)")
     pred.add_argument("--generate", type=ints(1), default=512, help="new tokens (default: 512)")
+    pred.add_argument("--ladder-layers", type=ints(0), default=None, metavar="K",
+                      help="hybrid ladder: only the top K layers are ladder (default: all)")
     pred.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", type=what_if,
-                      help="what-if: override a hardware field, e.g. --set flop_eff=0.5 --set link_gbps=25 "
-                           "(fields: see ladder_edu/perf/perfmodel.py Hardware)")
+                      help="what-if: override a hardware field, e.g. --set link_gbps=25 --set kernel_us=5")
+    pred.add_argument("--explain", nargs="?", const="-", default=None, metavar="PNG", type=out_file,
+                      help="per decode step: time in each kernel class, exposed and hidden communication, for each "
+                           "variant (a table; with PNG also a stacked-bar plot)")
+    pred.add_argument("--sweep", nargs="?", const="-", default=None, metavar="PNG", type=out_file,
+                      help="ladder's speedup over model size x TP x interconnect at --batch (a table; with PNG "
+                           "also a heat map)")
     pred.add_argument("--validate", action="store_true",
-                      help="fit the constants on the paper's 70B table (batch 1, 16) and report the error on the "
-                           "held-out cells (batch 4, 64)")
+                      help="refit the efficiencies on the paper's 70B table and cross-validate (leave one batch "
+                           "size out, leave one TP degree out; about a minute)")
     pred.add_argument("--compare", action="store_true",
-                      help="with --gpu this-machine: also measure decode (ladder-edu bench) and show it beside the "
-                           "prediction")
+                      help="with --gpu this-machine: also measure decode (ladder-edu bench) beside the prediction")
     pred.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+
+    cal = sub.add_parser("calibrate-gpu", help="measure this GPU's kernels and write a hardware preset file",
+                         description="Measure this GPU's GEMV bandwidth, skinny and large GEMM efficiency and the "
+                                     "time of a small kernel inside a CUDA graph, and write a hardware JSON that "
+                                     "`ladder-edu predict --gpu FILE` reads (needs a CUDA GPU).")
+    cal.add_argument("--out", required=True, metavar="FILE", type=out_file, help="the hardware JSON to write")
+    cal.add_argument("--base", default="h100-nvlink", type=gpu,
+                     help="preset whose links and communication constants the file keeps (default: h100-nvlink)")
 
 
 def cmd_predict(args) -> int:
-    from ..perf.calibrate import calibrate_this_machine, fit, validate
-    from ..perf.perfmodel import get_hardware, predict
+    from ..perf.hardware import get_hardware
+    from ..perf.perfmodel import iso_prefill_time, predict
     out = {}
     if args.validate:
-        params, _ = fit()
-        report = validate(params)
-        say(format_validation(report))
-        out["validation"] = report
-    hw = calibrate_this_machine() if args.gpu == "this-machine" else get_hardware(args.gpu)
+        out["validation"] = run_validation()
+    if args.gpu == "this-machine":
+        from ..perf.machine import calibrate_this_machine
+        hw = calibrate_this_machine()
+    else:
+        hw = get_hardware(args.gpu)
     for field, value in args.set:
-        hw = hw.with_(**{field: type(getattr(hw, field))(value)}, name=f"{hw.name} (what-if {field}={value:g})")
+        hw = hw.with_(**{field: value}, name=f"{hw.name} (what-if {field}={value:g})")
     cfg = get_config(args.model)
-    pred = predict(cfg, hw, args.tp, args.batch, args.prompt, args.generate)
-    say(f"model: {cfg.name} on {hw.name} ({hw.note}), TP={args.tp}, batch {args.batch}, prompt {args.prompt}, "
-         f"{args.generate} new tokens")
+    pred = predict(cfg, hw, args.tp, args.batch, args.prompt, args.generate, nodes=args.nodes,
+                   ladder_layers=args.ladder_layers)
+    hybrid = f", ladder = top {args.ladder_layers} of {cfg.n_layers} layers" if args.ladder_layers is not None else ""
+    say(f"model: {cfg.name} on {hw.name} ({hw.note}), TP={args.tp} on {args.nodes} node(s), batch {args.batch}, "
+        f"prompt {args.prompt}, {args.generate} new tokens{hybrid}")
     say(f"  {'variant':12s} {'prefill ms':>11s} {'decode ms':>10s} {'tokens/s':>10s} {'speedup':>8s}")
     for p in pred.values():
         say(f"  {p.variant:12s} {1e3 * p.prefill_s:11.2f} {1e3 * p.decode_s:10.3f} {p.tokens_per_s:10.1f} "
-             f"{p.speedup_vs_standard:7.3f}x")
-    from ..perf.perfmodel import iso_prefill_time
-    iso = iso_prefill_time(cfg, hw, args.tp, args.batch, args.prompt)
-    std = pred["standard"].prefill_s
-    gain = 1 - iso / std
+            f"{p.speedup_vs_standard:7.3f}x")
+    iso = iso_prefill_time(cfg, hw, args.tp, args.batch, args.prompt, nodes=args.nodes)
+    gain = 1 - iso / pred["standard"].prefill_s
     say(f"  ISO prefill (standard model, prompt split in 2 balanced chunks): {1e3 * iso:.2f} ms, "
-         f"{100 * abs(gain):.1f}% {'less' if gain >= 0 else 'more'} than the standard prefill")
+        f"{100 * abs(gain):.1f}% {'less' if gain >= 0 else 'more'} than the standard prefill")
     out.update(hardware=asdict(hw), prediction={v: asdict(p) for v, p in pred.items()},
-               iso_prefill_s=iso, iso_prefill_reduction=1 - iso / std)
+               iso_prefill_s=iso, iso_prefill_reduction=gain)
+    if args.explain:
+        out["explain"] = explain(cfg, hw, args)
+    if args.sweep:
+        out["sweep"] = run_sweep(args)
     if args.compare:
-        if args.gpu != "this-machine":
-            raise ValueError("--compare measures this machine: use it with --gpu this-machine")
-        from ..perf.bench import decode_benchmark
-        from ..perf.perfmodel import forward_time
-        context, steps = 64, 16
-        meas = decode_benchmark(cfg, args.tp, batch=args.batch, context=context, steps=steps, rounds=6)
-        say("decode ms per token on this machine, model vs measured (context 64):")
-        rows = {}
-        for r in meas.rows:
-            model_ms = 1e3 * forward_time(r.variant, cfg, hw, args.tp, args.batch, 1, context + steps // 2)
-            rows[r.variant] = {"model_ms": model_ms, "measured_ms": r.median_ms}
-        for v, r in rows.items():
-            say(f"  {v:12s} model {r['model_ms']:7.2f}  measured {r['measured_ms']:7.2f}  speedup model "
-                 f"{rows['standard']['model_ms'] / r['model_ms']:.3f}x measured "
-                 f"{rows['standard']['measured_ms'] / r['measured_ms']:.3f}x")
-        out["compare"] = rows
+        out["compare"] = compare(cfg, hw, args)
     write_json(args.json, out)
     return 0
 
 
-def format_validation(report: dict) -> str:
-    """The held-out speedup table of calibrate.validate()."""
-    lines = ["Performance model vs the Ladder paper's Llama-3-70B table (speedup over standard, tokens/s)",
-             "  fitted on batch 1 and 16; held out: batch 4 and 64", f"  {'interconnect':12s} {'batch':>5s} "
-             f"{'TP':>3s} {'variant':12s} {'paper':>6s} {'model':>6s} {'error':>7s}"]
-    for r in report["rows"]:
-        if r["variant"] != "standard" and r["held_out"]:
-            lines.append(f"  {r['interconnect']:12s} {r['batch']:5d} {r['tp']:3d} {r['variant']:12s} "
-                         f"{r['paper_speedup']:6.3f} {r['model_speedup']:6.3f} "
-                         f"{r['model_speedup'] - r['paper_speedup']:+7.3f}")
-    lines.append(f"  held-out speedup mean absolute error: {report['held_out_speedup_mae']:.3f} "
-                 f"(fitted cells: {report['fit_speedup_mae']:.3f}); held-out tokens/s mean absolute error: "
-                 f"{100 * report['held_out_tokens_mape']:.1f}%")
-    return "\n".join(lines)
+def run_validation() -> dict:
+    from ..perf.calibrate import cross_validate, fit, validate
+    eff, _ = fit()
+    report = validate(eff)
+    cv = cross_validate()
+    say("Performance model vs the Ladder paper's Llama-3-70B table (speedup over standard, tokens/s)")
+    say("  fitted on the whole table: " + ", ".join(f"{k} {v:.3g}" for k, v in report["params"].items()))
+    say(f"  in-sample speedup MAE {report['speedup_mae']:.3f} (" + ", ".join(
+        f"{v} {e:.3f}" for v, e in report["by_variant"].items()) + f"); tokens/s error {100 * report['tokens_mape']:.1f}%")
+    for kind in ("batch", "tp"):
+        say(f"  leave one {kind} out: held-out speedup MAE {cv[f'leave_one_{kind}_out_mae']:.3f} (" + ", ".join(
+            f"{v} {e:.3f}" for v, e in cv[f"leave_one_{kind}_out_by_variant"].items()) + ")")
+    say("  constants over the 7 folds (mean +- spread): " + ", ".join(
+        f"{k} {v['mean']:.3g}+-{v['spread']:.2g}" for k, v in cv["params"].items()))
+    return {"fit": report, "cross_validation": {k: v for k, v in cv.items() if k != "folds"},
+            "folds": [{k: f[k] for k in ("left_out", "speedup_mae", "params")} for f in cv["folds"]]}
 
 
-COMMANDS = {"predict": cmd_predict}
+def explain(cfg, hw, args) -> dict:
+    from ..perf.explain import breakdown, breakdown_table
+    parts = breakdown(cfg, hw, args.tp, args.batch, args.prompt, args.generate, args.nodes,
+                      ladder_layers=args.ladder_layers)
+    say(breakdown_table(parts))
+    if args.explain != "-":
+        from ..teach.perfplots import plot_breakdown
+        _save(lambda: plot_breakdown(parts, f"{cfg.name}, TP={args.tp}, batch {args.batch}, {hw.name}"), args.explain)
+    return parts
+
+
+def run_sweep(args) -> dict:
+    from ..perf.explain import sweep, sweep_table
+    grid = sweep(args.batch, prompt=args.prompt, generate=args.generate)
+    say(sweep_table(grid, batch=args.batch))
+    if args.sweep != "-":
+        from ..teach.perfplots import plot_sweep
+        _save(lambda: plot_sweep(grid, args.batch), args.sweep)
+    return {f"{h}|{m}|{tp}": s for (h, m, tp), s in grid.items()}
+
+
+def _save(make_figure, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    make_figure().savefig(path, dpi=110)
+    say(f"wrote {path}")
+
+
+def compare(cfg, hw, args) -> dict:
+    if args.gpu != "this-machine":
+        raise ValueError("--compare measures this machine: use it with --gpu this-machine")
+    from ..perf.bench import decode_benchmark
+    from ..perf.perfmodel import forward_time
+    context, steps = 64, 16
+    meas = decode_benchmark(cfg, args.tp, batch=args.batch, context=context, steps=steps, rounds=6)
+    say("decode ms per token on this machine, model vs measured (context 64):")
+    rows = {}
+    for r in meas.rows:
+        model_ms = 1e3 * forward_time(r.variant, cfg, hw, args.tp, args.batch, 1, context + steps // 2)
+        rows[r.variant] = {"model_ms": model_ms, "measured_ms": r.median_ms}
+    for v, r in rows.items():
+        say(f"  {v:12s} model {r['model_ms']:7.2f}  measured {r['measured_ms']:7.2f}  speedup model "
+            f"{rows['standard']['model_ms'] / r['model_ms']:.3f}x measured "
+            f"{rows['standard']['measured_ms'] / r['measured_ms']:.3f}x")
+    return rows
+
+
+def cmd_calibrate_gpu(args) -> int:
+    from ..perf.gpu_calibrate import calibrate_gpu
+    hw = calibrate_gpu(args.base)
+    hw.to_json(args.out)
+    say(f"wrote {args.out}: " + ", ".join(f"{k} {v:.3g}" for k, v in asdict(hw.eff).items()))
+    return 0
+
+
+COMMANDS = {"predict": cmd_predict, "calibrate-gpu": cmd_calibrate_gpu}

@@ -129,10 +129,16 @@ PRESETS: dict[str, ModelConfig] = {
                       vocab_size=49152, max_seq_len=4096),
     "llama-3-8b": ModelConfig(name="llama-3-8b", dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
                               vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
+    # CodeLlama-34B, the Ladder benchmark's "34B" (gpt_ladder_TP.py transformer_configs; papers.md 1.7).
+    "34b": ModelConfig(name="34b", dim=8192, n_layers=48, n_heads=64, n_kv_heads=8, ffn_dim=22016,
+                       vocab_size=32000, max_seq_len=16384, rope_theta=1000000.0),
     "llama-3-70b": ModelConfig(name="llama-3-70b", dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, ffn_dim=28672,
                                vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
     "llama-3.1-405b": ModelConfig(name="llama-3.1-405b", dim=16384, n_layers=126, n_heads=128, n_kv_heads=16,
                                   ffn_dim=53248, vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
+    # BLOOM-176B's shape as the Ladder benchmark runs it (SwiGLU of its FFN width; papers.md 1.7, "shape only").
+    "bloom-176b": ModelConfig(name="bloom-176b", dim=14336, n_layers=70, n_heads=112, n_kv_heads=112,
+                              ffn_dim=50176, vocab_size=250880, max_seq_len=2048),
 }
 
 

@@ -1,18 +1,24 @@
-"""Fit the performance model's constants to the Ladder paper's Llama-3-70B table, and validate on held-out cells.
+"""Fit the performance model's seven efficiencies to the Ladder paper's Llama-3-70B table, and cross-validate.
 
 Data: tokens/s of Llama-3-70B, prompt 1024, 512 new tokens, fp16, gpt-fast with CUDA graphs, 8x H100 SXM, with
 NVLink and with NCCL_P2P_DISABLE=1 ("no NVLink"); TP 2/4/8 x batch 1/4/16/64 (papers.md 1.8(f), from the authors'
-``tools/plot-70b.py``). The split is fixed in advance: the constants are fitted on batch 1 and 16, and every batch 4
-and 64 cell is held out. Fitted (10 constants, shared by all fitted cells): mem_eff, flop_eff, module and step
-overhead (one H100), and per-hop latency, link efficiency and overlap for each of the two interconnects. The loss
-is the squared log error of tokens/s plus that of the speedups over standard, on the fit cells.
+``tools/plot-70b.py``). It is the only table fitted; every other size, TP degree and node count is predicted.
+
+Fitted: the ``hardware.Efficiency`` fields, each squashed into its physical range ``hardware.BOUNDS`` (a value
+stuck at a bound would say the model misses something). Loss: mean squared log error of tokens/s, plus that of the
+speedups over standard (the quantity the model is for). ``cross_validate`` refits without each batch size
+(leave-one-batch-out) and without each TP degree (leave-one-TP-out), reports the error on the left-out cells, and
+the spread of each constant over the folds (its uncertainty).
 """
 from __future__ import annotations
 
 import math
+import statistics
+from dataclasses import asdict, replace
 
 from ..models.config import PRESETS
-from .perfmodel import HARDWARE, Hardware, predict
+from .hardware import BOUNDS, EFF_FIELDS, HARDWARE, Efficiency
+from .perfmodel import predict
 
 TP = (2, 4, 8)
 # (interconnect, batch) -> variant -> tokens/s at TP 2, 4, 8 (None: not run)
@@ -34,52 +40,57 @@ PAPER_70B = {
     ("h100-no-p2p", 64): {"standard": (None, 1199.62, 1454.42), "ladder": (None, 1313.44, 1864.05),
                           "parallel": (None, 1276.66, 1873.71)},
 }
-FIT_BATCHES, HELD_OUT_BATCHES = (1, 16), (4, 64)
-PARAMS = ("mem_eff", "flop_eff", "module_overhead_us", "step_overhead_us", "nvl_latency_us", "nvl_eff",
-          "nvl_overlap", "p2p_latency_us", "p2p_eff", "p2p_overlap")
+BATCHES = (1, 4, 16, 64)
+PARAMS = EFF_FIELDS
 
 
-def cells(batches):
-    """[(interconnect, batch, tp, variant, tokens/s)] of the paper's table for these batch sizes."""
+def cells(batches=BATCHES, tps=TP) -> list[tuple[str, int, int, str, float]]:
+    """[(interconnect, batch, tp, variant, tokens/s)] of the paper's table for these batch sizes and TP degrees."""
     return [(hw, b, tp, v, row[i]) for (hw, b), variants in PAPER_70B.items() if b in batches
-            for v, row in variants.items() for i, tp in enumerate(TP) if row[i] is not None]
+            for v, row in variants.items() for i, tp in enumerate(TP) if tp in tps and row[i] is not None]
 
 
-def _squash(x, kind):          # unconstrained -> valid range
-    return 1 / (1 + math.exp(-x)) if kind == "unit" else math.exp(x)
+def _to_eff(x) -> Efficiency:
+    vals = {}
+    for name, z in zip(PARAMS, x):
+        lo, hi = BOUNDS[name]
+        vals[name] = lo + (hi - lo) / (1 + math.exp(-max(-30.0, min(30.0, z))))
+    return Efficiency(**vals)
 
 
-def hardware_from(theta) -> dict[str, Hardware]:
-    p = dict(zip(PARAMS, theta))
-    common = dict(mem_eff=p["mem_eff"], flop_eff=p["flop_eff"], module_overhead_us=p["module_overhead_us"],
-                  step_overhead_us=p["step_overhead_us"])
-    return {k: HARDWARE[k].with_(link_latency_us=p[f"{short}_latency_us"], link_eff=p[f"{short}_eff"],
-                                 overlap=p[f"{short}_overlap"], **common)
-            for k, short in (("h100-nvlink", "nvl"), ("h100-no-p2p", "p2p"))}
+def _from_eff(eff: Efficiency) -> list[float]:
+    out = []
+    for name in PARAMS:
+        lo, hi = BOUNDS[name]
+        u = min(max((getattr(eff, name) - lo) / (hi - lo), 1e-6), 1 - 1e-6)
+        out.append(math.log(u / (1 - u)))
+    return out
 
 
-KINDS = ("unit", "unit", "pos", "pos", "pos", "unit", "unit", "pos", "unit", "unit")
+def predictions(eff: Efficiency, data) -> dict[tuple, float]:
+    """{(interconnect, batch, tp, variant): model tokens/s} for the cells in ``data``."""
+    cfg, out = PRESETS["llama-3-70b"], {}
+    groups: dict[tuple, set] = {}
+    for hw, b, tp, v, _ in data:
+        groups.setdefault((hw, b, tp), {"standard"}).add(v)
+    for (hw, b, tp), variants in groups.items():
+        pred = predict(cfg, replace(HARDWARE[hw], eff=eff), tp, b, variants=tuple(sorted(variants)))
+        out.update({(hw, b, tp, v): p.tokens_per_s for v, p in pred.items()})
+    return out
 
 
-def _theta(x):
-    return [_squash(v, k) for v, k in zip(x, KINDS)]
+def loss(eff: Efficiency, data) -> float:
+    """Mean squared log error of the speedups over standard (what the model is for) plus a quarter of that of
+    tokens/s (which anchors the absolute scale), over ``data``."""
+    pred = predictions(eff, data)
+    paper = {(hw, b, tp, v): t for hw, b, tp, v, t in data}
+    logs = {k: math.log(pred[k]) - math.log(t) for k, t in paper.items()}
+    ratios = [logs[k] - logs[k[:3] + ("standard",)] for k in paper if k[3] != "standard"]
+    return 0.25 * sum(e * e for e in logs.values()) / len(logs) + sum(r * r for r in ratios) / len(ratios)
 
 
-def loss(theta, data) -> float:
-    """Mean squared log error of predicted vs measured tokens/s, plus the same for the speedups over standard
-    (the quantity the model is for), both over the fit cells only."""
-    hws, cfg = hardware_from(theta), PRESETS["llama-3-70b"]
-    logs = {}
-    for hw, b, tp, v, tps in data:
-        logs[hw, b, tp, v] = (math.log(predict(cfg, hws[hw], tp, b, variants=(v,))[v].tokens_per_s), math.log(tps))
-    absolute = sum((m - t) ** 2 for m, t in logs.values()) / len(logs)
-    ratios = [((m - logs[k[:3] + ("standard",)][0]) - (t - logs[k[:3] + ("standard",)][1])) ** 2
-              for k, (m, t) in logs.items() if k[3] != "standard"]
-    return absolute + sum(ratios) / len(ratios)
-
-
-def nelder_mead(f, x0, step=0.5, iters=600, tol=1e-10):
-    """Minimise f from x0 (a small, standard Nelder-Mead; enough for 8 smooth-ish parameters)."""
+def nelder_mead(f, x0, step=0.6, iters=400, tol=1e-9):
+    """Minimise f from x0 (a small, standard Nelder-Mead)."""
     pts = [list(x0)] + [[x + (step if i == j else 0) for j, x in enumerate(x0)] for i in range(len(x0))]
     vals = [f(p) for p in pts]
     for _ in range(iters):
@@ -108,100 +119,60 @@ def nelder_mead(f, x0, step=0.5, iters=600, tol=1e-10):
     return pts[best], vals[best]
 
 
-def fit(restarts: int = 3) -> tuple[dict[str, float], float]:
-    """Fit the 10 constants on the fit cells; returns ({name: value}, training loss)."""
-    data = cells(FIT_BATCHES)
-    x = [1.4, 0.4, math.log(20.0), math.log(50.0), math.log(5.0), 0.5, 2.0, math.log(20.0), 0.0, 2.0]  # a start
-    best = (x, float("inf"))
+def fit(data=None, start: Efficiency | None = None, restarts: int = 2, iters: int = 400) -> tuple[Efficiency, float]:
+    """Fit the efficiencies on ``data`` (default: the whole table); returns (Efficiency, training loss)."""
+    data = data or cells()
+    x, best = _from_eff(start or HARDWARE["h100-nvlink"].eff), math.inf
     for _ in range(restarts):
-        x, v = nelder_mead(lambda z: loss(_theta(z), data), best[0])
-        best = (x, v) if v < best[1] else best
-    return dict(zip(PARAMS, _theta(best[0]))), best[1]
+        x, v = nelder_mead(lambda z: loss(_to_eff(z), data), x, iters=iters)
+        best = min(best, v)
+    return _to_eff(x), best
 
 
-def validate(params: dict[str, float]) -> dict:
-    """Per-cell tokens/s error and speedup errors on fitted and held-out cells."""
-    hws, cfg = hardware_from([params[p] for p in PARAMS]), PRESETS["llama-3-70b"]
-    rows = []
-    for (hw, b), variants in PAPER_70B.items():
-        for i, tp in enumerate(TP):
-            if variants["standard"][i] is None:
-                continue
-            pred = predict(cfg, hws[hw], tp, b, variants=tuple(variants))
-            for v, row in variants.items():
-                rows.append({"interconnect": hw, "batch": b, "tp": tp, "variant": v,
-                             "held_out": b in HELD_OUT_BATCHES, "paper_tokens_per_s": row[i],
-                             "model_tokens_per_s": pred[v].tokens_per_s,
-                             "paper_speedup": row[i] / variants["standard"][i],
-                             "model_speedup": pred[v].speedup_vs_standard})
-    def mae(sel):
-        errs = [abs(r["model_speedup"] - r["paper_speedup"]) for r in rows if sel(r) and r["variant"] != "standard"]
-        return sum(errs) / len(errs)
-    return {"params": params, "rows": rows,
-            "held_out_speedup_mae": mae(lambda r: r["held_out"]),
-            "fit_speedup_mae": mae(lambda r: not r["held_out"]),
-            "held_out_tokens_mape": sum(abs(r["model_tokens_per_s"] / r["paper_tokens_per_s"] - 1)
-                                        for r in rows if r["held_out"]) / sum(r["held_out"] for r in rows)}
+def speedup_errors(eff: Efficiency, data) -> list[dict]:
+    """Per cell: paper and model speedup over standard (tokens/s), for every non-standard variant in ``data``."""
+    pred = predictions(eff, data)
+    paper = {(hw, b, tp, v): t for hw, b, tp, v, t in data}
+    return [{"interconnect": k[0], "batch": k[1], "tp": k[2], "variant": k[3],
+             "paper_speedup": t / paper[k[:3] + ("standard",)],
+             "model_speedup": pred[k] / pred[k[:3] + ("standard",)],
+             "paper_tokens_per_s": t, "model_tokens_per_s": pred[k]}
+            for k, t in paper.items() if k[3] != "standard"]
 
 
-def measure_machine_worker(dim: int = 512, hidden: int = 1408, iters: int = 20) -> dict:
-    """Runs on every rank at once (so ranks share memory bandwidth as in a real run); micro-benchmarks only.
-
-    memory: matrix-vector products over 16 distinct [hidden, dim] weights (more than the caches hold), bytes/s;
-    flops: a [256, dim] x [dim, hidden] matrix product; all-reduce: 2 KiB and 4 MiB messages (latency, bandwidth);
-    module overhead: one decode step of a 1-layer, dim-64 model (its bytes are negligible) / 2 modules;
-    overlap: the overlap probe (probe.py) with a burst of the size of one module.
-    """
-    import statistics
-    import time
-
-    import torch
-    import torch.distributed as dist
-
-    from ..models.build import init_weights
-    from ..models.model import Transformer
-    from ..tp.parallel import TPGroup
-    from ..profiling.probe import probe_worker
-
-    def timed(fn, n=iters):
-        ts = []
-        for _ in range(n):
-            dist.barrier()
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        t = torch.tensor([statistics.median(ts)], dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return t.item()
-
-    ws, x = [torch.randn(hidden, dim) for _ in range(16)], torch.randn(1, dim)
-    t_mem = timed(lambda: [x @ w.T for w in ws])
-    a, b = torch.randn(256, dim), torch.randn(hidden, dim)
-    t_flop = timed(lambda: a @ b.T)
-    small, large = torch.randn(dim), torch.randn(1 << 20)
-    t_small, t_large = timed(lambda: dist.all_reduce(small)), timed(lambda: dist.all_reduce(large))
-    n = dist.get_world_size()
-    cfg = PRESETS["tiny"].replace(n_layers=1, n_heads=n, n_kv_heads=n, dim=16 * n, ffn_dim=16 * n)
-    tiny = Transformer.from_full_state_dict(cfg, init_weights(cfg), TPGroup.from_dist())
-    tiny.setup_cache(1, 32)
-    tok = torch.zeros(1, 1, dtype=torch.long)
-    with torch.no_grad():
-        t_tiny = timed(lambda: tiny(tok, start=5))
-    probe = probe_worker(sizes=(3,), iters=iters, modules=16, dim=dim, hidden=hidden)["rows"][0]
-    hideable = 16 * min(probe["compute_ms"], probe["allreduce_ms"])
-    overlap = min(1.0, max(0.0, (probe["blocking_ms"] - probe["lagged_ms"]) / hideable)) if hideable else 0.0
-    msg = 4 * large.numel()
-    return {"mem_gbps": 16 * hidden * dim * 4 / t_mem / 1e9, "tflops": 2 * 256 * dim * hidden / t_flop / 1e12,
-            "link_latency_us": 1e6 * t_small / (n - 1),
-            "link_gbps": 2 * (n - 1) / n * msg / max(t_large - t_small, 1e-9) / 1e9,
-            "module_overhead_us": 1e6 * max(t_tiny - t_small * 2, 0.0) / 2, "overlap": overlap}
+def mae(rows) -> float:
+    return sum(abs(r["model_speedup"] - r["paper_speedup"]) for r in rows) / max(1, len(rows))
 
 
-def calibrate_this_machine(world: int = 2, comm_priority: str = "auto", iters: int = 20) -> Hardware:
-    """A Hardware preset for this machine from micro-benchmarks on ``world`` gloo ranks (float32, 4 bytes)."""
-    from ..tp import launch
-    m = launch.run(measure_machine_worker, world, comm_priority=comm_priority, iters=iters)[0]
-    return Hardware("this-machine", m["mem_gbps"], m["tflops"], m["link_gbps"], link_latency_us=m["link_latency_us"],
-                    mem_eff=1.0, flop_eff=1.0, link_eff=1.0, overlap=m["overlap"],
-                    module_overhead_us=m["module_overhead_us"], step_overhead_us=0.0, bytes_per_param=4,
-                    note="calibrated by micro-benchmarks on this machine (calibrate.measure_machine_worker)")
+def cross_validate(iters: int = 250) -> dict:
+    """Leave-one-batch-out and leave-one-TP-out: refit without the held-out cells, score them. Returns the
+    held-out speedup MAE per fold and overall, and each constant's mean and spread over the folds."""
+    folds = [("batch", b, cells(tuple(x for x in BATCHES if x != b)), cells((b,))) for b in BATCHES] + \
+            [("tp", t, cells(BATCHES, tuple(x for x in TP if x != t)), cells(BATCHES, (t,))) for t in TP]
+    out, fitted = {"folds": []}, []
+    start = HARDWARE["h100-nvlink"].eff
+    for kind, left_out, train, test in folds:
+        eff, _ = fit(train, start, restarts=1, iters=iters)
+        rows = speedup_errors(eff, test)
+        fitted.append(eff)
+        out["folds"].append({"left_out": f"{kind} {left_out}", "speedup_mae": mae(rows), "rows": rows,
+                             "params": asdict(eff)})
+    for kind in ("batch", "tp"):
+        rows = [r for f in out["folds"] if f["left_out"].startswith(kind) for r in f["rows"]]
+        out[f"leave_one_{kind}_out_mae"] = mae(rows)
+        out[f"leave_one_{kind}_out_by_variant"] = {v: mae([r for r in rows if r["variant"] == v])
+                                                  for v in ("ladder", "parallel", "upper_bound")}
+    out["params"] = {p: {"mean": statistics.mean(getattr(e, p) for e in fitted),
+                         "spread": statistics.pstdev(getattr(e, p) for e in fitted)} for p in PARAMS}
+    return out
+
+
+def validate(eff: Efficiency | None = None) -> dict:
+    """The whole table against the model with ``eff`` (default: the presets' fitted values): per-cell rows and
+    the speedup MAE per variant."""
+    eff = eff or HARDWARE["h100-nvlink"].eff
+    rows = speedup_errors(eff, cells())
+    return {"params": asdict(eff), "rows": rows, "speedup_mae": mae(rows),
+            "by_variant": {v: mae([r for r in rows if r["variant"] == v]) for v in ("ladder", "parallel",
+                                                                                    "upper_bound")},
+            "tokens_mape": sum(abs(r["model_tokens_per_s"] / r["paper_tokens_per_s"] - 1) for r in rows) / len(rows)}

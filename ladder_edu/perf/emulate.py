@@ -2,7 +2,7 @@
 
 Llama-3-70B at TP=8 needs 8 GPUs. One of its ranks needs only one eighth of every layer. This module runs that
 shard on one device, and replaces every all-reduce by a wait as long as the interconnect model predicts
-(``perfmodel.allreduce_seconds``), issued so that it overlaps exactly as the real collective would:
+(``nccl.allreduce_time``), issued so that it overlaps exactly as the real collective would:
 
 * on CUDA, on a side stream (``torch.cuda._sleep``), so it runs beside the compute stream as NCCL's kernels would;
 * on a CPU, on a side thread that sleeps, which is a link that needs no CPU: what a machine with a dedicated
@@ -25,14 +25,13 @@ from ..models.variants import run_step
 from ..models.config import BENCH_VARIANTS, ModelConfig, variant_config
 from ..models.model import DTYPES, Transformer
 from ..tp.parallel import TPGroup
-from .perfmodel import Hardware
+from .hardware import Hardware
+from .nccl import allreduce_time
 
 
-def allreduce_seconds(hw: Hardware, tp: int, nbytes: int) -> float:
-    """Ring all-reduce time of the performance model: (n-1) hop latencies + 2(n-1)/n * bytes / link bandwidth."""
-    if tp == 1:
-        return 0.0
-    return (tp - 1) * hw.link_latency_us * 1e-6 + 2 * (tp - 1) / tp * nbytes / (hw.link_gbps * 1e9 * hw.link_eff)
+def allreduce_seconds(hw: Hardware, tp: int, nbytes: int, nodes: int = 1) -> float:
+    """The performance model's all-reduce time (``nccl.allreduce_time``: NCCL's algorithm choice and costs)."""
+    return allreduce_time(hw, tp, nbytes, nodes)[0]
 
 
 class _Done:

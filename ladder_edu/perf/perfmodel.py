@@ -1,160 +1,201 @@
-"""An analytic performance model of tensor-parallel inference, for hardware you do not have.
+"""An analytic performance model of tensor-parallel inference, built from the kernels a forward pass launches.
 
-Per rank and per module (attention or MLP), with n = TP degree, b = batch, t = new tokens per sequence, c = context:
+Per rank, with n = TP degree, b = batch, T = new tokens per sequence (1 in decode, the prompt in prefill), S = the
+keys each query reads (gpt-fast attends over its whole static KV cache: S = prompt + generated, rounded up to 8),
+bytes per value 2 (fp16), each module is a list of kernels (``kernels.kernel_counts``: counted from this package's
+model code, fused as inductor and gpt-fast launch them). Every kernel costs
 
-    compute  = max( bytes read / (mem_bw * mem_eff),  flops / (peak_flops * flop_eff) )
-               bytes = the module's weight shard (+ for attention its K/V cache shard: b*c*2*(K/n)*head_dim)
-               flops = 2 * shard params * b*t (+ attention scores and values: 4*b*t*c*(H/n)*head_dim)
-               + a fixed cost per module (its small kernels: norm, rotary, residual add... a few us each)
-    allreduce = (n-1)*hop_latency + 2(n-1)/n * (b*t*dim*bytes) / (link_bw * link_eff)   (ring; 0 if n = 1)
+    kernel_us  +  max( bytes / (HBM peak * mem_eff),  flops / (tensor peak * flop_eff) )   (fixed part + roofline)
 
-and each architecture's critical path over L layers (see ``schedule.py`` for the picture):
+(``mem_eff`` becomes ``skinny_eff`` for a weight-streaming GEMM of more than one token)
+* projections (GEMV in decode, GEMM in prefill): bytes = the weight shard (+ activations), flops = 2 * shard * bT;
+* attention: every query head reads its K/V head's cache (gpt-fast repeats K/V per query head):
+  bytes = 2 * b * (H/n) * S * head_dim * 2 (+ the scores, written and read back: 4 * b * (H/n) * T * S * 2),
+  flops = 4 * b * (H/n) * T * S * head_dim;
+* KV-cache writes, fused pointwise kernels (norms, rotary, SiLU, residual adds): their activations;
+* the LM head, replicated on every rank (as in the paper's code): V * d weights; gpt-fast computes the logits of
+  every prompt position in prefill; then sampling and buffer updates (``kernels.STEP_KERNELS``, ``OUTSIDE_GRAPH``).
 
-    standard:    L*(attn + mlp + 2*ar)
-    parallel:    L*(attn + mlp + ar)
-    ladder:      L*(attn + mlp + 2*ar) - overlap * (L*min(ar, mlp) + (L-1)*min(ar, attn))
-                 (each all-reduce hides under the next module; the last one cannot)
-    upper bound: L*(attn + mlp)
-    kraken:      L*(attn_k + mlp_k + ar_k) - overlap * (L-1)*min(ar_k, attn_k)
-                 (``config.kraken_config``: one full-width sub-layer per rank, as many parameters per layer, width
-                 d/sqrt(n); its one all-reduce per layer hides under the next layer's attention; the last one,
-                 the conjunction's, cannot)
-
-plus the replicated LM head and a fixed cost per forward pass. Attention in a prefill sees on average half the
-prompt (causal mask). Generation of G tokens after a P-token prompt (the
-Ladder benchmark: P = 1024, G = 512) takes one prefill plus G-1 decode steps at the mean context; tokens/s =
-batch * G / that time. The fitted constants are few and each has a meaning: mem_eff, flop_eff, link_eff (how
-close kernels get to peak), link latency (what a small all-reduce costs), overlap (how much of an overlappable
-all-reduce actually hides; 1 = perfectly), module overhead and step overhead (launch, sampling). ``calibrate.py`` fits them.
+A communicating module adds a copy kernel (a functional all-reduce copies its input into the collective's buffer)
+and an all-reduce of b*T*d values (``nccl.allreduce_time``: NCCL's own
+algorithm choice, latency and bandwidth). The architectures differ only in which all-reduces a module waits for
+(``critical_path``: lag 0 or 1, and the compute slow-down while an all-reduce overlaps it). Generation of G tokens
+after a P-token prompt (the Ladder benchmark: P = 1024, G = 512) takes one prefill and G - 1 decode steps; tokens/s
+= b * G / that time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..models.config import ALL_VARIANTS, ModelConfig, kraken_config
+from . import critical_path as cp
+from .hardware import HARDWARE, Hardware, get_hardware  # noqa: F401  (re-exported: the presets live there)
+from .kernels import OUTSIDE_GRAPH, STEP_KERNELS, kernel_counts
+from .nccl import allreduce_time
 
-
-@dataclass(frozen=True)
-class Hardware:
-    """One device type and its interconnect. Peaks come from data sheets; *_eff, latency, overlap are fitted."""
-
-    name: str
-    mem_gbps: float                 # peak memory bandwidth per device (GB/s)
-    tflops: float                   # peak dense 16-bit tensor TFLOP/s per device
-    link_gbps: float                # per-device one-way bandwidth an all-reduce can use (GB/s)
-    link_latency_us: float = 5.0    # all-reduce latency per peer, (n-1) hops (us) [fitted]
-    mem_eff: float = 0.8            # fraction of mem_gbps decode GEMVs reach     [fitted]
-    flop_eff: float = 0.6           # fraction of tflops prefill GEMMs reach      [fitted]
-    link_eff: float = 0.8           # fraction of link_gbps all-reduces reach     [fitted]
-    overlap: float = 0.9            # fraction of an overlappable all-reduce that hides  [fitted]
-    module_overhead_us: float = 20.0  # fixed cost per attention or MLP (small kernels)  [fitted]
-    step_overhead_us: float = 50.0  # fixed cost per forward pass (launch, sampling)      [fitted]
-    bytes_per_param: int = 2
-    note: str = ""
-
-    def with_(self, **changes) -> "Hardware":
-        return replace(self, **changes)
-
-
-# Data-sheet peaks. The fitted constants of the two H100 presets come from calibrate.fit() on the Ladder paper's
-# 70B table (batch 1 and 16; tests re-run the fit and compare). A100 and RTX 4090 have no published table to fit:
-# they reuse the H100 kernel efficiencies and overheads, and the NVLink / no-P2P link constants respectively.
-_H100 = dict(mem_eff=0.905, flop_eff=0.112, module_overhead_us=8.97, step_overhead_us=460.0)
-_NVLINK = dict(link_latency_us=3.74, link_eff=0.696, overlap=0.753)
-_NO_P2P = dict(link_latency_us=9.52, link_eff=0.998, overlap=0.873)
-HARDWARE: dict[str, Hardware] = {
-    "h100-nvlink": Hardware("h100-nvlink", 3350, 989, 450, **_H100, **_NVLINK,
-                            note="H100 SXM, NVLink 4 / NVSwitch (450 GB/s each way); fitted"),
-    "h100-no-p2p": Hardware("h100-no-p2p", 3350, 989, 64, **_H100, **_NO_P2P,
-                            note="H100 SXM with NCCL_P2P_DISABLE=1 (all-reduce through host memory, PCIe 5); "
-                                 "fitted"),
-    "a100-nvswitch": Hardware("a100-nvswitch", 1555, 312, 300, **_H100, **_NVLINK,
-                              note="A100 40GB SXM, NVLink 3 / NVSwitch (300 GB/s each way); Kraken's testbed; "
-                                   "constants transferred from H100"),
-    "a800-nvlink": Hardware("a800-nvlink", 2039, 312, 200, **_H100, **_NVLINK,
-                            note="A800 80GB SXM, NVLink capped at 400 GB/s (200 each way); ISO's testbed; "
-                                 "constants transferred from H100"),
-    "rtx4090-pcie": Hardware("rtx4090-pcie", 1008, 165, 32, **_H100, **_NO_P2P,
-                             note="RTX 4090, PCIe 4 x16, no peer-to-peer (32 GB/s each way); ISO's testbed; "
-                                  "constants transferred from H100 no-P2P"),
-}
-
-
-def get_hardware(name: str) -> Hardware:
-    if name not in HARDWARE:
-        raise ValueError(f"unknown hardware {name!r}; valid choices: {', '.join(HARDWARE)} "
-                         f"(or 'this-machine': ladder-edu predict --gpu this-machine calibrates it)")
-    return HARDWARE[name]
+PARTS = ("weights", "attention", "small kernels", "LM head + sampling")
 
 
 @dataclass
-class ModuleTimes:
-    attn: float
-    mlp: float
-    allreduce: float
-    head: float
+class ModuleCost:
+    """One module's compute, split by what it spends it on, and its all-reduce."""
+    parts: dict[str, float]
+    comm: float = 0.0
+    algo: str = ""
+
+    @property
+    def compute(self) -> float:
+        return sum(self.parts.values())
 
 
-def module_times(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, context: int) -> ModuleTimes:
-    """Seconds per rank for one attention, one MLP, one all-reduce and the LM head (module docstring)."""
-    bpp, d, hd = hw.bytes_per_param, cfg.dim, cfg.head_dim
-    mem = hw.mem_gbps * 1e9 * hw.mem_eff
-    flops = hw.tflops * 1e12 * hw.flop_eff
-    tokens = batch * new_tokens
-    attn_params = d * hd * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) / tp
-    kv_bytes = batch * context * 2 * (cfg.n_kv_heads / tp) * hd * bpp
-    keys = context - (new_tokens - 1) / 2                  # mean keys per query under the causal mask
-    attn_flops = 2 * attn_params * tokens + 4 * tokens * keys * (cfg.n_heads / tp) * hd
-    mlp_params = 3 * d * cfg.ffn_dim / tp
-    head_params = cfg.vocab_size * d                       # replicated on every rank (as in the paper's code)
-    fixed = hw.module_overhead_us * 1e-6
-    t_attn = max((attn_params * bpp + kv_bytes) / mem, attn_flops / flops) + fixed
-    t_mlp = max(mlp_params * bpp / mem, 2 * mlp_params * tokens / flops) + fixed
-    t_head = max(head_params * bpp / mem, 2 * head_params * tokens / flops)
-    msg = tokens * d * bpp
-    link = hw.link_gbps * 1e9 * hw.link_eff
-    t_ar = 0.0 if tp == 1 else (tp - 1) * hw.link_latency_us * 1e-6 + 2 * (tp - 1) / tp * msg / link
-    return ModuleTimes(t_attn, t_mlp, t_ar, t_head)
+def _kernels(hw: Hardware, k: int, nbytes: float, flops: float, tokens: int = 1) -> tuple[float, float]:
+    """(fixed part, roofline part) of k kernels moving ``nbytes`` and doing ``flops`` together; ``tokens`` > 1
+    makes a weight-streaming kernel a skinny GEMM (``skinny_eff``) rather than a GEMV (``mem_eff``)."""
+    e = hw.eff
+    mem = e.mem_eff if tokens == 1 else e.skinny_eff
+    roof = max(nbytes / (hw.mem_gbps * 1e9 * mem), flops / (hw.tflops * 1e12 * e.flop_eff))
+    return k * e.kernel_us * 1e-6, roof
+
+
+def module_cost(kind: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
+                nodes: int = 1, comm: bool = True) -> ModuleCost:
+    """Cost per rank of one "attn", "mlp" or "attn+mlp" (parallel block) module."""
+    arch = "parallel" if kind == "attn+mlp" else "standard"
+    counts = kernel_counts(arch)[kind]
+    bpp, d, hd, bt = hw.bytes_per_param, cfg.dim, cfg.head_dim, batch * new_tokens
+    params = 0.0
+    parts = dict.fromkeys(PARTS[:3], 0.0)
+    if "attn" in kind:
+        params += d * hd * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) / tp
+        heads = cfg.n_heads / tp
+        kv = 2 * batch * heads * keys * hd * bpp + 4 * batch * heads * new_tokens * keys * bpp
+        fixed, roof = _kernels(hw, counts["attention"], kv, 4 * batch * heads * new_tokens * keys * hd)
+        parts["attention"] += roof
+        parts["small kernels"] += fixed
+    if "mlp" in kind:
+        params += 3 * d * cfg.ffn_dim / tp
+    fixed, roof = _kernels(hw, counts["matmul"], params * bpp + 4 * bt * d * bpp, 2 * params * bt, bt)
+    parts["weights"] += roof
+    parts["small kernels"] += fixed
+    small = counts["pointwise"] + counts.get("scatter", 0) + (1 if comm and tp > 1 else 0)   # + the copy kernel
+    fixed, roof = _kernels(hw, small, 4 * small * bt * d * bpp, 0.0)
+    parts["small kernels"] += fixed + roof
+    if not comm or tp == 1:
+        return ModuleCost(parts)
+    t, algo = allreduce_time(hw, tp, bt * d * bpp, nodes)
+    return ModuleCost(parts, t, algo)
+
+
+def head_cost(cfg: ModelConfig, hw: Hardware, batch: int, new_tokens: int) -> float:
+    """The replicated LM head (its norm and matmul; logits of every new position), sampling, buffer updates."""
+    bpp, v, d = hw.bytes_per_param, cfg.vocab_size, cfg.dim
+    logits = batch * new_tokens * v
+    fixed, roof = _kernels(hw, 2, v * d * bpp + logits * bpp, 2 * logits * d, batch * new_tokens)
+    fixed2, roof2 = _kernels(hw, STEP_KERNELS + OUTSIDE_GRAPH, 5 * batch * v * 4, 0.0)
+    return fixed + roof + fixed2 + roof2
+
+
+def layer_modules(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
+                  nodes: int = 1) -> list[tuple[str, ModuleCost]]:
+    """One layer's modules for a variant (Kraken: per rank, its own sub-layer; see ``kraken_modules``)."""
+    if variant == "parallel":
+        return [("attn+mlp", module_cost("attn+mlp", cfg, hw, tp, batch, new_tokens, keys, nodes))]
+    comm = variant != "upper_bound"
+    return [(k, module_cost(k, cfg, hw, tp, batch, new_tokens, keys, nodes, comm)) for k in ("attn", "mlp")]
+
+
+def kraken_modules(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
+                   nodes: int = 1) -> list[tuple[str, ModuleCost]]:
+    """Kraken (``config.kraken_config``, degree = TP): each rank computes one full-width sub-layer of width
+    d/sqrt(n) on its own (tp = 1 shapes), then one all-reduce per layer of the layer output, which only the next
+    layer's MLP needs. With tp = 1 the rank computes both sub-layers of a degree-2 model."""
+    from ..models.kraken import split_config
+    kcfg = kraken_config(cfg, tp if tp > 1 else 2)
+    sub, local = split_config(kcfg), (1 if tp > 1 else 2)
+    attn = module_cost("attn", sub, hw, 1, batch, new_tokens, keys, comm=False)
+    mlp = module_cost("mlp", sub, hw, 1, batch, new_tokens, keys, comm=False)
+    if local > 1:
+        attn.parts = {k: local * v for k, v in attn.parts.items()}
+        mlp.parts = {k: local * v for k, v in mlp.parts.items()}
+    if tp > 1:
+        mlp.comm, mlp.algo = allreduce_time(hw, tp, batch * new_tokens * kcfg.dim * hw.bytes_per_param, nodes)
+    return [("attn", attn), ("mlp", mlp)]
+
+
+@dataclass
+class Pass:
+    """One forward pass of a variant: its time and where the time went."""
+    seconds: float
+    parts: dict[str, float]          # compute by kind, overlap slow-down, exposed and hidden communication
+    algo: str
+
+
+def forward(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
+            nodes: int = 1, ladder_layers: int | None = None) -> Pass:
+    """A forward pass (a prefill of ``new_tokens`` or one decode step) of ``variant`` on the critical path.
+    ``ladder_layers``: for "ladder", how many of the top layers are ladder (None: all; the hybrid model)."""
+    if variant not in ALL_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(ALL_VARIANTS)}")
+    check_nodes(hw, tp, nodes)
+    L = cfg.n_layers
+    if variant == "kraken":
+        mods = kraken_modules(cfg, hw, tp, batch, new_tokens, keys, nodes)
+        runs = [([cp.Module(mods[0][1].compute, 0.0, 1), cp.Module(mods[1][1].compute, mods[1][1].comm, 0)], L)]
+    else:
+        mods = layer_modules(variant, cfg, hw, tp, batch, new_tokens, keys, nodes)
+        k = L if ladder_layers is None else ladder_layers
+        if variant != "ladder" or not 0 <= k <= L:
+            if variant == "ladder":
+                raise ValueError(f"ladder_layers must be in [0, {L}] for {cfg.name}, got {ladder_layers}")
+            k = 0
+        layer = [cp.Module(m.compute, m.comm, 0) for _, m in mods]
+        runs = [(layer, L - k), ([cp.Module(m.compute, m.comm, 1) for _, m in mods], k)]
+    msg_dim = kraken_config(cfg, max(tp, 2)).dim if variant == "kraken" else cfg.dim
+    lanes = cp.Lanes()
+    for layer, count in runs:
+        if count:
+            cp.run(lanes, layer, count, interference(hw, batch * new_tokens * msg_dim * hw.bytes_per_param))
+    layers_end = cp.finish(lanes)
+    head = head_cost(cfg, hw, batch, new_tokens)
+    per_layer = {p: sum(m.parts[p] for _, m in mods) for p in PARTS[:3]}
+    parts = {p: L * per_layer[p] for p in PARTS[:3]}
+    parts["LM head + sampling"] = head
+    exposed = layers_end - lanes.compute_work - lanes.stretch
+    parts.update({"overlap slow-down": lanes.stretch, "exposed communication": exposed,
+                  "hidden communication": lanes.comm_work - exposed})
+    parts = {k: (0.0 if abs(v) < 1e-12 else v) for k, v in parts.items()}
+    return Pass(layers_end + head, parts, next((m.algo for _, m in mods if m.algo), "none"))
 
 
 def forward_time(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int,
-                 context: int) -> float:
-    """Seconds for one forward pass (a prefill of ``new_tokens`` or one decode step) of ``variant``."""
-    if variant not in ALL_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(ALL_VARIANTS)}")
-    if variant == "kraken":
-        return _kraken_time(cfg, hw, tp, batch, new_tokens, context)
-    m, L = module_times(cfg, hw, tp, batch, new_tokens, context), cfg.n_layers
-    compute = L * (m.attn + m.mlp)
-    if variant == "upper_bound":
-        layers = compute
-    elif variant == "standard":
-        layers = compute + 2 * L * m.allreduce
-    elif variant == "parallel":
-        layers = compute + L * m.allreduce
-    else:
-        hidden = L * min(m.allreduce, m.mlp) + (L - 1) * min(m.allreduce, m.attn)
-        layers = compute + 2 * L * m.allreduce - hw.overlap * hidden
-    return layers + m.head + hw.step_overhead_us * 1e-6
+                 context: int, nodes: int = 1, ladder_layers: int | None = None) -> float:
+    """Seconds of one forward pass; ``context`` = keys each query reads."""
+    return forward(variant, cfg, hw, tp, batch, new_tokens, context, nodes, ladder_layers).seconds
 
 
-def kraken_module_times(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int,
-                        context: int) -> ModuleTimes:
-    """Per rank, Kraken (``kraken_config``) compared with ``cfg``: a rank computes its whole sub-layer (tp = 1: both
-    sub-layers of a degree-2 model) and all-reduces the layer output of width d/sqrt(n); the LM head is d/sqrt(n)
-    wide too, part of why it is faster than the wider standard model."""
-    from ..models.kraken import split_config
-    kcfg = kraken_config(cfg, tp if tp > 1 else 2)
-    sub = module_times(split_config(kcfg), hw, 1, batch, new_tokens, context)
-    local = 1 if tp > 1 else kcfg.kraken_degree
-    ar = module_times(kcfg, hw, tp, batch, new_tokens, context).allreduce
-    return ModuleTimes(local * sub.attn, local * sub.mlp, ar, sub.head)
+def interference(hw: Hardware, nbytes: float) -> float:
+    """Compute slow-down while an all-reduce of ``nbytes`` overlaps it. NCCL runs a collective on as many
+    channels (one SM each) as its size needs, up to all of them from about 1 MiB on (its channel heuristic in
+    ``enqueue.cc``), so the slow-down grows with the message up to ``interference`` (``shm_interference`` through
+    host memory)."""
+    top = hw.eff.shm_interference if hw.intra.kind == "shm" else hw.eff.interference
+    return top * min(1.0, nbytes / 2 ** 20)
 
 
-def _kraken_time(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, context: int) -> float:
-    m, L = kraken_module_times(cfg, hw, tp, batch, new_tokens, context), cfg.n_layers
-    layers = L * (m.attn + m.mlp + m.allreduce) - hw.overlap * (L - 1) * min(m.allreduce, m.attn)
-    return layers + m.head + hw.step_overhead_us * 1e-6
+def check_nodes(hw: Hardware, tp: int, nodes: int) -> None:
+    if nodes < 1 or tp % nodes:
+        raise ValueError(f"--nodes {nodes} must divide TP={tp}; valid: "
+                         f"{', '.join(str(k) for k in range(1, tp + 1) if tp % k == 0)}")
+    if tp // nodes > hw.gpus_per_node:
+        raise ValueError(f"TP={tp} on {nodes} node(s) needs {tp // nodes} GPUs per node, but a {hw.name} node has "
+                         f"{hw.gpus_per_node}; use --nodes {-(-tp // hw.gpus_per_node)} or more")
+    if nodes > 1 and hw.inter is None:
+        raise ValueError(f"{hw.name} has no network between nodes; valid: --nodes 1")
+
+
+def static_cache(prompt: int, generate: int) -> int:
+    """gpt-fast's KV cache length: prompt + generated tokens, rounded up to a multiple of 8."""
+    return -(-(prompt + generate) // 8) * 8
 
 
 @dataclass
@@ -167,13 +208,13 @@ class Prediction:
 
 
 def predict(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, prompt: int = 1024, generate: int = 512,
-            variants=ALL_VARIANTS) -> dict[str, Prediction]:
+            variants=ALL_VARIANTS, nodes: int = 1, ladder_layers: int | None = None) -> dict[str, Prediction]:
     """Prefill time, decode time per token and tokens/s of each variant (the Ladder benchmark's definitions)."""
     cfg.check_tp(tp)
-    out = {}
+    keys, out = static_cache(prompt, generate), {}
     for v in variants:
-        pre = forward_time(v, cfg, hw, tp, batch, prompt, prompt)
-        dec = forward_time(v, cfg, hw, tp, batch, 1, prompt + generate // 2)
+        pre = forward_time(v, cfg, hw, tp, batch, prompt, keys, nodes, ladder_layers)
+        dec = forward_time(v, cfg, hw, tp, batch, 1, keys, nodes, ladder_layers)
         out[v] = Prediction(v, pre, dec, batch * generate / (pre + (generate - 1) * dec))
     if "standard" in out:
         for p in out.values():
@@ -181,26 +222,17 @@ def predict(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, prompt: int
     return out
 
 
-def iso_prefill_time(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, prompt: int, splits=None) -> float:
-    """Seconds for ISO's chunk-interleaved prefill (``iso.py``) of the standard model.
-
-    Per chunk [a, b): module times for b - a new tokens with context b. Two lanes as in ``schedule.py``: a module
-    on chunk c waits for chunk c's previous all-reduce; all-reduces run one at a time, in order. Of the time that
-    this ideal schedule saves over running everything back to back, the fraction ``hw.overlap`` is realised (the
-    same fitted constant as ladder's). One chunk gives exactly the standard prefill."""
+def iso_prefill_time(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, prompt: int, splits=None,
+                     nodes: int = 1) -> float:
+    """ISO (``models/iso.py``): the standard model's prefill in chunks, interleaved. On the critical path the
+    sequence is chunk 0's attention, chunk 1's attention, chunk 0's MLP, ...; each chunk's module needs only its
+    own chunk's previous all-reduce (lag = chunks - 1 in the interleaved order). A chunk [a, b) reads b keys."""
     from ..models.iso import balanced_split, chunk_bounds
     bounds = chunk_bounds(prompt, [balanced_split(cfg, prompt)] if splits is None else splits)
-    per = [module_times(cfg, hw, tp, batch, b - a, b) for a, b in bounds]
-    compute_free = comm_free = serial = 0.0
-    ar_end: dict[tuple[int, int], float] = {}
-    for i in range(2 * cfg.n_layers):                      # modules: L0.attn, L0.mlp, L1.attn, ...
-        for c, m in enumerate(per):
-            t = m.attn if i % 2 == 0 else m.mlp
-            start = max(compute_free, ar_end.get((i - 1, c), 0.0))
-            compute_free = start + t
-            comm_free = max(compute_free, comm_free) + m.allreduce
-            ar_end[i, c] = comm_free
-            serial += t + m.allreduce
-    ideal = max(compute_free, comm_free)
-    head = module_times(cfg, hw, tp, batch, prompt, prompt).head
-    return serial - hw.overlap * (serial - ideal) + head + hw.step_overhead_us * 1e-6
+    chunks = [layer_modules("standard", cfg, hw, tp, batch, b - a, b, nodes) for a, b in bounds]
+    if len(chunks) > cp.MAX_LAG:
+        raise ValueError(f"ISO with {len(chunks)} chunks: at most {cp.MAX_LAG} are modeled")
+    layer = [cp.Module(c[i][1].compute, c[i][1].comm, len(chunks) - 1) for i in range(2) for c in chunks]
+    lanes = cp.Lanes()
+    cp.run(lanes, layer, cfg.n_layers, interference(hw, batch * prompt / 2 * cfg.dim * hw.bytes_per_param))
+    return cp.finish(lanes) + head_cost(cfg, hw, batch, prompt)

@@ -4,33 +4,83 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from ..perf.perfmodel import Hardware, forward_time, predict
+from ..perf.hardware import Hardware
+from ..perf.perfmodel import forward_time, predict
 
 VARIANT_COLORS = {"standard": "#8C8C8C", "parallel": "#8172B3", "ladder": "#4C72B0", "upper_bound": "#DDDDDD",
                   "kraken": "#55A868", "iso": "#C44E52"}
 MARKERS = {"ladder": "o", "parallel": "s", "upper_bound": "^"}
 
 
-def plot_validation(report: dict):
-    """Model vs paper speedup for every cell of the 70B table; filled = fitted, open = held out."""
+def plot_validation(report: dict, cv: dict | None = None):
+    """Model vs paper speedup for every cell of the 70B table (``calibrate.validate``); with ``cv``
+    (``calibrate.cross_validate``), open markers are each cell's prediction from the fold that left it out."""
     fig, ax = plt.subplots(figsize=(5.6, 5))
+    held = {(r["interconnect"], r["batch"], r["tp"], r["variant"]): r["model_speedup"]
+            for f in (cv or {}).get("folds", []) if f["left_out"].startswith("batch") for r in f["rows"]}
     for r in report["rows"]:
-        if r["variant"] == "standard":
-            continue
         color = "#C44E52" if r["interconnect"] == "h100-no-p2p" else "#4C72B0"
-        ax.scatter(r["paper_speedup"], r["model_speedup"], marker=MARKERS[r["variant"]], s=40,
-                   facecolors="none" if r["held_out"] else color, edgecolors=color)
-    lo, hi = 0.98, 1.65
+        ax.scatter(r["paper_speedup"], r["model_speedup"], marker=MARKERS[r["variant"]], s=40, color=color)
+        key = (r["interconnect"], r["batch"], r["tp"], r["variant"])
+        if key in held:
+            ax.scatter(r["paper_speedup"], held[key], marker=MARKERS[r["variant"]], s=40, facecolors="none",
+                       edgecolors=color)
+    lo, hi = 0.98, 1.75
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
     ax.fill_between([lo, hi], [lo - 0.05, hi - 0.05], [lo + 0.05, hi + 0.05], color="#EEEEEE")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("paper: speedup over standard (tokens/s)")
     ax.set_ylabel("model")
+    extra = f"; open: left out of the fit (batch CV, MAE {cv['leave_one_batch_out_mae']:.3f})" if cv else ""
     ax.set_title(f"Llama-3-70B, 8x H100; blue NVLink, red no P2P; o ladder, s parallel, ^ upper bound\n"
-                 f"filled: fitted (batch 1, 16), open: held out (batch 4, 64); "
-                 f"held-out MAE {report['held_out_speedup_mae']:.3f}", fontsize=8)
+                 f"filled: fitted on the whole table (MAE {report['speedup_mae']:.3f}){extra}", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_breakdown(parts: dict[str, dict], title: str = ""):
+    """Stacked bars: one decode step of each variant, split by kernel class and communication
+    (``explain.breakdown``); hidden communication is drawn beside the bar, since it costs no time."""
+    colors = {"weights": "#4C72B0", "attention": "#55A868", "small kernels": "#8172B3",
+              "LM head + sampling": "#937860", "overlap slow-down": "#DA8BC3", "exposed communication": "#C44E52"}
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    names = list(parts)
+    bottom = [0.0] * len(names)
+    for key, color in colors.items():
+        vals = [1e3 * max(0.0, parts[v][key]) for v in names]
+        ax.bar(names, vals, bottom=bottom, color=color, label=key, edgecolor="black", lw=0.4)
+        bottom = [b + x for b, x in zip(bottom, vals)]
+    hidden = [1e3 * max(0.0, parts[v]["hidden communication"]) for v in names]
+    ax.bar([i + 0.42 for i in range(len(names))], hidden, width=0.12, color="#EEAAAA", hatch="//",
+           label="hidden communication (under compute)")
+    ax.set_ylabel("ms per decode step")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(grid: dict, batch: int = 1, variant: str = "ladder"):
+    """Heat maps of the predicted speedup over standard: model size x TP degree, one panel per interconnect."""
+    import math
+    hws = list(dict.fromkeys(k[0] for k in grid))
+    models = list(dict.fromkeys(k[1] for k in grid))
+    tps = sorted({k[2] for k in grid})
+    fig, axes = plt.subplots(1, len(hws), figsize=(4.2 * len(hws), 3.6), squeeze=False)
+    for ax, h in zip(axes[0], hws):
+        data = [[grid[h, m, t] if grid[h, m, t] else math.nan for t in tps] for m in models]
+        im = ax.imshow(data, cmap="viridis", vmin=1.0, vmax=2.0, aspect="auto")
+        for i, row in enumerate(data):
+            for j, v in enumerate(row):
+                if v == v:
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 1.6 else "black",
+                            fontsize=8)
+        ax.set_xticks(range(len(tps)), [f"TP {t}" for t in tps])
+        ax.set_yticks(range(len(models)), models)
+        ax.set_title(h, fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), label=f"{variant} speedup (tokens/s)")
+    fig.suptitle(f"{variant} vs standard, batch {batch} (TP 16 spans 2 nodes)", fontsize=9)
     return fig
 
 

@@ -40,7 +40,7 @@ def timeline_explorer(traces: dict[str, list[str]]):
 
 
 def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
-    """Sliders over the performance model: TP degree, interconnect bandwidth and latency, batch, model size.
+    """Sliders over the performance model: TP degree, link bandwidth, the fixed cost per all-reduce, batch, model.
     Returns the widget box; ``box.redraw()`` draws with the current values."""
     from ..models.config import PRESETS
     from ..perf.perfmodel import HARDWARE
@@ -51,7 +51,7 @@ def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
     tp_w = W.Dropdown(options=[2, 4, 8], value=8, description="TP")
     batch_w = W.SelectionSlider(options=[1, 2, 4, 8, 16, 32, 64], value=1, description="batch")
     bw_w = W.FloatLogSlider(value=base.link_gbps, base=10, min=0.5, max=3, description="link GB/s")
-    lat_w = W.FloatLogSlider(value=base.link_latency_us, base=10, min=-0.5, max=2.5, description="hop lat. us")
+    lat_w = W.FloatLogSlider(value=base.eff.comm_us, base=10, min=-0.5, max=2.5, description="AR extra us")
     out = W.Output()
 
     def redraw(*_):
@@ -59,7 +59,7 @@ def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
             out.clear_output(wait=True)
             cfg = PRESETS[model_w.value]
             tp = tp_w.value if tp_w.value in cfg.valid_tp_degrees() else max(cfg.valid_tp_degrees())
-            hw = base.with_(link_gbps=bw_w.value, link_latency_us=lat_w.value, name=f"{hardware} (edited)")
+            hw = base.with_(link_gbps=bw_w.value, comm_us=lat_w.value, name=f"{hardware} (edited)")
             fig = plot_prediction(cfg, hw, tp, batch_w.value)
             display(fig)
             plt.close(fig)

@@ -1,0 +1,157 @@
+"""Hardware for the performance model: data-sheet peaks, interconnects, and the few fitted efficiencies.
+
+Every constant has a source next to it. Three kinds:
+
+* **data sheet**: peak HBM bandwidth, peak dense 16-bit tensor FLOP/s, link bandwidth per direction (vendor pages);
+* **NCCL**: the latency/bandwidth model NCCL itself uses to pick an algorithm (``nccl.py``, from NCCL's
+  ``src/graph/tuning.cc``), and bus-bandwidth efficiencies reported by nccl-tests;
+* **fitted** (``Efficiency``): seven numbers, each bounded to a physically plausible range (``BOUNDS``), fitted by
+  ``calibrate.fit`` on the Ladder paper's Llama-3-70B table only (papers.md 1.8(f)) and reported with their spread
+  over cross-validation folds. A100, A800 and RTX 4090 reuse the H100 kernel efficiencies (same software stack);
+  only their data-sheet numbers differ.
+
+A ``Hardware`` is a GPU type, the link inside a node, the network between nodes, and the efficiencies.
+``Hardware.to_json`` / ``load_hardware(path)`` round-trip it, so ``calibrate-gpu`` can write a preset file that
+``ladder-edu predict --gpu FILE`` reads.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """The fitted constants, each with its physical meaning (bounds in ``BOUNDS``). The defaults are the fit on the
+    whole 70B table (``ladder-edu predict --validate`` refits them and prints the cross-validation)."""
+
+    mem_eff: float = 0.95          # fraction of peak HBM bandwidth a weight-streaming GEMV (one token) reaches
+    skinny_eff: float = 0.82       # the same for a skinny GEMM (2-64 tokens: a tiled GEMM, not a GEMV kernel)
+    flop_eff: float = 0.85         # fraction of peak tensor FLOP/s a large prefill GEMM reaches
+    kernel_us: float = 3.06        # fixed time of one kernel inside a CUDA graph (launch slot, ramp-up, tail)
+    comm_us: float = 4.93          # per all-reduce beyond NCCL's own latency: its launch and buffer copy, rank skew
+    interference: float = 0.292    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
+    shm_interference: float = 0.55 # the same through host memory (P2P disabled: the copies hold SMs far longer)
+    shm_hop_us: float = 2.38       # NCCL_P2P_DISABLE=1: latency of one ring step through host memory (SHM)
+    shm_gbps: float = 128          # NCCL_P2P_DISABLE=1: bus bandwidth through host memory (GB/s)
+
+
+# Physically plausible ranges; a fitted value at a bound would mean the model misses something.
+BOUNDS = {
+    "mem_eff": (0.60, 0.95),       # GEMV kernels reach 70-92% of HBM peak (cuBLAS / Triton GEMV benchmarks)
+    "skinny_eff": (0.40, 0.95),    # small-M GEMMs waste bandwidth on tiles sized for M >= 16-64 (wave quantisation)
+    "flop_eff": (0.40, 0.85),      # dense fp16 GEMMs reach 55-80% of the H100's 989 TFLOP/s data-sheet peak
+    "kernel_us": (1.0, 6.0),       # CUDA graphs cut launch to ~1-2 us per node; a kernel adds 1-3 us ramp/tail
+    "comm_us": (0.0, 30.0),        # a launch slot and a copy (2-5 us) plus rank arrival skew (up to tens of us)
+    "interference": (0.0, 0.8),    # at full size NCCL holds 16-32 of 132 SMs and some HBM bandwidth
+    "shm_interference": (0.0, 0.8),  # SHM copies go through PCIe at a fraction of HBM speed, on the same SMs
+    "shm_hop_us": (1.0, 40.0),     # NCCL's PCI table says 1.0 us per LL hop; host-memory SHM is slower
+    "shm_gbps": (5.0, 128.0),      # PCIe Gen5 x16: 64 GB/s each way; a ring step writes and reads at once
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    """How GPUs talk: inside a node (``nvlink``, ``pcie`` with peer access, ``shm`` = P2P disabled, through host
+    memory) or between nodes (``net``: InfiniBand/RoCE NICs), or ``measured`` (this machine: alpha-beta)."""
+
+    kind: str
+    gbps: float                    # per GPU, per direction (GB/s)
+    bus_eff: float = 0.8           # nccl-tests bus bandwidth / gbps at large messages
+    nvls: float = 0.0              # NVLink GB/s per direction NVLink SHARP can use (NVSwitch multicast); 0: none
+    hop_us: float = 0.0            # kind "measured" only: latency per ring step
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One GPU type, its intra-node link, the network between nodes, and the fitted efficiencies."""
+
+    name: str
+    mem_gbps: float                # peak HBM bandwidth per GPU (GB/s), data sheet
+    tflops: float                  # peak dense 16-bit tensor TFLOP/s per GPU, data sheet
+    intra: Link                    # between the GPUs of one node
+    inter: Link | None = None      # between nodes (None: single node only)
+    gpus_per_node: int = 8
+    eff: Efficiency = field(default_factory=Efficiency)
+    bytes_per_param: int = 2       # fp16/bf16 weights and activations, as the papers ran
+    note: str = ""
+
+    def with_(self, **changes) -> "Hardware":
+        """A copy with fields changed; efficiency fields (``mem_eff=...``) and ``link_gbps`` are accepted too."""
+        eff = {k: changes.pop(k) for k in list(changes) if k in EFF_FIELDS}
+        if "link_gbps" in changes:
+            changes["intra"] = replace(self.intra, gbps=changes.pop("link_gbps"))
+        out = replace(self, **changes)
+        return replace(out, eff=replace(out.eff, **eff)) if eff else out
+
+    @property
+    def link_gbps(self) -> float:
+        return self.intra.gbps
+
+    def to_json(self, path: str) -> None:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(asdict(self), f, indent=2)
+        os.replace(tmp, path)
+
+
+EFF_FIELDS = tuple(f.name for f in fields(Efficiency))
+WHAT_IF_FIELDS = ("mem_gbps", "tflops", "link_gbps", "gpus_per_node") + EFF_FIELDS
+
+
+def load_hardware(path: str) -> Hardware:
+    """A Hardware written by ``Hardware.to_json`` (e.g. by ``ladder-edu calibrate-gpu``), checked."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        d["intra"] = Link(**d["intra"])
+        d["inter"] = Link(**d["inter"]) if d.get("inter") else None
+        d["eff"] = Efficiency(**d["eff"])
+        return Hardware(**d)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"cannot read hardware file {path!r} ({e}); write one with `ladder-edu calibrate-gpu "
+                         f"--out FILE` or use a preset: {', '.join(HARDWARE)}") from None
+
+
+# --- links (sources in each line) ---------------------------------------------------------------------------
+NVLINK4 = Link("nvlink", 450, 0.80, nvls=450, source="H100 SXM: 18 NVLink-4 links x 25 GB/s per direction; "
+               "nccl-tests ring all_reduce busbw ~360 GB/s on DGX H100 (0.8); NVSwitch NVLS")
+NVLINK3 = Link("nvlink", 300, 0.78, source="A100 SXM: 12 NVLink-3 links x 25 GB/s per direction; nccl-tests "
+               "busbw ~230 GB/s")
+NVLINK_A800 = Link("nvlink", 200, 0.78, source="A800 SXM: NVLink capped at 400 GB/s bidirectional (200 per "
+                   "direction), export variant of A100")
+SHM = Link("shm", 64, 0.8, source="NCCL_P2P_DISABLE=1: NCCL's SHM transport through host memory over "
+           "PCIe Gen5 x16 (64 GB/s per direction); its latency and bandwidth are fitted (Efficiency.shm_*).")
+PCIE4 = Link("shm", 32, 0.8, source="RTX 4090: PCIe 4.0 x16 (32 GB/s per direction), no peer-to-peer: "
+             "through host memory like P2P-disabled H100s")
+IB_8X400 = Link("net", 50, 0.90, source="H100 node with 8x ConnectX-7 400 Gb/s (NDR) NICs, one per GPU: 50 GB/s "
+                "per GPU per direction; nccl-tests inter-node busbw ~45 GB/s per NIC")
+
+_H100 = dict(mem_gbps=3350, tflops=989)      # H100 SXM5 data sheet: 3.35 TB/s HBM3, 989 TFLOP/s dense BF16/FP16
+HARDWARE: dict[str, Hardware] = {
+    "h100-nvlink": Hardware("h100-nvlink", **_H100, intra=NVLINK4, inter=IB_8X400,
+                            note="H100 SXM, NVLink 4 / NVSwitch; nodes joined by 8x400 Gb/s InfiniBand"),
+    "h100-no-p2p": Hardware("h100-no-p2p", **_H100, intra=SHM, inter=IB_8X400,
+                            note="H100 SXM with NCCL_P2P_DISABLE=1 (the Ladder paper's 'no NVLink'): all-reduce "
+                                 "through host memory; nodes joined by 8x400 Gb/s InfiniBand"),
+    "a100-nvswitch": Hardware("a100-nvswitch", 1555, 312, intra=NVLINK3, inter=IB_8X400,
+                              note="A100 40GB SXM (1.555 TB/s, 312 TFLOP/s), NVLink 3 / NVSwitch; Kraken's testbed"),
+    "a800-nvlink": Hardware("a800-nvlink", 2039, 312, intra=NVLINK_A800, inter=IB_8X400,
+                            note="A800 80GB SXM (2.039 TB/s, 312 TFLOP/s), NVLink 200 GB/s per direction; ISO's "
+                                 "testbed"),
+    "rtx4090-pcie": Hardware("rtx4090-pcie", 1008, 165, intra=PCIE4, inter=None,
+                             note="RTX 4090 (1.008 TB/s, 165 TFLOP/s dense FP16 with FP32 accumulate), PCIe 4, no "
+                                  "P2P; ISO's testbed"),
+}
+
+
+def get_hardware(name: str) -> Hardware:
+    """A preset by name, or a JSON file written by ``Hardware.to_json``."""
+    if name in HARDWARE:
+        return HARDWARE[name]
+    if name.endswith(".json") or os.path.sep in name:
+        return load_hardware(name)
+    raise ValueError(f"unknown hardware {name!r}; valid choices: {', '.join(HARDWARE)} (or 'this-machine': "
+                     f"calibrated now on CPU ranks; or a .json file written by `ladder-edu calibrate-gpu`)")

@@ -1,0 +1,94 @@
+"""What one all-reduce costs: NCCL's own latency/bandwidth model, with its choice of algorithm and protocol.
+
+NCCL predicts, for every (algorithm, protocol), time = latency + bytes / algorithm bandwidth, and runs the fastest
+(``src/graph/tuning.cc`` of NVIDIA/nccl, commit 5067397, 2026-06-11: ``ncclTopoTuneModel`` and
+``ncclTopoGetAlgoTime``). We use the same formulas and its constants:
+
+* latency, ring:  base + (2(n-1) - s) * hw_intra + s * hw_inter,   s = 2(nodes-1) inter-node steps
+* latency, tree:  base + 2 * ((n/nodes - 1) * hw_intra + log2(nodes) * hw_inter)
+* latency, NVLS:  hw_NVLS (25 us, one node; NVSwitch multicast) [+ hw_NET_NVLS per extra node]
+* bus bandwidth:  the slowest link's bandwidth x its nccl-tests efficiency; LL protocol: half of it, at most
+                  llMaxBw (141 GB/s on one Hopper node); LL128: x 0.92; tree: x 0.92, LL x 1/3.8, LL128 x 7/9
+* algorithm bandwidth = bus bandwidth x n / (2(n-1)) for ring and NVLS, x 1/2 for tree
+
+plus ``Efficiency.comm_us`` per call (fitted: the collective's launch and buffer copy, and the skew between the
+ranks' arrival, which NCCL's model leaves out). With NCCL_P2P_DISABLE=1 the data goes through host memory (SHM);
+NCCL's PCI table (1.0 us per LL hop) underestimates that, so its hop latency and bandwidth are fitted
+(``Efficiency.shm_*``). ``measured`` links (this CPU machine, gloo) use the alpha-beta ring model instead.
+"""
+from __future__ import annotations
+
+import math
+
+from .hardware import Hardware, Link
+
+PROTOCOLS = ("LL", "LL128", "Simple")
+BASE_LAT = {"tree": (6.8, 14.0, 8.4), "ring": (6.6, 14.0, 8.4)}                # us, baseLatencies
+HW_LAT = {"nvlink": {"tree": (0.6, 1.25, 4.0), "ring": (0.6, 1.9, 3.4), "nvls": 25.0},   # us, hwLatencies
+          "pcie": {"tree": (1.0, 1.9, 4.0), "ring": (1.0, 2.5, 5.7)},
+          "net": {"tree": (5.0, 8.5, 14.0), "ring": (2.7, 4.0, 14.0), "nvls": 18.0}}
+LL_MAX_BW = {1: 141.0, 2: 45.0, 3: 35.0}        # llMaxBws, Hopper row (1 node) / CPU rows (2, >2 nodes), GB/s
+NVLS_EFF = 0.85                                 # nvlsEfficiency, Hopper
+NVLINK_BUS_EFF = 0.8                            # nccl-tests bus bandwidth / NVLink peak (hardware.NVLINK4)
+
+
+def _hop(link: Link, algo: str, p: int, shm_hop_us: float | None) -> float:
+    """Latency of one step (us). SHM: NCCL's PCI row (what NCCL believes, ``shm_hop_us=None``), or that row
+    rescaled so that an LL step takes ``shm_hop_us`` (what it costs)."""
+    if link.kind == "shm" and shm_hop_us is not None:
+        row = HW_LAT["pcie"][algo]
+        return shm_hop_us * row[p] / row[0]
+    return HW_LAT["pcie" if link.kind == "shm" else link.kind][algo][p]
+
+
+def _bus_gbps(link: Link, shm_gbps: float | None) -> float:
+    return shm_gbps if link.kind == "shm" and shm_gbps is not None else link.gbps * link.bus_eff
+
+
+def candidates(hw: Hardware, n: int, nbytes: float, nodes: int = 1,
+               believed: bool = False) -> dict[tuple[str, str], float]:
+    """Seconds for each (algorithm, protocol) NCCL considers for an all-reduce of ``nbytes`` on n ranks: what they
+    cost, or (``believed``) what NCCL's tuner thinks they cost (it takes host-memory SHM for PCIe)."""
+    e, intra = hw.eff, hw.intra
+    hop_us, shm_gbps = (None, None) if believed else (e.shm_hop_us, e.shm_gbps)
+    if nodes > 1 and hw.inter is None:
+        raise ValueError(f"{hw.name} has no network between nodes; valid: --nodes 1")
+    ppn = n // nodes
+    inter = hw.inter if nodes > 1 else None
+    bus = min(_bus_gbps(intra, shm_gbps) if ppn > 1 else math.inf,
+              _bus_gbps(inter, shm_gbps) if inter else math.inf)
+    ll_max = LL_MAX_BW[min(nodes, 3)]
+    out = {}
+    for p, proto in enumerate(PROTOCOLS):
+        # ring: 2(n-1) steps, 2(nodes-1) of them cross the network
+        s = 2 * (nodes - 1)
+        lat = BASE_LAT["ring"][p] + (2 * (n - 1) - s) * _hop(intra, "ring", p, hop_us) \
+            + s * (_hop(inter, "ring", p, hop_us) if inter else 0.0)
+        bw = {0: min(ll_max, 0.5 * bus), 1: 0.92 * bus, 2: bus}[p]
+        out["ring", proto] = 1e-6 * lat + nbytes / (1e9 * bw * n / (2 * (n - 1)))
+        # tree: up and down a chain inside each node and a log-depth tree across nodes
+        if n > 2:
+            lat = BASE_LAT["tree"][p] + 2 * ((ppn - 1) * _hop(intra, "tree", p, hop_us)
+                                             + math.log2(nodes) * (_hop(inter, "tree", p, hop_us) if inter else 0))
+            bw = {0: min(0.92 * bus / 3.8, ll_max), 1: 0.92 * bus * (7 / 9 if nodes == 1 else 120 / 128),
+                  2: 0.92 * bus}[p]
+            out["tree", proto] = 1e-6 * lat + nbytes / (1e9 * bw * 0.5)
+    if intra.nvls and ppn > 2:                  # NVLink SHARP: one node, or NVLS-tree across nodes
+        lat = HW_LAT["nvlink"]["nvls"] + (2 * math.log2(nodes) * HW_LAT["net"]["nvls"] if nodes > 1 else 0.0)
+        bw = min(2 * NVLS_EFF * intra.gbps * intra.bus_eff, _bus_gbps(inter, shm_gbps) * 2 if inter else math.inf)
+        out["nvls", "Simple"] = 1e-6 * lat + nbytes / (1e9 * bw * n / (2 * (n - 1)))
+    return out
+
+
+def allreduce_time(hw: Hardware, n: int, nbytes: float, nodes: int = 1) -> tuple[float, str]:
+    """(seconds, "algorithm/protocol") of one all-reduce of ``nbytes`` over n ranks on ``nodes`` nodes, as NCCL
+    would pick it, plus ``comm_us``. 0 for n = 1."""
+    if n <= 1:
+        return 0.0, "none"
+    if hw.intra.kind == "measured":
+        t = (n - 1) * hw.intra.hop_us * 1e-6 + 2 * (n - 1) / n * nbytes / (1e9 * hw.intra.gbps)
+        return t + 1e-6 * hw.eff.comm_us, "ring (alpha-beta, measured)"
+    believed = candidates(hw, n, nbytes, nodes, believed=True)
+    algo, proto = min(believed, key=believed.get)             # NCCL picks by its own model ...
+    t = candidates(hw, n, nbytes, nodes)[algo, proto]         # ... and pays what the choice really costs
+    return t + 1e-6 * hw.eff.comm_us, f"{algo}/{proto}"
