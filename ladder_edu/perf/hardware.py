@@ -27,13 +27,13 @@ class Efficiency:
     whole 70B table (``ladder-edu predict --validate`` refits them and prints the cross-validation)."""
 
     mem_eff: float = 0.95          # fraction of peak HBM bandwidth a weight-streaming GEMV (one token) reaches
-    skinny_eff: float = 0.82       # the same for a skinny GEMM (2-64 tokens: a tiled GEMM, not a GEMV kernel)
+    skinny_eff: float = 0.805      # the same for a skinny GEMM (2-64 tokens: a tiled GEMM, not a GEMV kernel)
     flop_eff: float = 0.85         # fraction of peak tensor FLOP/s a large prefill GEMM reaches
-    kernel_us: float = 3.06        # fixed time of one kernel inside a CUDA graph (launch slot, ramp-up, tail)
-    comm_us: float = 4.93          # per all-reduce beyond NCCL's own latency: its launch and buffer copy, rank skew
-    interference: float = 0.292    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
-    shm_interference: float = 0.55 # the same through host memory (P2P disabled: the copies hold SMs far longer)
-    shm_hop_us: float = 2.38       # NCCL_P2P_DISABLE=1: latency of one ring step through host memory (SHM)
+    kernel_us: float = 3.14        # fixed time of one kernel inside a CUDA graph (launch slot, ramp-up, tail)
+    comm_us: float = 5.1           # per all-reduce beyond NCCL's own latency: its launch and buffer copy, rank skew
+    interference: float = 0.364    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
+    shm_interference: float = 0.575  # the same through host memory (P2P disabled: the copies hold SMs far longer)
+    shm_hop_us: float = 2.41       # NCCL_P2P_DISABLE=1: latency of one ring step through host memory (SHM)
     shm_gbps: float = 128          # NCCL_P2P_DISABLE=1: bus bandwidth through host memory (GB/s)
 
 

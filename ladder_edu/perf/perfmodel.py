@@ -12,7 +12,8 @@ model code, fused as inductor and gpt-fast launch them). Every kernel costs
 * attention: every query head reads its K/V head's cache (gpt-fast repeats K/V per query head):
   bytes = 2 * b * (H/n) * S * head_dim * 2 (+ the scores, written and read back: 4 * b * (H/n) * T * S * 2),
   flops = 4 * b * (H/n) * T * S * head_dim;
-* KV-cache writes, fused pointwise kernels (norms, rotary, SiLU, residual adds): their activations;
+* KV-cache writes, fused pointwise kernels (residual add + norm: 3 b T d values; rotary on q and k; SiLU(g) * u:
+  3 b T ffn/n; the all-reduce's input copy: 2 b T d): the activations they read and write;
 * the LM head, replicated on every rank (as in the paper's code): V * d weights; gpt-fast computes the logits of
   every prompt position in prefill; then sampling and buffer updates (``kernels.STEP_KERNELS``, ``OUTSIDE_GRAPH``).
 
@@ -63,10 +64,11 @@ def module_cost(kind: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, 
     arch = "parallel" if kind == "attn+mlp" else "standard"
     counts = kernel_counts(arch)[kind]
     bpp, d, hd, bt = hw.bytes_per_param, cfg.dim, cfg.head_dim, batch * new_tokens
-    params = 0.0
+    params, act = 0.0, 0.0                        # act: values the fused pointwise kernels read and write
     parts = dict.fromkeys(PARTS[:3], 0.0)
     if "attn" in kind:
         params += d * hd * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) / tp
+        act += 3 * bt * d + 2 * bt * (cfg.n_heads + cfg.n_kv_heads) / tp * hd      # add + norm; rotary on q, k
         heads = cfg.n_heads / tp
         kv = 2 * batch * heads * keys * hd * bpp + 4 * batch * heads * new_tokens * keys * bpp
         fixed, roof = _kernels(hw, counts["attention"], kv, 4 * batch * heads * new_tokens * keys * hd)
@@ -74,11 +76,14 @@ def module_cost(kind: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, 
         parts["small kernels"] += fixed
     if "mlp" in kind:
         params += 3 * d * cfg.ffn_dim / tp
-    fixed, roof = _kernels(hw, counts["matmul"], params * bpp + 4 * bt * d * bpp, 2 * params * bt, bt)
+        act += 3 * bt * d + 3 * bt * cfg.ffn_dim / tp                              # add + norm; SiLU(g) * u
+    copy = comm and tp > 1                                 # a functional all-reduce copies its input first
+    act += 2 * bt * d if copy else 0.0
+    fixed, roof = _kernels(hw, counts["matmul"], params * bpp + 2 * bt * d * bpp, 2 * params * bt, bt)
     parts["weights"] += roof
     parts["small kernels"] += fixed
-    small = counts["pointwise"] + counts.get("scatter", 0) + (1 if comm and tp > 1 else 0)   # + the copy kernel
-    fixed, roof = _kernels(hw, small, 4 * small * bt * d * bpp, 0.0)
+    small = counts["pointwise"] + counts.get("scatter", 0) + int(copy)
+    fixed, roof = _kernels(hw, small, act * bpp, 0.0)
     parts["small kernels"] += fixed + roof
     if not comm or tp == 1:
         return ModuleCost(parts)
@@ -177,7 +182,10 @@ def interference(hw: Hardware, nbytes: float) -> float:
     """Compute slow-down while an all-reduce of ``nbytes`` overlaps it. NCCL runs a collective on as many
     channels (one SM each) as its size needs, up to all of them from about 1 MiB on (its channel heuristic in
     ``enqueue.cc``), so the slow-down grows with the message up to ``interference`` (``shm_interference`` through
-    host memory)."""
+    host memory). On a CPU (a ``measured`` link) gloo's threads take cores whatever the size: the measured value.
+    """
+    if hw.intra.kind == "measured":          # a CPU: gloo's threads take cores whatever the message size
+        return hw.eff.interference
     top = hw.eff.shm_interference if hw.intra.kind == "shm" else hw.eff.interference
     return top * min(1.0, nbytes / 2 ** 20)
 
