@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..models.config import ARCHS, BENCH_VARIANTS, get_config
 from ..tp import launch
-from .common import add_common, add_priority, floats, ints, say, write_json
+from .common import add_common, add_priority, floats, ints, out_file, say, write_json
 
 
 def add_parsers(sub):
@@ -35,6 +35,13 @@ def add_parsers(sub):
     check.add_argument("--tolerance", type=floats(0), default=None,
                        help="max allowed |logit difference| (default: 1e-4 float32, 5e-2 bfloat16, 1e-2 float16)")
     check.add_argument("--new-tokens", type=ints(1), default=8, help="greedy tokens to generate (default: 8)")
+    env = sub.add_parser("env", help="what this machine can run: devices, backends, GPU links, what fits",
+                         description="Devices, process-group backends (gloo, NCCL and its version), peer access and "
+                                     "NVLink between each pair of GPUs, cores, whether real-time communication "
+                                     "threads are allowed, and the largest preset and TP degree that fit. Run it on "
+                                     "each lab machine before class.")
+    env.add_argument("--json", metavar="FILE", type=out_file, help="also write the report to FILE as JSON")
+
     check.add_argument("--compile", action="store_true",
                        help="the ranks decode with torch.compile (static-shape KV cache; CUDA graphs on GPUs), "
                             "compared with the eager single-device model")
@@ -92,4 +99,12 @@ def cmd_tour(args) -> int:
     return 0 if ok else 1
 
 
-COMMANDS = {"tour": cmd_tour, "check": cmd_check}
+def cmd_env(args) -> int:
+    from ..perf.environment import format_report, report
+    r = report()
+    say(format_report(r))
+    write_json(args.json, r)
+    return 0
+
+
+COMMANDS = {"tour": cmd_tour, "check": cmd_check, "env": cmd_env}
