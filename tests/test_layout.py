@@ -4,7 +4,7 @@ import pytest
 from ladder_edu.teach.layout import ROOT, module_imports, module_name
 
 # The allowed order, written once: a subpackage may import itself and the ones before it, never one after it.
-ORDER = ("tp", "models", "profiling", "perf", "recovery", "teach", "cli")
+ORDER = ("tp", "models", "profiling", "perf", "recovery", "teach", "labs", "cli")
 
 
 FILES = sorted(ROOT.rglob("*.py"))

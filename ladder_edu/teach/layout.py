@@ -13,13 +13,14 @@ import sys
 from collections import Counter
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("tp", "models", "profiling", "perf", "recovery", "teach", "cli")     # bottom to top
+SUBPACKAGES = ("tp", "models", "profiling", "perf", "recovery", "teach", "labs", "cli")     # bottom to top
 ROLES = {"tp": "process groups, launcher, async all-reduce, column/row-parallel linears",
          "models": "config, layers, the decoder's due rule, Kraken, ISO, generation, compiled decode, checkpoints",
          "profiling": "torch.profiler traces, merging, overlap analysis, timelines, the overlap probe",
          "perf": "benchmarks, emulated rank, performance model and its calibration, design space",
          "recovery": "fine-tune, distillation, evaluation, the conversion experiment, from scratch",
          "teach": "diagrams, plots, widgets and lessons the notebooks show",
+         "labs": "classroom exercises: checks that run the student's code on real ranks",
          "cli": "ladder-edu: one module per command group"}
 
 

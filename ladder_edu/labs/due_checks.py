@@ -1,0 +1,81 @@
+"""Lab 2: the one loop in which standard, parallel block and ladder differ: when a pending all-reduce joins."""
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+import torch.distributed as dist
+
+from ..models.build import build_model, init_weights
+from ..models.config import get_config
+from ..tp import launch
+from ..tp.comm import all_reduce_async
+from ..tp.parallel import TPGroup
+from .runner import Verdict, call, failed, load, run_check
+
+CASES = (("standard", 0), ("parallel", 0), ("ladder", 1))
+
+
+def reference_stream(x, modules, reduce, lag: int, drain: bool = True):
+    """The package's rule (models/model.py): before a module runs, all but the newest ``lag`` pending outputs join
+    the stream; after the last module, all of them."""
+    pending = deque()
+    for module in modules:
+        while len(pending) > lag:
+            x = x + pending.popleft().wait()
+        pending.append(reduce(module(x)))
+    while drain and pending:
+        x = x + pending.popleft().wait()
+    return x
+
+
+def _setup(arch: str):
+    tp = TPGroup.from_dist()
+    dev = launch.current_device()
+    cfg = get_config("tiny", arch=arch, n_layers=3)
+    model = build_model(cfg, init_weights(cfg, 5), tp, device=dev)
+    tokens = torch.randint(0, cfg.vocab_size, (2, 6), generator=torch.Generator().manual_seed(1)).to(dev)
+    rope = (model.rope_cos, model.rope_sin)
+    modules = [fn for layer in model.layers for _, fn in layer.steps(0, rope)]
+    return model, tp, tokens, modules
+
+
+def stream_worker(source: str, name: str) -> Verdict:
+    fn, problem = load(source, name)
+    if problem:
+        return failed(problem)
+    for arch, lag in CASES:
+        model, tp, tokens, modules = _setup(arch)
+        reduce = lambda out: all_reduce_async(out, tp)      # noqa: E731 - the student's loop calls it
+        with torch.no_grad():
+            x = model.embed_tokens(tokens)
+            got, problem = call(fn, x, modules, reduce, lag)
+            dist.barrier()
+            if problem:
+                return Verdict(False, f"{arch} (lag {lag}): {problem}")
+            want = reference_stream(x, modules, reduce, lag)
+            if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+                return Verdict(False, f"{arch}: returned {getattr(got, 'shape', type(got).__name__)}, expected "
+                               f"the stream of shape {tuple(want.shape)}")
+            logits = model(tokens)
+            head = model.norm(got) @ model.embed_tokens.weight.T if model.lm_head is None else \
+                model.lm_head(model.norm(got))
+            if torch.allclose(got, want, atol=1e-5) and torch.allclose(head, logits, atol=1e-4):
+                continue
+            if lag and torch.allclose(got, reference_stream(x, modules, reduce, 0), atol=1e-5):
+                return Verdict(False, "with lag=1 (ladder) your loop waits for every all-reduce before the next "
+                               "module", "leave the newest `lag` pending outputs in flight: wait only while "
+                               "len(pending) > lag")
+            if torch.allclose(got, reference_stream(x, modules, reduce, lag, drain=False), atol=1e-5):
+                return Verdict(False, f"{arch}: the outputs still pending after the last module never joined "
+                               "the stream", "after the loop, wait for and add every pending output")
+            return Verdict(False, f"{arch} (lag {lag}): the stream differs by up to "
+                           f"{float((got - want).abs().max()):.3g}",
+                           "x = x + pending.wait() for each due output, then module(x), then reduce(...) it")
+    return Verdict(True)
+
+
+def check_forward_stream(fn, world: int | None = None) -> Verdict:
+    """``fn(x, modules, reduce, lag)`` -> the residual stream, for standard (lag 0), parallel block (its modules
+    are whole layers, lag 0) and ladder (lag 1), each compared with the package's model on real ranks."""
+    return run_check(stream_worker, fn, world=world)

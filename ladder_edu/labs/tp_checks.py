@@ -1,0 +1,82 @@
+"""Lab 1: column- and row-parallel linears and the all-reduce they need (Megatron's f and g)."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from ..tp import launch
+from .runner import Verdict, call, failed, load, run_check
+
+SHAPE = (4, 8, 12)          # tokens, d_in, d_out: d_in and d_out divide by 2, 4 (and 1, 3, 6 for d_out)
+
+
+def _data(world: int):
+    g = torch.Generator().manual_seed(0)
+    tokens, d_in, d_out = SHAPE[0], SHAPE[1] * world, SHAPE[2] * world
+    return torch.randn(tokens, d_in, generator=g), torch.randn(d_out, d_in, generator=g)
+
+
+def column_worker(source: str, name: str) -> Verdict:
+    rank, world, dev = dist.get_rank(), dist.get_world_size(), launch.current_device()
+    fn, problem = load(source, name)
+    if problem:
+        return failed(problem)
+    x, w = (t.to(dev) for t in _data(world))
+    want = (x @ w.T).chunk(world, dim=-1)[rank]
+    got, problem = call(fn, x, w, rank, world)
+    if problem:
+        return failed(problem)
+    if not isinstance(got, torch.Tensor):
+        return Verdict(False, f"returned {type(got).__name__}, expected a tensor")
+    if tuple(got.shape) != tuple(want.shape):
+        hint = ("a column-parallel layer keeps d_out/world output features: slice the weight's rows "
+                "(weight.chunk(world, dim=0)[rank])")
+        if tuple(got.shape) == tuple((x @ w.T).shape):
+            hint = "you returned the whole output: each rank computes only its own slice of the output features"
+        return Verdict(False, f"output shape {tuple(got.shape)}, expected {tuple(want.shape)}", hint)
+    if torch.allclose(got, want, atol=1e-4):
+        return Verdict(True)
+    for r, other in enumerate((x @ w.T).chunk(world, dim=-1)):
+        if r != rank and torch.allclose(got, other, atol=1e-4):
+            return Verdict(False, f"rank {rank} returned rank {r}'s slice", "index the shard with this rank")
+    return Verdict(False, f"values differ by up to {float((got - want).abs().max()):.3g}",
+                   "y_r = x @ W_r.T with W_r = rows [r*d_out/world, (r+1)*d_out/world) of W")
+
+
+def row_worker(source: str, name: str) -> Verdict:
+    rank, world, dev = dist.get_rank(), dist.get_world_size(), launch.current_device()
+    fn, problem = load(source, name)
+    if problem:
+        return failed(problem)
+    x, w = (t.to(dev) for t in _data(world))
+    want = x @ w.T
+    x_shard = x.chunk(world, dim=-1)[rank].contiguous()
+    partial = x_shard @ w.chunk(world, dim=1)[rank].T
+    got, problem = call(fn, x_shard.clone(), w, rank, world)
+    if problem:
+        return failed(problem)
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        return Verdict(False, f"returned {shape}, expected a tensor of shape {tuple(want.shape)}",
+                       "a row-parallel layer's input is sharded along d_in: slice the weight's columns "
+                       "(weight.chunk(world, dim=1)[rank])")
+    if torch.allclose(got, want, atol=1e-4):
+        return Verdict(True)
+    if torch.allclose(got, partial, atol=1e-4):
+        return Verdict(False, "each rank returned only its partial sum", "missing all-reduce: "
+                       "dist.all_reduce(y) sums the partial products of all ranks (in place)")
+    if torch.allclose(got, world * partial, atol=1e-4) or torch.allclose(got, world * want, atol=1e-4):
+        return Verdict(False, "the output is world_size times too large",
+                       "something whole was summed over ranks: shard the weight, and all-reduce once")
+    return Verdict(False, f"values differ by up to {float((got - want).abs().max()):.3g}",
+                   "y = sum_r x_r @ W[:, cols of r].T: slice the weight's columns to match your input shard")
+
+
+def check_column_parallel(fn, world: int | None = None) -> Verdict:
+    """``fn(x, weight, rank, world)`` -> this rank's slice of x @ weight.T (column-parallel)."""
+    return run_check(column_worker, fn, world=world)
+
+
+def check_row_parallel(fn, world: int | None = None) -> Verdict:
+    """``fn(x_shard, weight, rank, world)`` -> the whole x @ weight.T on every rank (row-parallel + all-reduce)."""
+    return run_check(row_worker, fn, world=world)
