@@ -13,7 +13,7 @@ import torch
 from ladder_edu import get_config
 from ladder_edu.recovery.distill import chat_prompts, distill_loss, pack
 from ladder_edu.recovery.evaluate import corpus_split, is_correct, load_probe
-from ladder_edu.recovery.finetune import CHECKPOINT, FinetuneConfig, TrainingDiverged, finetune, lr_at
+from ladder_edu.recovery.finetune import CHECKPOINT, FinetuneConfig, TrainingDiverged, finetune, lr_at, read_checkpoint
 from ladder_edu import Transformer, build_model, init_weights
 
 CFG = get_config("tiny", ladder_layers=2)
@@ -61,7 +61,7 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path)
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)                                            # no chance to save anything
     child.wait()
-    saved = torch.load(out / CHECKPOINT, weights_only=False)["step"]
+    saved = read_checkpoint(str(out / CHECKPOINT))["step"]
     assert 10 <= saved < FT["steps"], saved
     model = fresh()
     hist = finetune(model, DATA, FinetuneConfig(**FT), str(out), DATA[:4], progress=False)
@@ -77,7 +77,7 @@ def test_ctrl_c_keeps_every_completed_step(tmp_path):
     ft = FinetuneConfig(**{**FT, "eval_every": 7, "checkpoint_every": 100})
     with pytest.raises(KeyboardInterrupt):
         finetune(fresh(), DATA, ft, str(tmp_path), DATA[:4], progress=False, on_eval=stop)
-    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 7
+    assert read_checkpoint(str(tmp_path / CHECKPOINT))["step"] == 7
     with pytest.raises(ValueError, match="different configuration"):
         finetune(fresh(), DATA, FinetuneConfig(**{**FT, "lr": 1.0}), str(tmp_path), progress=False)
 
@@ -87,7 +87,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_state(tmp
     with pytest.raises(TrainingDiverged, match="NaN or above max_loss=7.0") as err:
         finetune(fresh(), DATA, ft, str(tmp_path), progress=False)
     bad = int(str(err.value).split()[1].rstrip(":"))
-    assert bad >= 1 and torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == bad
+    assert bad >= 1 and read_checkpoint(str(tmp_path / CHECKPOINT))["step"] == bad
 
 
 def test_distillation_loss_is_a_kl_divergence():
@@ -138,3 +138,32 @@ def test_corpus_split_and_probe():
     prompts = " ".join(chat_prompts(["for", "while"])).lower()
     assert not any(item["q"].lower().rstrip("?") in prompts for item in probe)     # the probe is never taught
     assert math.isclose(len(chat_prompts()), 128)
+
+
+class _Boom:
+    """Unpickling this runs os.system: what a malicious shared checkpoint would do."""
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {os.environ['LADDER_EDU_PWNED']}",))
+
+
+def test_a_planted_pickle_is_refused_not_run(tmp_path, monkeypatch):
+    import pickle
+    from ladder_edu.recovery.safe_io import load_model_dir, load_tensors
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("LADDER_EDU_PWNED", str(marker))
+    (tmp_path / "checkpoint.pt").write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(ValueError, match="never unpickles"):
+        finetune(fresh(), DATA, FinetuneConfig(**FT), str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="pickle"):
+        load_model_dir(str(tmp_path))
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_tensors(str(tmp_path / "checkpoint.pt"))
+    (tmp_path / "checkpoint.pt").rename(tmp_path / "checkpoint.safetensors")      # a pickle under a safe name
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(ValueError, match="not a readable safetensors file|not a valid model config"):
+        load_model_dir(str(tmp_path))
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_tensors(str(tmp_path / "checkpoint.safetensors"))
+    assert not marker.exists()

@@ -57,14 +57,14 @@ def test_conversion_changes_the_dataflow_not_the_weights(smollm2):
 
 def test_hybrid_ladder_smollm2_on_three_ranks_generates_the_same_tokens(smollm2, tmp_path):
     """Serve: 3 real gloo ranks divide SmolLM2's 9 heads and 3 kv heads; greedy tokens equal one device's."""
-    from ladder_edu.recovery.finetune import atomic_save
     from ladder_edu.recovery.experiment import serve_tp
+    from ladder_edu.recovery.safe_io import save_model_dir
     cfg, state, tok = smollm2
     cfg = cfg.replace(ladder_layers=15)
     ids = tok(PROMPT, return_tensors="pt").input_ids
     one = generate(Transformer.from_full_state_dict(cfg, state), ids, 6)[0].tolist()
-    atomic_save(state, str(tmp_path / "w.pt"))
-    assert serve_tp(str(tmp_path / "w.pt"), cfg, ids[0].tolist(), 6, tp=3) == one
+    save_model_dir(str(tmp_path / "m"), cfg, state)
+    assert serve_tp(str(tmp_path / "m"), ids[0].tolist(), 6, tp=3) == one
 
 
 def test_hugging_face_directory_matches_llama_for_causal_lm(tmp_path):

@@ -6,7 +6,7 @@ import os
 
 from ..recovery.experiment import RUNS
 from ..recovery.from_scratch import ARCHS_COMPARED
-from .common import choice_list, floats, int_list, ints, out_dir, out_file, say, write_json
+from .common import choice_list, floats, in_file, int_list, ints, out_dir, out_file, say, write_json
 
 
 def source(text: str) -> str:
@@ -49,6 +49,23 @@ def add_parsers(sub):
                     help="checkpoints and results (default: runs/recovery)")
     ft.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
 
+    ev = sub.add_parser("evaluate", help="perplexity on any text and a probe score, for any model",
+                        description="Evaluate a model: original, converted:K (top K layers ladder, no training) or a "
+                                    "directory written by ladder-edu finetune. Perplexity and mean loss on each "
+                                    "--text file (blocks of 256 tokens; default: the held-out split of Python's "
+                                    "documentation) and the score on a probe file (data/probe.json's format; "
+                                    "default: that file).")
+    ev.add_argument("--model", required=True, metavar="SPEC",
+                    help="original, converted:K, or a model directory (config.json + model.safetensors)")
+    ev.add_argument("--text", action="append", type=in_file, metavar="FILE", help="a UTF-8 text file (repeatable)")
+    ev.add_argument("--probe", type=in_file, metavar="FILE",
+                    help='a JSON list of {"q": question, "a": [accepted answers]} (default: data/probe.json)')
+    ev.add_argument("--source", default="smollm2", type=source,
+                    help="the pretrained checkpoint for original and converted:K (default: smollm2)")
+    ev.add_argument("--eval-blocks", type=ints(1), default=16, help="blocks of 256 tokens per text (default: 16)")
+    ev.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
+    ev.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+
     fs = sub.add_parser("from-scratch", help="train small standard, parallel, ladder and Kraken models from scratch",
                         description="The Ladder paper's Table 3 in miniature: identical data (bytes of Python's "
                                     "documentation), budget and seeds; validation perplexity per seed.")
@@ -81,4 +98,12 @@ def cmd_from_scratch(args) -> int:
     return 0
 
 
-COMMANDS = {"finetune": cmd_finetune, "from-scratch": cmd_from_scratch}
+def cmd_evaluate(args) -> int:
+    from ..recovery.assess import assess, table
+    result = assess(args.model, args.text, args.probe, args.source, args.eval_blocks, args.probe_limit)
+    say(table(result))
+    write_json(args.json, result)
+    return 0
+
+
+COMMANDS = {"finetune": cmd_finetune, "from-scratch": cmd_from_scratch, "evaluate": cmd_evaluate}

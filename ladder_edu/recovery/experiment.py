@@ -18,7 +18,8 @@ import torch
 
 from .distill import chat_prompts, pack, teacher_chats
 from .evaluate import CHAT, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: for notebooks)
-from .finetune import FinetuneConfig, atomic_save, atomic_write_json, finetune
+from .finetune import FinetuneConfig, atomic_write_json, finetune
+from .safe_io import load_model_dir, load_tensors, save_model_dir, save_tensors
 from ..models.generate import generate
 from ..models.model import Transformer
 from ..models.pretrained import load_checkpoint, load_tokenizer
@@ -74,13 +75,12 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
         names = [k for i, k in enumerate(sorted(topics)) if i % 5 != 0]          # training topics only
         prompts = chat_prompts(names)[:max_prompts]
         key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:8]       # new prompts, new replies
-        chat_path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{key}.pt")
+        chat_path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{key}.safetensors")
         if os.path.exists(chat_path):
-            chat = torch.load(chat_path)
+            chat = load_tensors(chat_path)[0]["blocks"]
         else:
             chat = pack(teacher_chats(original, tok, prompts, chat_tokens, progress), train.shape[1])
-            os.makedirs(out_dir, exist_ok=True)
-            atomic_save(chat, chat_path)
+            save_tensors(chat_path, {"blocks": chat}, {"prompts": len(prompts), "chat_tokens": chat_tokens})
     for run in runs:
         ft = FinetuneConfig(steps=steps, method="distill" if run == "distill" else "plain", seed=seed,
                             warmup=min(10, max(1, steps // 10)), **ft_overrides)
@@ -89,9 +89,8 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
                                   chat_blocks=chat, progress=progress, desc=run,
                                   on_eval=(lambda h, run=run: on_eval(run, h)) if on_eval else None)
         rows[run] = measure(model, tok, held, probe_limit)
-        if run != "control":
-            atomic_save({k: v.detach() for k, v in model.state_dict().items()},
-                        os.path.join(out_dir, f"{run}_weights.pt"))
+        save_model_dir(os.path.join(out_dir, run), model.cfg, model.state_dict(),
+                       {"run": run, "steps": steps, "source": source})       # `ladder-edu evaluate --model DIR`
         del model
     result = {"ladder_layers": ladder_layers, "steps": steps, "rows": rows, "histories": histories,
               "n_chat_blocks": 0 if chat is None else len(chat), "recovery": {}}
@@ -118,21 +117,21 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def serve_worker(weights_path: str, cfg, prompt: list[int], max_new_tokens: int) -> list[int]:
-    """Runs on every rank: rank r's shard of the saved model, greedy generation with overlapped all-reduces."""
+def serve_worker(model_dir: str, prompt: list[int], max_new_tokens: int) -> list[int]:
+    """Runs on every rank: rank r's shard of a saved model directory, greedy generation, overlapped all-reduces."""
     from ..tp.parallel import TPGroup
     from ..tp.launch import current_device
-    tp = TPGroup.from_dist()
-    model = Transformer.from_full_state_dict(cfg, torch.load(weights_path), tp, device=current_device())
+    cfg, state = load_model_dir(model_dir)
+    model = Transformer.from_full_state_dict(cfg, state, TPGroup.from_dist(), device=current_device())
     return generate(model, torch.tensor([prompt]), max_new_tokens)[0].tolist()
 
 
-def serve_tp(weights_path: str, cfg, prompt: list[int], max_new_tokens: int = 16, tp: int = 3,
+def serve_tp(model_dir: str, prompt: list[int], max_new_tokens: int = 16, tp: int = 3,
              timeout_s: float = 300.0) -> list[int]:
-    """Greedy tokens of the saved model on ``tp`` real ranks (gloo on CPU, NCCL on GPUs)."""
+    """Greedy tokens of a saved model directory (``safe_io.save_model_dir``) on ``tp`` real ranks."""
     from ..tp import launch
-    cfg.check_tp(tp)
-    results = launch.run(serve_worker, tp, weights_path, cfg, prompt, max_new_tokens, timeout_s=timeout_s)
+    load_model_dir(model_dir)[0].check_tp(tp)
+    results = launch.run(serve_worker, tp, model_dir, prompt, max_new_tokens, timeout_s=timeout_s)
     if any(r != results[0] for r in results):
         raise RuntimeError("ranks generated different tokens")
     return results[0]

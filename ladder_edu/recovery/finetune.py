@@ -13,7 +13,8 @@ Checkpoints (every ``checkpoint_every`` steps, at the end, and when interrupted 
 button) hold the trainable weights (by default the embeddings stay frozen: a conversion changes the dataflow, not
 the vocabulary), the AdamW state and the history. They are written to a temporary file and renamed over the old
 one, so a run killed at any moment leaves the last complete checkpoint; ``finetune`` on the same ``out_dir``
-resumes from it. A NaN or a loss above ``max_loss`` stops the run
+resumes from it. Checkpoints are safetensors with a JSON header (``safe_io``): students share these directories,
+and a pickle found there is refused, never loaded. A NaN or a loss above ``max_loss`` stops the run
 with ``TrainingDiverged`` before the bad step is applied; the last good checkpoint stays.
 """
 from __future__ import annotations
@@ -30,9 +31,10 @@ import torch.nn.functional as F
 
 from .distill import distill_loss, hidden_loss, with_module_outputs
 from .evaluate import mean_loss
+from .safe_io import load_tensors, refuse_pickles, save_tensors
 
 METHODS = ("plain", "distill")
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.safetensors"
 
 
 @dataclass
@@ -75,24 +77,40 @@ def lr_at(step: int, ft: FinetuneConfig) -> float:
     return ft.min_lr + (ft.lr - ft.min_lr) * (1 + math.cos(math.pi * min(p, 1.0))) / 2
 
 
-def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary file in the same folder, then rename: readers see the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def atomic_write_json(obj, path: str) -> None:
     """json.dump to ``path + ".tmp"``, then rename over ``path``."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f, indent=1)
     os.replace(path + ".tmp", path)
+
+
+def write_checkpoint(path: str, config: dict, step: int, history: dict, optimizer: dict, weights: dict) -> None:
+    """Weights and AdamW tensors in safetensors; config, step, history and the optimizer's scalars in its header."""
+    tensors = {f"weights.{n}": t for n, t in weights.items()}
+    scalars = {}
+    for i, st in optimizer["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optimizer.{i}.{k}"] = v.reshape(-1) if v.dim() == 0 else v
+                scalars[f"{i}.{k}"] = "scalar" if v.dim() == 0 else "tensor"
+            else:
+                scalars[f"{i}.{k}"] = v
+    save_tensors(path, tensors, {"config": config, "step": step, "history": history, "optimizer_state": scalars,
+                                 "param_groups": optimizer["param_groups"]})
+
+
+def read_checkpoint(path: str) -> dict:
+    """The inverse of ``write_checkpoint`` (no pickle involved)."""
+    tensors, meta = load_tensors(path)
+    state: dict = {}
+    for key, kind in meta["optimizer_state"].items():
+        i, name = key.split(".", 1)
+        t = tensors.get(f"optimizer.{key}")
+        state.setdefault(int(i), {})[name] = (t.reshape(()) if kind == "scalar" else t) if t is not None else kind
+    return {"config": meta["config"], "step": meta["step"], "history": meta["history"],
+            "weights": {k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")},
+            "optimizer": {"state": state, "param_groups": meta["param_groups"]}}
 
 
 def trainable(model) -> dict[str, torch.nn.Parameter]:
@@ -121,8 +139,9 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
     history = {"config": asdict(ft), "train": [], "eval": []}
     path = os.path.join(out_dir, CHECKPOINT)
     start = 0
+    refuse_pickles(out_dir)
     if os.path.exists(path):
-        ck = torch.load(path, weights_only=False)
+        ck = read_checkpoint(path)
         if ck["config"] != asdict(ft):
             raise ValueError(f"{path} was written by a run with a different configuration; use another out_dir "
                              f"or delete it. Checkpoint: {ck['config']}")
@@ -138,8 +157,7 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
                 on_eval(history)
 
     def save(step):
-        atomic_save({"config": asdict(ft), "step": step, "history": history, "optimizer": opt.state_dict(),
-                     "weights": {n: p.detach() for n, p in params.items()}}, path)
+        write_checkpoint(path, asdict(ft), step, history, opt.state_dict(), {n: p.detach() for n, p in params.items()})
         atomic_write_json(history, os.path.join(out_dir, "history.json"))
 
     if start == 0:
