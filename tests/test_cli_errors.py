@@ -6,7 +6,8 @@ import pytest
 
 from ladder_edu.cli import build_parser, main
 
-REQUIRED = {"profile": ["--out", "{tmp}"]}     # what a command needs besides the option under test
+REQUIRED = {"profile": [("--out", "{tmp}")], "evaluate": [("--model", "original")],
+            "calibrate-gpu": [("--out", "{tmp}/gpu.json")]}      # what a command needs besides the tested option
 
 
 def commands():
@@ -42,7 +43,7 @@ def test_the_sweep_covers_every_command():
 @pytest.mark.parametrize("command,option,value", CASES, ids=[f"{c} {o} {v!r}" for c, o, v in CASES])
 def test_bad_value_exits_2_with_one_line_naming_the_option(command, option, value, tmp_path, capsys):
     assert value is not None, f"{command} {option} takes any value: give it a checked type or choices"
-    argv = [command] + [a.format(tmp=tmp_path) for a in REQUIRED.get(command, []) if option not in a] + \
+    argv = [command] + [f"{o}={v.format(tmp=tmp_path)}" for o, v in REQUIRED.get(command, []) if o != option] + \
         [f"{option}={value}"]
     with pytest.raises(SystemExit) as exit_:
         main(argv)

@@ -116,3 +116,18 @@ def test_models_built_for_training_do_not_share_weights(smollm2):
     a, b = build(cfg, state), build(cfg, state, ladder_layers=15)
     pa, pb = a.layers[0].mlp.up_proj.weight, b.layers[0].mlp.up_proj.weight
     assert torch.equal(pa, pb) and pa.data_ptr() != pb.data_ptr() != state["layers.0.mlp.up_proj.weight"].data_ptr()
+
+
+def test_frontier_saves_each_point_and_resumes(tmp_path):
+    """Two k's, one recovered with 2 steps: points are written as they finish, and a second run reuses them."""
+    from ladder_edu.recovery.frontier import frontier, predicted_speedups, table
+    kw = dict(ks=(0, 2), recover_ks=(2,), steps=2, eval_blocks=1, probe_limit=1, progress=False, max_prompts=4)
+    first = frontier(str(tmp_path), **kw)
+    assert [p["k"] for p in first["points"]] == [0, 2] and "recovered" in first["points"][1]
+    assert (tmp_path / "k2" / "point.json").exists() and (tmp_path / "k2" / "distill" / "model.safetensors").exists()
+    stamp = (tmp_path / "k2" / "point.json").stat().st_mtime_ns
+    again = frontier(str(tmp_path), **kw)
+    assert again["points"] == first["points"] and (tmp_path / "k2" / "point.json").stat().st_mtime_ns == stamp
+    assert "original: ppl" in table(again)
+    s = [predicted_speedups(k, 30)["llama-3-8b TP8 b1"] for k in (0, 8, 15, 30)]
+    assert s[0] == 1.0 and s[0] < s[1] < s[2] < s[3]

