@@ -41,12 +41,15 @@ def _trace(arch: str) -> list[tuple[str, str]]:
     class Recorder(TorchDispatchMode):
         def __init__(self):
             super().__init__()
-            self.ops, self.where = [], "embed"
+            self.ops, self.where, self.keep = [], "embed", []
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.namespace != "aten":             # profiler annotations and the like launch no kernel
+                return func(*args, **(kwargs or {}))
             name = func.overloadpacket.__name__
             if name in MATMULS:                      # remember which activation a projection reads
                 x = args[1] if name in ("addmm", "baddbmm") else args[0]
+                self.keep.append(x)                  # alive to the end: no later tensor can reuse its address
                 name = f"{name}@{x.data_ptr()}"
             self.ops.append((self.where, name))
             return func(*args, **(kwargs or {}))
