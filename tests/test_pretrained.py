@@ -124,7 +124,9 @@ def test_frontier_saves_each_point_and_resumes(tmp_path):
     kw = dict(ks=(0, 2), recover_ks=(2,), steps=2, eval_blocks=1, probe_limit=1, progress=False, method="plain")
     first = frontier(str(tmp_path), **kw)
     assert [p["k"] for p in first["points"]] == [0, 2] and "recovered" in first["points"][1]
-    assert (tmp_path / "k2" / "point.json").exists() and (tmp_path / "k2" / "plain" / "model.safetensors").exists()
+    name = first["recipe"]["name"]                                      # each recipe trains in its own folder
+    assert name.startswith("plain-") and first["points"][1]["recovered_by"] == name
+    assert (tmp_path / "k2" / "point.json").exists() and (tmp_path / "k2" / name / "plain" / "model.safetensors").exists()
     stamp = (tmp_path / "k2" / "point.json").stat().st_mtime_ns
     again = frontier(str(tmp_path), **kw)
     assert again["points"] == first["points"] and (tmp_path / "k2" / "point.json").stat().st_mtime_ns == stamp

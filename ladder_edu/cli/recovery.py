@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..recovery.experiment import RUNS
+from ..recovery.experiment import RECIPE, RUNS
+from ..recovery.finetune import PROMPTS
+from ..recovery.distill import DIVERGENCES
 from ..recovery.from_scratch import ARCHS_COMPARED
 from .common import choice_list, floats, in_file, int_list, ints, out_dir, out_file, say, write_json
 
@@ -45,16 +47,22 @@ def add_parsers(sub):
     ft.add_argument("--runs", default=list(RUNS), type=choice_list(RUNS),
                     help=f"comma-separated from {', '.join(RUNS)} (default: all three)")
     ft.add_argument("--steps", type=ints(1), default=100, help="optimizer steps per run (default: 100)")
-    ft.add_argument("--lr", type=floats(0, 1, lo_open=True), default=1e-4, help="peak learning rate (default: 1e-4)")
-    ft.add_argument("--chat-fraction", type=floats(0, 1), default=0.5,
-                    help="distill: share of each batch from the teacher's chat replies (default: 0.5)")
+    _add_recipe(ft)
+    ft.add_argument("--chat-fraction", type=floats(0, 1), default=RECIPE["chat_fraction"],
+                    help=f"distill: share of each batch from chat turns (default: {RECIPE['chat_fraction']})")
+    ft.add_argument("--divergence", choices=DIVERGENCES, default="forward",
+                    help="KL(teacher||student) (forward, default) or KL(student||teacher) (reverse, MiniLLM)")
+    ft.add_argument("--lora-rank", type=ints(0), default=0, metavar="R",
+                    help="train rank-R adapters on the trained layers instead of their weights (default: 0, off)")
+    ft.add_argument("--reply-tokens", type=ints(1), default=48,
+                    help="onpolicy: tokens the student samples per reply (default: 48)")
     ft.add_argument("--chat-tokens", type=ints(1), default=48,
                     help="distill: longest teacher reply per chat prompt, in tokens (default: 48)")
     ft.add_argument("--hidden-weight", type=floats(0), default=0.0, metavar="B",
                     help="distill: also match every module's output to the teacher's, with weight B "
                          "(distill.hidden_loss; default: 0, logits only)")
-    ft.add_argument("--freeze-below", type=ints(0), default=0, metavar="K",
-                    help="train only layers K and up (default: 0, every layer)")
+    ft.add_argument("--freeze-below", type=ints(0), default=None, metavar="N",
+                    help="train only layers N and up (default: the converted layers, n_layers - K)")
     ft.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
     ft.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
     ft.add_argument("--out", default="runs/recovery", type=out_dir,
@@ -88,7 +96,7 @@ def add_parsers(sub):
     fr.add_argument("--ks", default=[0, 4, 8, 12, 15, 20, 30], type=int_list(0), help="converted k's")
     fr.add_argument("--recover", default=[4, 8, 15, 20], type=int_list(0), help="k's to recover (fine-tune)")
     fr.add_argument("--steps", type=ints(1), default=100, help="fine-tune steps per recovered k (default: 100)")
-    fr.add_argument("--lr", type=floats(0, 1, lo_open=True), default=2e-4, help="peak learning rate (default: 2e-4)")
+    _add_recipe(fr)
     fr.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
     fr.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
     fr.add_argument("--plot", metavar="PNG", type=out_file, help="also draw the frontier to PNG")
@@ -106,12 +114,24 @@ def add_parsers(sub):
     fs.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
 
 
+def _add_recipe(p):
+    p.add_argument("--method", choices=("distill", "onpolicy"), default=RECIPE["method"],
+                   help="how the teacher teaches: on fixed text and its own replies (distill) or on replies the "
+                        f"student samples (onpolicy, GKD) (default: {RECIPE['method']})")
+    p.add_argument("--prompts", choices=PROMPTS, default=RECIPE["prompts"],
+                   help="chat prompts from templates or written by the original model itself (self) "
+                        f"(default: {RECIPE['prompts']})")
+    p.add_argument("--lr", type=floats(0, 1, lo_open=True), default=RECIPE["lr"],
+                   help=f"peak learning rate (default: {RECIPE['lr']})")
+
+
 def cmd_finetune(args) -> int:
     from ..recovery.experiment import run_recovery, table
     runs = args.runs
     result = run_recovery(args.out, args.ladder_layers, args.steps, runs, args.source, args.eval_blocks,
-                          args.probe_limit, chat_tokens=args.chat_tokens, lr=args.lr,
-                          chat_fraction=args.chat_fraction, hidden_weight=args.hidden_weight,
+                          args.probe_limit, chat_tokens=args.chat_tokens, lr=args.lr, method=args.method,
+                          prompts=args.prompts, chat_fraction=args.chat_fraction, hidden_weight=args.hidden_weight,
+                          divergence=args.divergence, lora_rank=args.lora_rank, reply_tokens=args.reply_tokens,
                           freeze_below=args.freeze_below)
     say(table(result))
     write_json(args.json, result)
@@ -137,7 +157,7 @@ def cmd_evaluate(args) -> int:
 def cmd_frontier(args) -> int:
     from ..recovery.frontier import frontier, table
     result = frontier(args.out, args.ks, args.recover, args.steps, eval_blocks=args.eval_blocks,
-                      probe_limit=args.probe_limit, lr=args.lr)
+                      probe_limit=args.probe_limit, lr=args.lr, method=args.method, prompts=args.prompts)
     say(table(result))
     if args.plot:
         import matplotlib

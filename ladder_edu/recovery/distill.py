@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from .evaluate import CHAT
 from ..models.generate import generate
 
+DIVERGENCES = ("forward", "reverse")
+
 _NOUNS = ["bicycles", "kitchens", "rain", "music", "libraries", "gardens", "trains", "bread", "winter mornings",
           "city parks", "old maps", "coffee", "bridges", "mountains at night", "markets", "clocks", "paper",
           "rivers", "birdsong", "football", "teachers", "computers", "letters", "lamps", "shoes", "tea",
@@ -71,15 +73,42 @@ def pack(sequences: list[list[int]], block: int) -> torch.Tensor:
 
 
 def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-                 alpha: float = 1.0, temperature: float = 1.0) -> torch.Tensor:
-    """alpha * T^2 * KL(teacher || student) + (1 - alpha) * cross-entropy, averaged over tokens."""
-    s = student_logits.float().reshape(-1, student_logits.shape[-1])
-    t = teacher_logits.float().reshape(-1, teacher_logits.shape[-1])
-    kl = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1), log_target=True,
-                  reduction="batchmean") * temperature ** 2
+                 alpha: float = 1.0, temperature: float = 1.0, divergence: str = "forward",
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """alpha * T^2 * D + (1 - alpha) * cross-entropy, averaged over the tokens where ``mask`` is true (all by
+    default), with D = KL(teacher || student) ("forward": cover every mode of the teacher) or KL(student ||
+    teacher) ("reverse", MiniLLM: put no mass where the teacher puts little), over the full vocabulary."""
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"unknown divergence {divergence!r}; valid choices: {', '.join(DIVERGENCES)}")
+    s = F.log_softmax(student_logits.float().reshape(-1, student_logits.shape[-1]) / temperature, -1)
+    t = F.log_softmax(teacher_logits.float().reshape(-1, teacher_logits.shape[-1]) / temperature, -1)
+    p, q = (t, s) if divergence == "forward" else (s, t)
+    per_token = (p.exp() * (p - q)).sum(-1) * temperature ** 2
+    keep = None if mask is None else mask.reshape(-1)
+    kl = per_token.mean() if keep is None else per_token[keep].sum() / keep.sum().clamp_min(1)
     if alpha >= 1.0:
         return kl
-    return alpha * kl + (1 - alpha) * F.cross_entropy(s, targets.reshape(-1))
+    ce = F.cross_entropy(student_logits.float().reshape(-1, student_logits.shape[-1]), targets.reshape(-1),
+                         reduction="none")
+    return alpha * kl + (1 - alpha) * (ce.mean() if keep is None else ce[keep].sum() / keep.sum().clamp_min(1))
+
+
+@torch.no_grad()
+def student_samples(model, prompts: list[list[int]], n: int, max_new_tokens: int, end: int, gen: torch.Generator,
+                    seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """On-policy data (GKD, Agarwal et al. 2024): ``n`` prompts of one token length drawn with ``gen``, each
+    continued by ``model`` itself (temperature 1). Returns (tokens [n, P + max_new_tokens], mask [n, P +
+    max_new_tokens - 1]: true where the next token is a reply token up to and including the first ``end``)."""
+    first = prompts[int(torch.randint(len(prompts), (1,), generator=gen))]
+    same = [p for p in prompts if len(p) == len(first)]
+    pick = torch.tensor([same[i] for i in torch.randint(len(same), (n,), generator=gen).tolist()])
+    was = model.training
+    model.eval()
+    reply = generate(model, pick, max_new_tokens, temperature=1.0, seed=seed)
+    model.train(was)
+    ended_before = torch.cumsum((reply == end).int(), 1) - (reply == end).int()   # an end token earlier in the row
+    mask = torch.cat([torch.zeros(n, pick.shape[1] - 1, dtype=torch.bool), ended_before == 0], 1)
+    return torch.cat([pick, reply], 1), mask
 
 
 def with_module_outputs(model, tokens: torch.Tensor, first: int = 0):

@@ -25,6 +25,16 @@ from ..models.model import Transformer
 from ..models.pretrained import load_checkpoint, load_tokenizer
 
 RUNS = ("plain", "distill", "control")
+# What `ladder-edu finetune` and `ladder-edu frontier` run by default for the "distill" run (README, "Accuracy
+# recovery": every method tried, and why this one): only the converted layers train (freeze_below = n_layers - k).
+RECIPE = {"method": "distill", "prompts": "templates", "lr": 2e-4, "chat_fraction": 0.75}
+
+
+def recipe_name(recipe: dict) -> str:
+    """A short folder name for a recipe, e.g. distill-self-lr0.0002-cf0.75 (runs of different recipes never mix)."""
+    short = {"prompts": "", "lr": "lr", "chat_fraction": "cf", "hidden_weight": "hw", "lora_rank": "lora",
+             "divergence": "", "method": ""}
+    return "-".join(f"{short.get(k, k)}{v}" for k, v in recipe.items())
 
 
 def load(source: str = "smollm2", max_seq_len: int = 1024):
@@ -61,6 +71,8 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
     ``loaded`` = (cfg, state, tokenizer) and ``known_rows`` (original, converted) skip work already done."""
     torch.manual_seed(seed)
     cfg, state, tok = loaded or load(source)
+    if ft_overrides.get("freeze_below", 0) is None:                            # train the converted layers only
+        ft_overrides["freeze_below"] = cfg.n_layers - ladder_layers
     train_text, held_text = corpus_split()
     train, held = blocks(tok, train_text), blocks(tok, held_text, limit=eval_blocks)
     original = build(cfg, state)
@@ -69,11 +81,11 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
         rows["original"] = measure(original, tok, held, probe_limit)
     if "converted" not in rows:
         rows["converted"] = measure(build(cfg, state, ladder_layers=ladder_layers), tok, held, probe_limit)
-    chat = None
+    chat = prompt_ids = None
+    method = ft_overrides.pop("method", "distill")                              # how the "distill" run learns
     if "distill" in runs:
-        from pydoc_data.topics import topics
-        names = [k for i, k in enumerate(sorted(topics)) if i % 5 != 0]          # training topics only
-        prompts = chat_prompts(names)[:max_prompts]
+        prompts = _prompts(out_dir, original, tok, ft_overrides.get("prompts", "templates"), max_prompts, seed)
+        prompt_ids = ([tok(CHAT.format(q=p)).input_ids for p in prompts], tok.convert_tokens_to_ids("<|im_end|>"))
         key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:8]       # new prompts, new replies
         chat_path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{key}.safetensors")
         if os.path.exists(chat_path):
@@ -82,11 +94,11 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
             chat = pack(teacher_chats(original, tok, prompts, chat_tokens, progress), train.shape[1])
             save_tensors(chat_path, {"blocks": chat}, {"prompts": len(prompts), "chat_tokens": chat_tokens})
     for run in runs:
-        ft = FinetuneConfig(steps=steps, method="distill" if run == "distill" else "plain", seed=seed,
+        ft = FinetuneConfig(steps=steps, method=method if run == "distill" else "plain", seed=seed,
                             warmup=min(10, max(1, steps // 10)), **ft_overrides)
         model = build(cfg, state, ladder_layers=0 if run == "control" else ladder_layers)
         histories[run] = finetune(model, train, ft, os.path.join(out_dir, run), held, teacher=original,
-                                  chat_blocks=chat, progress=progress, desc=run,
+                                  chat_blocks=chat, progress=progress, desc=run, prompts=prompt_ids,
                                   on_eval=(lambda h, run=run: on_eval(run, h)) if on_eval else None)
         rows[run] = measure(model, tok, held, probe_limit)
         save_model_dir(os.path.join(out_dir, run), model.cfg, model.state_dict(),
@@ -102,6 +114,23 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
                     for key in ("ppl", "loss")}
     atomic_write_json(result, os.path.join(out_dir, "results.json"))
     return result
+
+
+def _prompts(out_dir: str, original, tok, source: str, max_prompts: int | None, seed: int) -> list[str]:
+    """The chat prompts: from templates (``distill.chat_prompts``: everyday nouns and the training split's Python
+    topics) or written by the original model (``prompts.self_prompts``, saved to ``out_dir`` and reused)."""
+    if source == "templates":
+        from pydoc_data.topics import topics
+        names = [k for i, k in enumerate(sorted(topics)) if i % 5 != 0]          # training topics only
+        return chat_prompts(names)[:max_prompts]
+    import json
+    from .prompts import SUBJECTS, self_prompts
+    path = os.path.join(out_dir, f"self_prompts_{seed}.json")
+    if not os.path.exists(path):
+        subjects = SUBJECTS if max_prompts is None else SUBJECTS[:max(1, max_prompts // 8)]
+        atomic_write_json(self_prompts(original, tok, 10_000, seed, subjects), path)
+    with open(path) as f:
+        return json.load(f)[:max_prompts]
 
 
 def table(result: dict) -> str:

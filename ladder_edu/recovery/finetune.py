@@ -7,7 +7,10 @@ Learning rate at step s (0-based) of S, warm-up W:
 
 Each step draws its batch with a generator seeded by (seed, step), so a resumed run sees exactly the batches an
 uninterrupted one would. ``plain`` minimises next-token cross-entropy on the training blocks; ``distill`` minimises
-``distill.distill_loss`` to a teacher's logits, on training blocks mixed with teacher-written chat blocks.
+``distill.distill_loss`` to a teacher's logits, on training blocks mixed with teacher-written chat blocks;
+``onpolicy`` replaces the chat blocks by replies the student itself samples at that step (``distill.student_samples``,
+seeded by (seed, step), so a resumed run samples what an uninterrupted one would), scored by the teacher. With
+``lora_rank`` r > 0 the trained layers are frozen and learn through rank-r adapters (``lora``), merged at the end.
 
 Checkpoints (every ``checkpoint_every`` steps, at the end, and when interrupted by Ctrl-C / a notebook's stop
 button) hold the trainable weights (by default the embeddings stay frozen: a conversion changes the dataflow, not
@@ -29,11 +32,13 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .distill import distill_loss, hidden_loss, with_module_outputs
+from .distill import DIVERGENCES, distill_loss, hidden_loss, student_samples, with_module_outputs
+from .lora import add_lora, merge_lora
 from .evaluate import mean_loss
 from .safe_io import load_tensors, refuse_pickles, save_tensors
 
-METHODS = ("plain", "distill")
+METHODS = ("plain", "distill", "onpolicy")
+PROMPTS = ("templates", "self")
 CHECKPOINT = "checkpoint.safetensors"
 
 
@@ -46,11 +51,15 @@ class FinetuneConfig:
     warmup: int = 10
     weight_decay: float = 0.0
     clip: float = 1.0                 # max gradient norm
-    method: str = "plain"             # plain | distill
+    method: str = "plain"             # plain | distill | onpolicy
     alpha: float = 1.0                # distill: weight of the KL term (1 - alpha: cross-entropy)
+    divergence: str = "forward"       # distill, onpolicy: KL(teacher||student) or "reverse" KL(student||teacher)
     temperature: float = 1.0          # distill: softmax temperature
     hidden_weight: float = 0.0        # distill: weight of the module-output matching term (distill.hidden_loss)
     chat_fraction: float = 0.5        # distill: share of each batch drawn from teacher-written chat blocks
+    prompts: str = "templates"        # where the chat prompts come from: templates | self (the teacher wrote them)
+    reply_tokens: int = 48            # onpolicy: tokens the student samples per reply
+    lora_rank: int = 0                # > 0: train rank-r adapters on the unfrozen layers instead of their weights
     eval_every: int = 25              # held-out loss every N steps (and at the end)
     checkpoint_every: int = 20       # (a checkpoint of SmolLM2-135M is 1.3 GB and takes about 3 s to write)
     freeze_embeddings: bool = True    # a conversion changes the dataflow, not the vocabulary
@@ -62,6 +71,12 @@ class FinetuneConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown fine-tune method {self.method!r}; valid choices: {', '.join(METHODS)}")
+        if self.prompts not in PROMPTS:
+            raise ValueError(f"unknown prompt source {self.prompts!r}; valid choices: {', '.join(PROMPTS)}")
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(f"unknown divergence {self.divergence!r}; valid choices: {', '.join(DIVERGENCES)}")
+        if self.lora_rank < 0 or self.reply_tokens < 1:
+            raise ValueError("lora_rank must be >= 0 and reply_tokens >= 1")
         if self.steps < 1 or self.batch < 1 or self.warmup < 0 or self.lr <= 0:
             raise ValueError("steps and batch must be >= 1, warmup >= 0 and lr > 0")
 
@@ -122,18 +137,24 @@ def _batch(blocks: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str, eval_blocks=None, teacher=None,
-             chat_blocks=None, progress: bool = True, desc: str = "fine-tune", on_eval=None) -> dict:
+             chat_blocks=None, progress: bool = True, desc: str = "fine-tune", on_eval=None,
+             prompts: tuple[list[list[int]], int] | None = None) -> dict:
     """Fine-tune ``model`` (one device) in place; returns the history {"train": [...], "eval": [...]}.
 
-    ``on_eval(history)`` is called after each evaluation (a notebook redraws its loss curve there)."""
+    ``on_eval(history)`` is called after each evaluation (a notebook redraws its loss curve there).
+    ``prompts`` = (chat prompts as token ids, the end-of-turn token): what ``onpolicy`` samples replies to."""
     from tqdm.auto import tqdm
-    if ft.method == "distill" and teacher is None:
-        raise ValueError("method 'distill' needs the teacher: the unconverted model")
+    if ft.method != "plain" and teacher is None:
+        raise ValueError(f"method {ft.method!r} needs the teacher: the unconverted model")
+    if ft.method == "onpolicy" and not (prompts and prompts[0]):
+        raise ValueError("method 'onpolicy' needs prompts=(token ids of chat prompts, end-of-turn token id)")
     os.makedirs(out_dir, exist_ok=True)
     if ft.freeze_embeddings:
         model.embed_tokens.weight.requires_grad_(False)
     for layer in model.layers[:ft.freeze_below]:
         layer.requires_grad_(False)
+    if ft.lora_rank:
+        add_lora(model, ft.freeze_below, ft.lora_rank, seed=ft.seed)
     params = trainable(model)
     opt = torch.optim.AdamW(params.values(), lr=ft.lr, weight_decay=ft.weight_decay, betas=(0.9, 0.95))
     history = {"config": asdict(ft), "train": [], "eval": []}
@@ -168,24 +189,31 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
             on_eval(history)
     bar = tqdm(range(start, ft.steps), desc=desc, initial=start, total=ft.steps, disable=not progress)
     try:
-        _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path)
+        _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path, prompts)
     except (KeyboardInterrupt, TrainingDiverged):
         if len(history["train"]) > start:    # history["train"] holds steps 0 .. done-1
             save(len(history["train"]))      # every completed step is kept; run finetune again to resume
         raise
+    if ft.lora_rank:
+        merge_lora(model)
     model.eval()
     return history
 
 
-def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path):
+def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path, prompts):
     device = model.embed_tokens.weight.device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if ft.amp else nullcontext()
-    hidden = ft.method == "distill" and ft.hidden_weight > 0      # also match module outputs
+    hidden = ft.method != "plain" and ft.hidden_weight > 0       # also match module outputs
     for step in bar:                                   # one optimizer step per batch
         gen = torch.Generator().manual_seed(ft.seed * 1_000_003 + step)
-        n_chat = round(ft.batch * ft.chat_fraction) if ft.method == "distill" and chat_blocks is not None else 0
-        rows = [_batch(train_blocks, ft.batch - n_chat, gen)] + ([_batch(chat_blocks, n_chat, gen)] if n_chat else [])
+        chats = chat_blocks if ft.method == "distill" else prompts if ft.method == "onpolicy" else None
+        n_chat = round(ft.batch * ft.chat_fraction) if chats is not None else 0
+        rows = [_batch(train_blocks, ft.batch - n_chat, gen)] + ([_batch(chat_blocks, n_chat, gen)]
+                                                                 if n_chat and ft.method == "distill" else [])
         tokens = torch.cat(rows).to(device)
+        if ft.method == "onpolicy" and n_chat:     # the student's own replies, this step's seed
+            sampled, mask = student_samples(model, prompts[0], n_chat, ft.reply_tokens, prompts[1], gen,
+                                            ft.seed * 1_000_003 + step)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, ft)
         with autocast:
@@ -197,7 +225,14 @@ def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, histo
                 with torch.no_grad():
                     teacher_logits, h_teacher = with_module_outputs(teacher, x, ft.freeze_below) if hidden else \
                         (teacher(x), None)
-                loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature)
+                loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature, ft.divergence)
+                if ft.method == "onpolicy" and n_chat:       # teacher scores the student's samples
+                    x = sampled[:, :-1].to(device)
+                    with torch.no_grad():
+                        teacher_logits = teacher(x)
+                    on = distill_loss(model(x), teacher_logits, sampled[:, 1:].to(device), ft.alpha, ft.temperature,
+                                      ft.divergence, mask.to(device))
+                    loss = (loss * tokens.shape[0] + on * n_chat) / (tokens.shape[0] + n_chat)
                 if hidden:
                     loss = loss + ft.hidden_weight * hidden_loss(h_student, h_teacher)
         value = float(loss.detach())

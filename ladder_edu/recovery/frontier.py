@@ -7,9 +7,10 @@ ladder_layers=k)``), for the model's own shape (SmolLM2: TP 3, the largest that 
 and for Llama-3-8B's shape at TP 8 (k scaled to its 32 layers), on 8 H100s with NVLink, batch 1 and 16.
 
 Every point is written to ``out_dir/k<k>/point.json`` as soon as it is done, and fine-tunes resume from their
-checkpoints, so an interrupted run continues where it stopped. The recipe (``RECIPE``): distillation from the
-original model (full-vocabulary KL on training text and on replies the original wrote to varied instructions),
-training only the converted layers.
+checkpoints, so an interrupted run continues where it stopped. The recipe (``experiment.RECIPE`` unless given):
+distillation from the original model (full-vocabulary KL on training text and on replies the original wrote to
+varied instructions), training only the converted layers. Each recipe trains in its own folder
+``k<k>/<recipe_name>``; a point recovered by another recipe is recovered again.
 """
 from __future__ import annotations
 
@@ -19,13 +20,12 @@ import os
 from ..models.config import get_config
 from ..perf.hardware import HARDWARE
 from ..perf.perfmodel import predict
-from .experiment import load, measure, run_recovery
+from .experiment import RECIPE, load, measure, recipe_name, run_recovery
 from .evaluate import blocks, corpus_split
 from .finetune import atomic_write_json
 
 KS = (0, 4, 8, 12, 15, 20, 30)
 RECOVER_KS = (4, 8, 15, 20)
-RECIPE = {"method": "distill", "lr": 2e-4, "chat_fraction": 0.75}
 SHAPES = (("smollm2-135m", 3), ("llama-3-8b", 8))
 
 
@@ -41,16 +41,16 @@ def predicted_speedups(k: int, n_layers: int, batches=(1, 16)) -> dict[str, floa
     return out
 
 
-def _share_teacher_chats(out_dir: str, k: int) -> None:
-    """The original's chat replies do not depend on k: copy any already written into this k's folder."""
+def _share_teacher_chats(out_dir: str, dest: str) -> None:
+    """The original's prompts and chat replies do not depend on k: copy any already written into ``dest``."""
     import glob
     import shutil
-    dest = os.path.join(out_dir, f"k{k}")
     os.makedirs(dest, exist_ok=True)
-    for path in glob.glob(os.path.join(out_dir, "k*", "teacher_chats_*.safetensors")):
-        target = os.path.join(dest, os.path.basename(path))
-        if not os.path.exists(target):
-            shutil.copyfile(path, target)
+    for pattern in ("teacher_chats_*.safetensors", "self_prompts_*.json"):
+        for path in glob.glob(os.path.join(out_dir, "**", pattern), recursive=True):
+            target = os.path.join(dest, os.path.basename(path))
+            if not os.path.exists(target):
+                shutil.copyfile(path, target)
 
 
 def _read(path):
@@ -69,7 +69,7 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
     if bad:
         raise ValueError(f"k must be >= 0, got {sorted(bad)}")
     recipe = {**RECIPE, **recipe}
-    method = recipe.pop("method")
+    name = recipe_name(recipe)
     loaded = load(source)
     cfg, _, tok = loaded
     if max(set(ks) | set(recover_ks)) > cfg.n_layers:
@@ -90,16 +90,17 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
             point["converted"] = measure(build(cfg, loaded[1], ladder_layers=k), tok, held, probe_limit)
             point["predicted"] = predicted_speedups(k, cfg.n_layers)
             atomic_write_json(point, path)
-        if k in recover_ks and "recovered" not in point:
-            _share_teacher_chats(out_dir, k)
-            run = "distill" if method == "distill" else "plain"
-            res = run_recovery(os.path.join(out_dir, f"k{k}"), k, steps, (run,), source, eval_blocks, probe_limit,
+        if k in recover_ks and (point.get("recovered_by") != name or point.get("steps") != steps):
+            dest = os.path.join(out_dir, f"k{k}", name)
+            _share_teacher_chats(out_dir, dest)
+            run = "plain" if recipe["method"] == "plain" else "distill"
+            res = run_recovery(dest, k, steps, (run,), source, eval_blocks, probe_limit,
                                loaded=loaded, known_rows={"original": original, "converted": point["converted"]},
                                progress=progress, freeze_below=cfg.n_layers - k, max_prompts=max_prompts, **recipe)
-            point["recovered"] = res["rows"][run]
+            point.update(recovered=res["rows"][run], recovered_by=name, steps=steps)
             atomic_write_json(point, path)
         points.append(point)
-    result = {"original": original, "points": points, "steps": steps, "recipe": {"method": method, **recipe,
+    result = {"original": original, "points": points, "steps": steps, "recipe": {**recipe, "name": name,
               "freeze_below": "n_layers - k"}, "eval_blocks": eval_blocks, "probe_limit": probe_limit}
     atomic_write_json(result, os.path.join(out_dir, "frontier.json"))
     return result
@@ -111,7 +112,7 @@ def table(result: dict) -> str:
     head = f"{'k':>3} {'ppl conv':>9} {'probe conv':>10} {'ppl rec':>8} {'probe rec':>9} " + \
         " ".join(f"{k:>22}" for k in keys)
     lines = [f"original: ppl {o['ppl']:.2f}, probe {o['probe_correct']}/{o['probe_total']}; recovered: "
-             f"{result['recipe']['method']}, {result['steps']} steps, only the converted layers trained", head]
+             f"{result['recipe']['name']}, {result['steps']} steps, only the converted layers trained", head]
     for p in result["points"]:
         c, r = p["converted"], p.get("recovered")
         rec = f"{r['ppl']:8.2f} {r['probe_correct']:>5d}/{r['probe_total']:<3d}" if r else f"{'-':>8} {'-':>9}"
