@@ -11,10 +11,16 @@ a ladder module reads a stream one module stale, and this asks it to write what 
 stream is the embeddings plus the sum of all module outputs in every architecture, so matching the h_i matches
 the stream too. It is a far denser signal than the logits alone.
 
-on two kinds of text: the training corpus, and chat turns that the teacher itself writes in reply to prompts
-generated here from templates (``chat_prompts``). The prompts never ask the probe's questions (a test checks
-that), so what the probe measures is not taught directly: the chat turns restore the assistant behaviour that
-documentation text alone does not.
+on two kinds of text: the training corpus, and chat turns that the teacher itself writes in reply to prompts,
+generated here from templates (``chat_prompts``) or written by the teacher too (``prompts.self_prompts``). The
+prompts never ask the probe's questions (tests check that), so what the probe measures is not taught directly: the
+chat turns restore the assistant behaviour that documentation text alone does not.
+
+**On-policy** (GKD, Agarwal et al. 2024): fixed teacher text shows the student only the teacher's own paths; at
+generation time the student walks its own, and its first mistake leads it where it was never trained. So the chat
+part of each batch is sampled by the student itself at that step (``student_samples``), and the teacher's
+distribution is matched on those tokens (only on reply tokens, up to the end of the turn). ``divergence="reverse"``
+uses KL(student || teacher), MiniLLM's mode-seeking choice, instead of the forward KL above.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from ..models.pretrained import load_checkpoint, load_tokenizer
 RUNS = ("plain", "distill", "control")
 # What `ladder-edu finetune` and `ladder-edu frontier` run by default for the "distill" run (README, "Accuracy
 # recovery": every method tried, and why this one): only the converted layers train (freeze_below = n_layers - k).
-RECIPE = {"method": "distill", "prompts": "templates", "lr": 2e-4, "chat_fraction": 0.75}
+RECIPE = {"method": "distill", "prompts": "self", "lr": 2e-4, "chat_fraction": 0.75}
 
 
 def recipe_name(recipe: dict) -> str:
@@ -67,11 +67,13 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
                  max_prompts: int | None = None, seed: int = 0, progress: bool = True, on_eval=None,
                  loaded=None, known_rows: dict | None = None, **ft_overrides) -> dict:
     """The whole experiment; every fine-tune resumes from ``out_dir/<run>`` if it was interrupted, and the
-    results are written to ``out_dir/results.json``. Returns {"rows": {name: measure(...)}, "histories": ...}.
+    results are written to ``out_dir/results.json``. Every run uses ``RECIPE`` (the "distill" run its method, the
+    others plain) and trains only the converted layers, unless ``ft_overrides`` say otherwise. Returns {"rows": {name: measure(...)}, "histories": ...}.
     ``loaded`` = (cfg, state, tokenizer) and ``known_rows`` (original, converted) skip work already done."""
     torch.manual_seed(seed)
     cfg, state, tok = loaded or load(source)
-    if ft_overrides.get("freeze_below", 0) is None:                            # train the converted layers only
+    ft_overrides = {**RECIPE, "freeze_below": None, **ft_overrides}            # RECIPE unless told otherwise
+    if ft_overrides["freeze_below"] is None:                                   # train the converted layers only
         ft_overrides["freeze_below"] = cfg.n_layers - ladder_layers
     train_text, held_text = corpus_split()
     train, held = blocks(tok, train_text), blocks(tok, held_text, limit=eval_blocks)
@@ -143,6 +145,18 @@ def table(result: dict) -> str:
     for run, rec in result["recovery"].items():
         lines.append(f"recovery by {run}: {100 * rec['ppl']:.0f}% of the perplexity gap, "
                      f"{100 * rec['loss']:.0f}% of the mean-loss gap")
+    return "\n".join(lines)
+
+
+def side_by_side(models: dict, tokenizer, questions: list[str], max_new_tokens: int = 24, width: int = 60) -> str:
+    """Each question, then every model's greedy reply (first line, cut to ``width`` characters), one per line."""
+    from .evaluate import ask
+    lines = []
+    for q in questions:
+        lines.append(f"Q: {q}")
+        for name, model in models.items():
+            reply = ask(model, tokenizer, q, max_new_tokens).strip().split("\n")[0]
+            lines.append(f"   {name:<12} {reply[:width] + ('...' if len(reply) > width else '')}")
     return "\n".join(lines)
 
 
