@@ -133,3 +133,15 @@ def test_frontier_saves_each_point_and_resumes(tmp_path):
     assert "original: ppl" in table(again)
     s = [predicted_speedups(k, 30)["llama-3-8b TP8 b1"] for k in (0, 8, 15, 30)]
     assert s[0] == 1.0 and s[0] < s[1] < s[2] < s[3]
+
+
+def test_the_original_model_writes_its_own_instructions_off_the_probes_topics(smollm2):
+    """Self-instruct on the real model: asked for a list of questions about one subject, SmolLM2 writes several;
+    every one kept is a real question and none touches a probe topic (the filter is tested in test_recovery_methods)."""
+    from ladder_edu.recovery.prompts import keep_prompt, probe_topics, self_prompts
+    cfg, state, tok = smollm2
+    model = Transformer.from_full_state_dict(cfg, {k: v.clone() for k, v in state.items()})
+    prompts = self_prompts(model, tok, 50, seed=0, subjects=["cooking"], max_tokens=80)
+    assert len(prompts) >= 3 and len(set(prompts)) == len(prompts)
+    assert sum(p.rstrip().endswith("?") for p in prompts) >= len(prompts) // 2
+    assert all(keep_prompt(p, probe_topics()) for p in prompts)
