@@ -68,7 +68,8 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
                  loaded=None, known_rows: dict | None = None, **ft_overrides) -> dict:
     """The whole experiment; every fine-tune resumes from ``out_dir/<run>`` if it was interrupted, and the
     results are written to ``out_dir/results.json``. Every run uses ``RECIPE`` (the "distill" run its method, the
-    others plain) and trains only the converted layers, unless ``ft_overrides`` say otherwise. Returns {"rows": {name: measure(...)}, "histories": ...}.
+    others plain) and trains only the converted layers, unless ``ft_overrides`` say otherwise.
+    Returns {"rows": {name: measure(...)}, "histories": ...}.
     ``loaded`` = (cfg, state, tokenizer) and ``known_rows`` (original, converted) skip work already done."""
     torch.manual_seed(seed)
     cfg, state, tok = loaded or load(source)
@@ -84,10 +85,11 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
     if "converted" not in rows:
         rows["converted"] = measure(build(cfg, state, ladder_layers=ladder_layers), tok, held, probe_limit)
     chat = prompt_ids = None
-    method = ft_overrides.pop("method", "distill")                              # how the "distill" run learns
+    method = ft_overrides.pop("method")                                         # how the "distill" run learns
     if "distill" in runs:
-        prompts = _prompts(out_dir, original, tok, ft_overrides.get("prompts", "templates"), max_prompts, seed)
-        prompt_ids = ([tok(CHAT.format(q=p)).input_ids for p in prompts], tok.convert_tokens_to_ids("<|im_end|>"))
+        prompts = _prompts(out_dir, original, tok, ft_overrides["prompts"], max_prompts, seed)
+        if method == "onpolicy":                                                # the student answers these itself
+            prompt_ids = ([tok(CHAT.format(q=p)).input_ids for p in prompts], tok.convert_tokens_to_ids("<|im_end|>"))
         key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:8]       # new prompts, new replies
         chat_path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{key}.safetensors")
         if os.path.exists(chat_path):
@@ -130,7 +132,7 @@ def _prompts(out_dir: str, original, tok, source: str, max_prompts: int | None, 
     path = os.path.join(out_dir, f"self_prompts_{seed}.json")
     if not os.path.exists(path):
         subjects = SUBJECTS if max_prompts is None else SUBJECTS[:max(1, max_prompts // 8)]
-        atomic_write_json(self_prompts(original, tok, 10_000, seed, subjects), path)
+        atomic_write_json(self_prompts(original, tok, None, seed, subjects), path)
     with open(path) as f:
         return json.load(f)[:max_prompts]
 

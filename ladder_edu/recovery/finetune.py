@@ -57,7 +57,8 @@ class FinetuneConfig:
     temperature: float = 1.0          # distill: softmax temperature
     hidden_weight: float = 0.0        # distill: weight of the module-output matching term (distill.hidden_loss)
     chat_fraction: float = 0.5        # distill: share of each batch drawn from teacher-written chat blocks
-    prompts: str = "templates"        # where the chat prompts come from: templates | self (the teacher wrote them)
+    prompts: str = "templates"        # chat prompts from templates | self (the teacher wrote them); recorded, so a
+                                      # resume with other prompts is refused
     reply_tokens: int = 48            # onpolicy: tokens the student samples per reply
     lora_rank: int = 0                # > 0: train rank-r adapters on the unfrozen layers instead of their weights
     eval_every: int = 25              # held-out loss every N steps (and at the end)
@@ -205,15 +206,16 @@ def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, histo
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if ft.amp else nullcontext()
     hidden = ft.method != "plain" and ft.hidden_weight > 0       # also match module outputs
     for step in bar:                                   # one optimizer step per batch
-        gen = torch.Generator().manual_seed(ft.seed * 1_000_003 + step)
-        chats = chat_blocks if ft.method == "distill" else prompts if ft.method == "onpolicy" else None
-        n_chat = round(ft.batch * ft.chat_fraction) if chats is not None else 0
-        rows = [_batch(train_blocks, ft.batch - n_chat, gen)] + ([_batch(chat_blocks, n_chat, gen)]
-                                                                 if n_chat and ft.method == "distill" else [])
+        step_seed = ft.seed * 1_000_003 + step
+        gen = torch.Generator().manual_seed(step_seed)
+        chats = ft.method == "onpolicy" or (ft.method == "distill" and chat_blocks is not None)
+        n_chat = round(ft.batch * ft.chat_fraction) if chats else 0
+        rows = [_batch(train_blocks, ft.batch - n_chat, gen)]
+        if n_chat and ft.method == "distill":      # teacher-written chat blocks
+            rows.append(_batch(chat_blocks, n_chat, gen))
         tokens = torch.cat(rows).to(device)
-        if ft.method == "onpolicy" and n_chat:     # the student's own replies, this step's seed
-            sampled, mask = student_samples(model, prompts[0], n_chat, ft.reply_tokens, prompts[1], gen,
-                                            ft.seed * 1_000_003 + step)
+        if n_chat and ft.method == "onpolicy":     # the student's own replies, this step's seed
+            sampled, mask = student_samples(model, prompts[0], n_chat, ft.reply_tokens, prompts[1], gen, step_seed)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, ft)
         with autocast:

@@ -20,7 +20,7 @@ import os
 from ..models.config import get_config
 from ..perf.hardware import HARDWARE
 from ..perf.perfmodel import predict
-from .experiment import RECIPE, load, measure, recipe_name, run_recovery
+from .experiment import RECIPE, build, load, measure, recipe_name, run_recovery
 from .evaluate import blocks, corpus_split
 from .finetune import atomic_write_json
 
@@ -78,7 +78,6 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
     os.makedirs(out_dir, exist_ok=True)
     original = _read(os.path.join(out_dir, "original.json"))
     if original is None:
-        from .experiment import build
         original = measure(build(cfg, loaded[1]), tok, held, probe_limit)
         atomic_write_json(original, os.path.join(out_dir, "original.json"))
     points = []
@@ -86,7 +85,6 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
         path = os.path.join(out_dir, f"k{k}", "point.json")
         point = _read(path) or {"k": k}
         if "converted" not in point:
-            from .experiment import build
             point["converted"] = measure(build(cfg, loaded[1], ladder_layers=k), tok, held, probe_limit)
             point["predicted"] = predicted_speedups(k, cfg.n_layers)
             atomic_write_json(point, path)
@@ -96,7 +94,7 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
             run = "plain" if recipe["method"] == "plain" else "distill"
             res = run_recovery(dest, k, steps, (run,), source, eval_blocks, probe_limit,
                                loaded=loaded, known_rows={"original": original, "converted": point["converted"]},
-                               progress=progress, freeze_below=cfg.n_layers - k, max_prompts=max_prompts, **recipe)
+                               progress=progress, max_prompts=max_prompts, **recipe)  # converted layers train
             point.update(recovered=res["rows"][run], recovered_by=name, steps=steps)
             atomic_write_json(point, path)
         points.append(point)

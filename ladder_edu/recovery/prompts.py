@@ -66,9 +66,9 @@ def _items(text: str) -> list[str]:
 
 
 @torch.no_grad()
-def self_prompts(teacher, tokenizer, n: int, seed: int = 0, subjects=SUBJECTS, per_subject: int = 2,
+def self_prompts(teacher, tokenizer, n: int | None, seed: int = 0, subjects=SUBJECTS, per_subject: int = 2,
                  max_tokens: int = 120, topics: set[str] | None = None) -> list[str]:
-    """Up to ``n`` distinct instructions written by ``teacher`` (module docstring), in a reproducible order:
+    """Up to ``n`` (None: all) distinct instructions written by ``teacher`` (module docstring), in a reproducible order:
     ``per_subject`` sampled lists per subject, subjects interleaved so that any prefix is varied."""
     from .evaluate import CHAT
     topics = probe_topics() if topics is None else topics
