@@ -38,6 +38,21 @@ def test_nccl_latency_is_ncclss_own_formula():
     assert allreduce_time(NVL, 1, 1000) == (0.0, "none")
 
 
+def test_no_p2p_goes_through_host_memory_without_ll128():
+    """NCCL_P2P_DISABLE=1: NCCL prices the path with its PCI row and turns LL128 off; a real LL step costs
+    shm_hop_us, a Simple step the PCI row's 5.7 us shifted by the same host-memory delay."""
+    shm = HARDWARE["h100-no-p2p"].with_(comm_us=0.0)
+    e = shm.eff
+    for size in (8, 2 ** 16, 2 ** 20, 2 ** 26):
+        assert allreduce_time(shm, 8, size)[1] in ("ring/LL", "ring/Simple", "tree/LL", "tree/Simple")
+    t, algo = allreduce_time(shm, 8, 8)
+    assert algo == "ring/LL" and t == pytest.approx(1e-6 * (6.6 + 14 * e.shm_hop_us) + 8 / (1e9 * min(
+        141, 0.5 * e.shm_gbps) * 8 / 14), rel=1e-6)
+    big, algo = allreduce_time(shm, 8, 2 ** 30)
+    assert algo == "ring/Simple" and big == pytest.approx(
+        1e-6 * (8.4 + 14 * (5.7 + e.shm_hop_us - 1.0)) + 2 ** 30 / (1e9 * e.shm_gbps * 8 / 14), rel=1e-6)
+
+
 def test_two_nodes_cross_the_network():
     hw = NVL.with_(comm_us=0.0)
     one, _ = allreduce_time(hw, 8, 32 * 1024)
@@ -56,10 +71,11 @@ def test_mlp_cost_by_hand():
     m = module_cost("mlp", CFG, NVL, 8, 1, 1, 1536)
     weights = (3 * 8192 * 28672 / 8 * 2 + 2 * 8192 * 2) / (3350e9 * e.mem_eff)
     assert m.parts["weights"] == pytest.approx(weights, rel=1e-9)
-    # fixed cost of 2 matmuls + 2 fused pointwise kernels + the copy; their activations: add+norm 3d, SiLU*mul
-    # 3 ffn/n, copy 2d
+    # fixed cost of 2 matmuls (kernel_us) + 2 fused pointwise kernels + the copy (small_us); their activations:
+    # add+norm 3d, SiLU*mul 3 ffn/n, copy 2d
     act = (3 * 8192 + 3 * 28672 / 8 + 2 * 8192) * 2
-    assert m.parts["small kernels"] == pytest.approx(5 * e.kernel_us * 1e-6 + act / (3350e9 * e.mem_eff), rel=1e-9)
+    fixed = 2 * e.kernel_us + 3 * e.small_us
+    assert m.parts["small kernels"] == pytest.approx(fixed * 1e-6 + act / (3350e9 * e.mem_eff), rel=1e-9)
     assert m.comm == pytest.approx(allreduce_time(NVL, 8, 8192 * 2)[0])
 
 
@@ -154,7 +170,7 @@ def test_presets_are_the_fit_and_every_constant_has_a_bound():
         lo, hi = BOUNDS[name]
         assert lo <= getattr(NVL.eff, name) <= hi
         assert getattr(eff, name) == pytest.approx(getattr(NVL.eff, name), rel=0.05, abs=0.02), name
-    assert validate()["speedup_mae"] <= 0.04                 # README: 0.033 in sample
+    assert validate()["speedup_mae"] <= 0.04                 # README: 0.035 in sample
 
 
 def test_cross_validation_reports_held_out_errors():

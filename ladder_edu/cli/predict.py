@@ -83,6 +83,11 @@ def add_parsers(sub):
     cal.add_argument("--out", required=True, metavar="FILE", type=out_file, help="the hardware JSON to write")
     cal.add_argument("--base", default="h100-nvlink", type=gpu,
                      help="preset whose links and communication constants the file keeps (default: h100-nvlink)")
+    cal.add_argument("--detail", metavar="DIR", default=None,
+                     help="also measure every projection shape of the 8B and 70B models at TP 1-8 and compiled "
+                          "70B-shard decode steps, written as DIR/projections.json and DIR/steps.json")
+    cal.add_argument("--budget", type=float, default=300.0, metavar="S",
+                     help="with --detail: stop starting new measurements after S seconds (default: 300)")
 
 
 def cmd_predict(args) -> int:
@@ -194,6 +199,12 @@ def cmd_calibrate_gpu(args) -> int:
     hw = calibrate_gpu(args.base)
     hw.to_json(args.out)
     say(f"wrote {args.out}: " + ", ".join(f"{k} {v:.3g}" for k, v in asdict(hw.eff).items()))
+    if args.detail:
+        from ..perf.gpu_calibrate import calibrate_detail
+        cmd = f"ladder-edu calibrate-gpu --out {args.out} --base {args.base} --detail {args.detail} --budget {args.budget:g}"
+        res = calibrate_detail(args.detail, args.budget, cmd)
+        say(f"wrote {args.detail}/projections.json ({len(res['projections']['rows'])} rows) and steps.json "
+            f"({len(res['steps']['rows'])} compiled steps)")
     return 0
 
 

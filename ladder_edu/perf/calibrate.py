@@ -41,7 +41,10 @@ PAPER_70B = {
                           "parallel": (None, 1276.66, 1873.71)},
 }
 BATCHES = (1, 4, 16, 64)
-PARAMS = EFF_FIELDS
+MEASURED = ("mem_eff", "skinny_eff", "flop_eff", "kernel_us", "small_us")
+"""Measured on an H100 (``docs/gpu``, ``ladder-edu calibrate-gpu --detail``): held at their measured values."""
+PARAMS = tuple(f for f in EFF_FIELDS if f not in MEASURED)
+"""Fitted: the communication constants, which one GPU cannot measure."""
 
 
 def cells(batches=BATCHES, tps=TP) -> list[tuple[str, int, int, str, float]]:
@@ -50,12 +53,12 @@ def cells(batches=BATCHES, tps=TP) -> list[tuple[str, int, int, str, float]]:
             for v, row in variants.items() for i, tp in enumerate(TP) if tp in tps and row[i] is not None]
 
 
-def _to_eff(x) -> Efficiency:
+def _to_eff(x, base: Efficiency) -> Efficiency:
     vals = {}
     for name, z in zip(PARAMS, x):
         lo, hi = BOUNDS[name]
         vals[name] = lo + (hi - lo) / (1 + math.exp(-max(-30.0, min(30.0, z))))
-    return Efficiency(**vals)
+    return replace(base, **vals)
 
 
 def _from_eff(eff: Efficiency) -> list[float]:
@@ -122,11 +125,12 @@ def nelder_mead(f, x0, step=0.6, iters=400, tol=1e-9):
 def fit(data=None, start: Efficiency | None = None, restarts: int = 2, iters: int = 400) -> tuple[Efficiency, float]:
     """Fit the efficiencies on ``data`` (default: the whole table); returns (Efficiency, training loss)."""
     data = data or cells()
-    x, best = _from_eff(start or HARDWARE["h100-nvlink"].eff), math.inf
+    base = start or HARDWARE["h100-nvlink"].eff
+    x, best = _from_eff(base), math.inf
     for _ in range(restarts):
-        x, v = nelder_mead(lambda z: loss(_to_eff(z), data), x, iters=iters)
+        x, v = nelder_mead(lambda z: loss(_to_eff(z, base), data), x, iters=iters)
         best = min(best, v)
-    return _to_eff(x), best
+    return _to_eff(x, base), best
 
 
 def speedup_errors(eff: Efficiency, data) -> list[dict]:

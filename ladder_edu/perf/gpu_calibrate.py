@@ -1,12 +1,19 @@
-"""Measure this GPU for the performance model: GEMV bandwidth, GEMM efficiency by shape, a kernel's cost in a
-CUDA graph. ``ladder-edu calibrate-gpu --out FILE`` writes the result as a hardware JSON (``hardware.Hardware``)
-that ``ladder-edu predict --gpu FILE`` reads; the links and communication constants come from ``--base``.
+"""Measure this GPU for the performance model and write a hardware preset (``ladder-edu calibrate-gpu``).
 
-* mem_eff: y = W x for one token, W 8192 x 28672 fp16 (a 70B MLP shard at TP 1; 470 MB, far beyond L2), bytes /
-  time / the data-sheet bandwidth of ``--base`` (so the file keeps that GPU's peak and this one's efficiency);
-* skinny_eff: the same W with 16 tokens;
-* flop_eff: a 8192 x 8192 x 8192 fp16 GEMM;
-* kernel_us: a CUDA graph of 2000 tiny pointwise kernels, replayed: time / 2000.
+The model prices a projection as ``kernel_us + bytes / (HBM peak * mem_eff)`` in decode and ``kernel_us + flops /
+(tensor peak * flop_eff)`` in prefill (``perfmodel._kernels``). ``calibrate_gpu`` times every projection shape of
+the 8B and 70B models at TP 1-8 (``gpu_measure.projection_sweep``: CUDA graphs, weights cycled past L2) and fits
+those lines to the times, shape by shape, by least squares on relative error (``fit_projections``):
+
+* ``kernel_us`` and ``mem_eff``: intercept and slope of time against bytes for one token (GEMV);
+* ``skinny_eff``: the slope for 4-64 tokens (skinny GEMMs), with the same intercept;
+* ``flop_eff``: the slope of time against FLOPs for 1024-token GEMMs (prefill), with the same intercept.
+
+The fixed part is a kernel's launch slot in a CUDA graph, ramp-up and tail. Every other kernel (norms, rotary,
+SiLU, cache writes, attention, sampling) is charged ``small_us`` (``small_kernel_cost``: the median non-matmul
+kernel of a profiled compiled decode step of a 70B shard, plus the gap between the step's kernels).
+The links and communication constants come from ``--base``. ``--detail DIR`` also writes the raw rows and
+compiled 70B-shard decode steps (``calibrate_detail``), each file naming the device, torch version and command.
 """
 from __future__ import annotations
 
@@ -15,52 +22,150 @@ from dataclasses import replace
 from .hardware import Hardware, get_hardware
 
 
-def _time(fn, iters: int = 20) -> float:
-    import torch
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / 1e3 / iters
+def _line(xs, ys, intercept=None) -> tuple[float, float, float]:
+    """Fit y = a + b x minimising the squared *relative* error (weights 1/y); ``intercept`` fixes a. Returns
+    (a, b, mean relative error)."""
+    w = [1.0 / y for y in ys]
+    if intercept is None:
+        sw = sum(wi * wi for wi in w)
+        sx = sum(wi * wi * x for wi, x in zip(w, xs))
+        sy = sum(wi * wi * y for wi, y in zip(w, ys))
+        sxx = sum(wi * wi * x * x for wi, x in zip(w, xs))
+        sxy = sum(wi * wi * x * y for wi, x, y in zip(w, xs, ys))
+        b = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
+        a = (sy - b * sx) / sw
+    else:
+        a = intercept
+        b = sum(wi * wi * x * (y - a) for wi, x, y in zip(w, xs, ys)) / sum(wi * wi * x * x for wi, x in zip(w, xs))
+    err = sum(abs(a + b * x - y) / y for x, y in zip(xs, ys)) / len(xs)
+    return a, b, err
 
 
-def measure() -> dict:
-    """Seconds and rates of the four micro-benchmarks on the current CUDA device."""
+def fit_projections(rows: list[dict], mem_gbps: float, tflops: float) -> dict:
+    """The four compute constants from ``projection_sweep`` rows (each distinct shape once), with each line's
+    mean relative error: {kernel_us, mem_eff, skinny_eff, flop_eff, *_err, shapes}."""
+    uniq = {(r["out"], r["in"], r["tokens"]): r for r in rows}.values()
+
+    def nbytes(r):
+        return 2 * (r["out"] * r["in"] + r["tokens"] * (r["in"] + r["out"]))
+
+    gemv = [r for r in uniq if r["tokens"] == 1]
+    skinny = [r for r in uniq if 1 < r["tokens"] <= 64]
+    big = [r for r in uniq if r["tokens"] >= 512]
+    a, b, err = _line([nbytes(r) / 1e3 for r in gemv], [r["us"] for r in gemv])       # us per kB
+    _, bs, err_s = _line([nbytes(r) / 1e3 for r in skinny], [r["us"] for r in skinny], a)
+    _, bf, err_f = _line([2 * r["out"] * r["in"] * r["tokens"] / 1e6 for r in big], [r["us"] for r in big], a)
+    return {"kernel_us": a, "mem_eff": 1 / (b * mem_gbps), "skinny_eff": 1 / (bs * mem_gbps),
+            "flop_eff": 1 / (bf * tflops), "mem_err": err, "skinny_err": err_s, "flop_err": err_f,
+            "shapes": {"gemv": len(gemv), "skinny": len(skinny), "gemm": len(big)}}
+
+
+GEMM_KERNELS = ("nvjet", "gemm", "splitkreduce", "cutlass", "xmma")
+
+
+def small_kernel_cost(step: dict) -> float:
+    """``small_us`` from a profiled compiled step (a ``compiled_steps`` row with ``kernels``): the median duration
+    of its kernels that are not matmuls (cuBLAS/CUTLASS names), plus the mean gap between the step's kernels
+    (back-to-back step time minus busy time, per kernel)."""
+    import statistics
+    durations, calls, busy = [], 0.0, 0.0
+    for k in step["kernels"]:
+        calls, busy = calls + k["calls"], busy + k["us"]
+        if not any(g in k["name"].lower() for g in GEMM_KERNELS):
+            durations += [k["us"] / k["calls"]] * max(1, round(k["calls"]))
+    return statistics.median(durations) + max(0.0, step["pipelined_us"] - busy) / calls
+
+
+def measure(base: Hardware) -> dict:
+    """The projection sweep (8B and 70B shapes, TP 1-8, 1/16/1024 tokens) and the fit, on the current GPU."""
     import torch
+
+    from . import gpu_measure as gm
     if not torch.cuda.is_available():
         raise ValueError("calibrate-gpu needs a CUDA GPU (torch.cuda.is_available() is False); on this machine "
                          "use `ladder-edu predict --gpu this-machine`, or a preset")
-    dev, h = torch.device("cuda"), torch.float16
-    w = torch.randn(28672, 8192, device=dev, dtype=h)
-    x1, x16 = torch.randn(1, 8192, device=dev, dtype=h), torch.randn(16, 8192, device=dev, dtype=h)
-    t1, t16 = _time(lambda: x1 @ w.T), _time(lambda: x16 @ w.T)
-    a = torch.randn(8192, 8192, device=dev, dtype=h)
-    tg = _time(lambda: a @ a, iters=10)
-    small = torch.zeros(1024, device=dev)
-    graph = torch.cuda.CUDAGraph()
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        small.add_(1)
-        with torch.cuda.graph(graph):
-            for _ in range(2000):
-                small.add_(1)
-    tk = _time(graph.replay, iters=5) / 2000
-    return {"gemv_gbps": w.numel() * 2 / t1 / 1e9, "skinny_gbps": w.numel() * 2 / t16 / 1e9,
-            "gemm_tflops": 2 * 8192 ** 3 / tg / 1e12, "kernel_us": 1e6 * tk,
-            "device": torch.cuda.get_device_name(dev)}
+    rows = gm.projection_sweep(tokens=(1, 16, 1024), device="cuda")
+    step = gm.compiled_steps("llama-3-70b", [(8, 1, 2)], device="cuda", profile=[(8, 1, 2)])[0]
+    return {**fit_projections(rows, base.mem_gbps, base.tflops), "small_us": small_kernel_cost(step),
+            "tiny_kernel_us": gm.small_kernel_us("cuda"), "device": gm.device_name("cuda")}
 
 
 def calibrate_gpu(base: str = "h100-nvlink") -> Hardware:
-    """``base`` with this GPU's measured efficiencies (relative to ``base``'s data-sheet peaks)."""
-    hw, m = get_hardware(base), measure()
-    eff = replace(hw.eff, mem_eff=min(1.0, m["gemv_gbps"] / hw.mem_gbps),
-                  skinny_eff=min(1.0, m["skinny_gbps"] / hw.mem_gbps),
-                  flop_eff=min(1.0, m["gemm_tflops"] / hw.tflops), kernel_us=m["kernel_us"])
+    """``base`` with this GPU's measured compute constants (relative to ``base``'s data-sheet peaks)."""
+    hw = get_hardware(base)
+    m = measure(hw)
+    eff = replace(hw.eff, **{k: round(m[k], 4) for k in ("kernel_us", "small_us", "mem_eff", "skinny_eff",
+                                                          "flop_eff")})
     return replace(hw, name=f"{base} calibrated on {m['device']}", eff=eff,
-                   note=f"measured by ladder-edu calibrate-gpu on {m['device']}: GEMV {m['gemv_gbps']:.0f} GB/s, "
-                        f"16-token GEMM {m['skinny_gbps']:.0f} GB/s, GEMM {m['gemm_tflops']:.0f} TFLOP/s, "
-                        f"kernel in a CUDA graph {m['kernel_us']:.2f} us; links from {base}")
+                   note=f"measured by ladder-edu calibrate-gpu on {m['device']}: projections of the 8B and 70B "
+                        f"shapes at TP 1-8 fitted as {m['kernel_us']:.2f} us + bytes / {m['mem_eff']:.3f} of peak "
+                        f"(GEMV, error {100 * m['mem_err']:.0f}%), {m['skinny_eff']:.3f} (16 tokens), FLOPs / "
+                        f"{m['flop_eff']:.3f} of peak (1024 tokens); other kernels of a compiled 70B-shard step {m['small_us']:.2f} us; "
+                        f"a tiny kernel in a CUDA graph "
+                        f"{m['tiny_kernel_us']:.2f} us; links from {base}")
+
+
+_PAIRS = [(8, 1), (4, 1), (2, 1), (8, 16), (4, 16), (2, 16), (8, 4), (8, 64)]
+STEP_CONFIGS = [(tp, b, n) for tp, b in _PAIRS for n in (2, 6)] + [(8, 1, 2)]
+PROFILED = [(8, 1, 2), (8, 16, 2)]
+"""(TP, batch, layers) of the compiled 70B-shard steps, most telling first (two layer counts split per-layer time
+from the rest of the step; the first is repeated last to show drift); the list is cut where ``budget_s`` runs
+out. ``PROFILED``: these also record their decode step's kernels (torch.profiler)."""
+
+
+def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "") -> dict:
+    """Write ``projections.json`` and ``steps.json`` (``gpu_measure``) into ``out_dir``; returns both."""
+    import os
+    import time
+
+    import torch
+
+    from . import gpu_measure as gm
+    os.makedirs(out_dir, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    head = {"device": gm.device_name(device), "torch": torch.__version__, "command": command}
+    deadline = time.time() + budget_s
+    proj = {**head, "kernel_us": gm.small_kernel_us(device),
+            "rows": gm.projection_sweep(device=device, deadline=deadline)}
+    gm.write_json(os.path.join(out_dir, "projections.json"), proj)
+    path = os.path.join(out_dir, "steps.json")
+    steps = gm.compiled_steps("llama-3-70b", STEP_CONFIGS, device=device, deadline=deadline,
+                              on_row=lambda rows: gm.write_json(path, {**head, "rows": rows}), profile=PROFILED)
+    return {"projections": proj, "steps": {**head, "rows": steps}}
+
+
+def load_measurements(folder: str) -> dict:
+    """{"projections": ..., "steps": ...}: the files ``calibrate-gpu --detail`` wrote into ``folder``
+    (``docs/gpu/h100`` holds an H100's)."""
+    import json
+    import os
+    out = {}
+    for name in ("projections", "steps"):
+        path = os.path.join(folder, f"{name}.json")
+        try:
+            with open(path) as f:
+                out[name] = json.load(f)
+        except OSError as e:
+            raise ValueError(f"no GPU measurements at {path} ({e.strerror}); write them on a GPU with "
+                             f"`ladder-edu calibrate-gpu --out FILE --detail {folder}`") from None
+    return out
+
+
+def compiled_step_comparison(steps: list[dict], hw: Hardware, preset: str = "llama-3-70b") -> list[dict]:
+    """For each (TP, batch) timed with two layer counts: the measured per-layer time of the compiled decode step
+    (difference of the two, back to back) and the rest of the step (LM head, embedding), next to the model's
+    upper-bound layer and LM head for gpt-fast's kernels."""
+    from ..models.config import get_config
+    from .perfmodel import head_cost, layer_modules
+    cfg, out = get_config(preset), []
+    by = {(r["tp"], r["batch"], r["layers"]): r for r in steps if "pipelined_us" in r}
+    for (tp, b, n), r in by.items():
+        hi = max((m for (t2, b2, m) in by if (t2, b2) == (tp, b)), default=n)
+        if n == hi or (tp, b) in [(o["tp"], o["batch"]) for o in out]:
+            continue
+        per = (by[tp, b, hi]["pipelined_us"] - r["pipelined_us"]) / (hi - n)
+        cache = r["cache"]
+        model = 1e6 * sum(m.compute for _, m in layer_modules("upper_bound", cfg, hw, tp, b, 1, cache))
+        out.append({"tp": tp, "batch": b, "layer_us": per, "model_layer_us": model,
+                    "rest_us": r["pipelined_us"] - n * per, "model_head_us": 1e6 * head_cost(cfg, hw, b, 1)})
+    return out

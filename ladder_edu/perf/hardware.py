@@ -1,14 +1,19 @@
-"""Hardware for the performance model: data-sheet peaks, interconnects, and the few fitted efficiencies.
+"""Hardware for the performance model: data-sheet peaks, interconnects, and measured and fitted efficiencies.
 
 Every constant has a source next to it. Three kinds:
 
 * **data sheet**: peak HBM bandwidth, peak dense 16-bit tensor FLOP/s, link bandwidth per direction (vendor pages);
 * **NCCL**: the latency/bandwidth model NCCL itself uses to pick an algorithm (``nccl.py``, from NCCL's
   ``src/graph/tuning.cc``), and bus-bandwidth efficiencies reported by nccl-tests;
-* **fitted** (``Efficiency``): seven numbers, each bounded to a physically plausible range (``BOUNDS``), fitted by
-  ``calibrate.fit`` on the Ladder paper's Llama-3-70B table only (papers.md 1.8(f)) and reported with their spread
-  over cross-validation folds. A100, A800 and RTX 4090 reuse the H100 kernel efficiencies (same software stack);
-  only their data-sheet numbers differ.
+* **measured** (``Efficiency``, compute): five numbers measured on an H100 80GB HBM3 SXM with
+  ``ladder-edu calibrate-gpu --detail`` (``docs/gpu/run.sh``; rows in ``docs/gpu/h100/projections.json``, fitted by
+  ``gpu_calibrate.fit_projections``; a second machine gave the same to 1%: ``run1-projections.json``), and the
+  small kernels of a compiled decode step (``docs/gpu/h100/steps.json``, ``gpu_calibrate.small_kernel_cost``);
+* **fitted** (``Efficiency``, communication): five numbers one GPU cannot measure, each bounded to a physically
+  plausible range (``BOUNDS``), fitted by ``calibrate.fit`` on the Ladder paper's Llama-3-70B table only
+  (papers.md 1.8(f)) and reported with their spread over cross-validation folds.
+
+A100, A800 and RTX 4090 reuse the H100 efficiencies (same software stack); only their data-sheet numbers differ.
 
 A ``Hardware`` is a GPU type, the link inside a node, the network between nodes, and the efficiencies.
 ``Hardware.to_json`` / ``load_hardware(path)`` round-trip it, so ``calibrate-gpu`` can write a preset file that
@@ -23,26 +28,34 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 @dataclass(frozen=True)
 class Efficiency:
-    """The fitted constants, each with its physical meaning (bounds in ``BOUNDS``). The defaults are the fit on the
-    whole 70B table (``ladder-edu predict --validate`` refits them and prints the cross-validation)."""
+    """The model's efficiencies, each with its physical meaning and source (bounds in ``BOUNDS``). Measured:
+    ``calibrate-gpu`` on an H100 (docs/gpu/h100). Fitted: ``ladder-edu predict --validate`` refits them on the 70B
+    table and prints the cross-validation."""
 
-    mem_eff: float = 0.95          # fraction of peak HBM bandwidth a weight-streaming GEMV (one token) reaches
-    skinny_eff: float = 0.805      # the same for a skinny GEMM (2-64 tokens: a tiled GEMM, not a GEMV kernel)
-    flop_eff: float = 0.85         # fraction of peak tensor FLOP/s a large prefill GEMM reaches
-    kernel_us: float = 3.14        # fixed time of one kernel inside a CUDA graph (launch slot, ramp-up, tail)
-    comm_us: float = 5.1           # per all-reduce beyond NCCL's own latency: its launch and buffer copy, rank skew
-    interference: float = 0.364    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
-    shm_interference: float = 0.575  # the same through host memory (P2P disabled: the copies hold SMs far longer)
-    shm_hop_us: float = 2.41       # NCCL_P2P_DISABLE=1: latency of one ring step through host memory (SHM)
-    shm_gbps: float = 128          # NCCL_P2P_DISABLE=1: bus bandwidth through host memory (GB/s)
+    # measured: time of a projection = kernel_us + bytes / (HBM peak * mem_eff), or FLOPs / (peak * flop_eff);
+    # 170 shapes of the 8B/70B models at TP 1-8 in CUDA graphs, mean relative error 8% (GEMV), 3% (GEMM)
+    mem_eff: float = 0.852         # fraction of peak HBM bandwidth a weight-streaming GEMV (one token) reaches
+    skinny_eff: float = 0.854      # the same for a skinny GEMM (4-64 tokens)
+    flop_eff: float = 0.766        # fraction of peak tensor FLOP/s a prefill GEMM (1024 tokens) reaches
+    kernel_us: float = 3.417       # fixed time of one matmul kernel inside a CUDA graph (launch slot, ramp, tail)
+    small_us: float = 2.46         # fixed time of any other kernel (norm, rotary, SiLU, cache write, attention,
+    #                                sampling): median kernel + gap between kernels of a profiled compiled step
+    # fitted on the paper's 70B table (cross-validation spread in the README)
+    comm_us: float = 4.701         # per all-reduce beyond NCCL's own latency: its launch and buffer copy, rank skew
+    interference: float = 0.355    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
+    shm_interference: float = 0.619  # the same through host memory (P2P disabled: the copies hold SMs far longer)
+    shm_hop_us: float = 3.26       # NCCL_P2P_DISABLE=1: latency of one LL ring step through host memory (SHM)
+    shm_gbps: float = 128          # NCCL_P2P_DISABLE=1: bus bandwidth through host memory (GB/s); AT ITS BOUND
 
 
-# Physically plausible ranges; a fitted value at a bound would mean the model misses something.
+# Physically plausible ranges; a fitted value at a bound would mean the model misses something. Measured values
+# must fall inside theirs too (a calibrate-gpu file outside them is worth a second look).
 BOUNDS = {
     "mem_eff": (0.60, 0.95),       # GEMV kernels reach 70-92% of HBM peak (cuBLAS / Triton GEMV benchmarks)
     "skinny_eff": (0.40, 0.95),    # small-M GEMMs waste bandwidth on tiles sized for M >= 16-64 (wave quantisation)
     "flop_eff": (0.40, 0.85),      # dense fp16 GEMMs reach 55-80% of the H100's 989 TFLOP/s data-sheet peak
     "kernel_us": (1.0, 6.0),       # CUDA graphs cut launch to ~1-2 us per node; a kernel adds 1-3 us ramp/tail
+    "small_us": (0.5, 6.0),        # a tiny kernel in a CUDA graph: ~1 us; a reduction over d values: 3-5 us
     "comm_us": (0.0, 30.0),        # a launch slot and a copy (2-5 us) plus rank arrival skew (up to tens of us)
     "interference": (0.0, 0.8),    # at full size NCCL holds 16-32 of 132 SMs and some HBM bandwidth
     "shm_interference": (0.0, 0.8),  # SHM copies go through PCIe at a fraction of HBM speed, on the same SMs

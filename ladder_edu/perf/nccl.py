@@ -12,9 +12,12 @@ NCCL predicts, for every (algorithm, protocol), time = latency + bytes / algorit
 * algorithm bandwidth = bus bandwidth x n / (2(n-1)) for ring and NVLS, x 1/2 for tree
 
 plus ``Efficiency.comm_us`` per call (fitted: the collective's launch and buffer copy, and the skew between the
-ranks' arrival, which NCCL's model leaves out). With NCCL_P2P_DISABLE=1 the data goes through host memory (SHM);
-NCCL's PCI table (1.0 us per LL hop) underestimates that, so its hop latency and bandwidth are fitted
-(``Efficiency.shm_*``). ``measured`` links (this CPU machine, gloo) use the alpha-beta ring model instead.
+ranks' arrival, which NCCL's model leaves out). With NCCL_P2P_DISABLE=1 the data goes through host memory (SHM):
+NCCL routes every GPU-to-GPU path through the CPU (``ncclTopoComputePaths`` in ``src/graph/paths.cc``), so it
+prices the links with its PCI row and turns LL128 off (``ncclTopoTuneModel`` enables LL128 only where
+``typeIntra <= PATH_NVB``). What a step through host memory really costs is fitted: ``Efficiency.shm_hop_us``, an
+LL step (NCCL's PCI row says 1.0 us; the other protocols keep the row's extra latency on top), and
+``Efficiency.shm_gbps``, the bus bandwidth. ``measured`` links (this CPU machine, gloo) use the alpha-beta ring model instead.
 """
 from __future__ import annotations
 
@@ -34,10 +37,11 @@ NVLINK_BUS_EFF = 0.8                            # nccl-tests bus bandwidth / NVL
 
 def _hop(link: Link, algo: str, p: int, shm_hop_us: float | None) -> float:
     """Latency of one step (us). SHM: NCCL's PCI row (what NCCL believes, ``shm_hop_us=None``), or that row
-    rescaled so that an LL step takes ``shm_hop_us`` (what it costs)."""
+    shifted so that an LL step takes ``shm_hop_us`` (what it costs: the detour through host memory adds the same
+    delay to a step of any protocol)."""
     if link.kind == "shm" and shm_hop_us is not None:
         row = HW_LAT["pcie"][algo]
-        return shm_hop_us * row[p] / row[0]
+        return row[p] + shm_hop_us - row[0]
     return HW_LAT["pcie" if link.kind == "shm" else link.kind][algo][p]
 
 
@@ -60,6 +64,8 @@ def candidates(hw: Hardware, n: int, nbytes: float, nodes: int = 1,
     ll_max = LL_MAX_BW[min(nodes, 3)]
     out = {}
     for p, proto in enumerate(PROTOCOLS):
+        if proto == "LL128" and intra.kind == "shm":        # NCCL enables LL128 only over NVLink paths
+            continue
         # ring: 2(n-1) steps, 2(nodes-1) of them cross the network
         s = 2 * (nodes - 1)
         lat = BASE_LAT["ring"][p] + (2 * (n - 1) - s) * _hop(intra, "ring", p, hop_us) \

@@ -5,7 +5,9 @@ keys each query reads (gpt-fast attends over its whole static KV cache: S = prom
 bytes per value 2 (fp16), each module is a list of kernels (``kernels.kernel_counts``: counted from this package's
 model code, fused as inductor and gpt-fast launch them). Every kernel costs
 
-    kernel_us  +  max( bytes / (HBM peak * mem_eff),  flops / (tensor peak * flop_eff) )   (fixed part + roofline)
+    fixed  +  max( bytes / (HBM peak * mem_eff),  flops / (tensor peak * flop_eff) )   (fixed part + roofline)
+
+(fixed = ``kernel_us`` for a matmul, ``small_us`` for any other kernel; both measured on an H100, ``hardware.py``)
 
 (``mem_eff`` becomes ``skinny_eff`` for a weight-streaming GEMM of more than one token)
 * projections (GEMV in decode, GEMM in prefill): bytes = the weight shard (+ activations), flops = 2 * shard * bT;
@@ -49,13 +51,15 @@ class ModuleCost:
         return sum(self.parts.values())
 
 
-def _kernels(hw: Hardware, k: int, nbytes: float, flops: float, tokens: int = 1) -> tuple[float, float]:
+def _kernels(hw: Hardware, k: int, nbytes: float, flops: float, tokens: int = 1,
+             matmul: bool = False) -> tuple[float, float]:
     """(fixed part, roofline part) of k kernels moving ``nbytes`` and doing ``flops`` together; ``tokens`` > 1
-    makes a weight-streaming kernel a skinny GEMM (``skinny_eff``) rather than a GEMV (``mem_eff``)."""
+    makes a weight-streaming kernel a skinny GEMM (``skinny_eff``) rather than a GEMV (``mem_eff``). A matmul's
+    fixed part is ``kernel_us``, any other kernel's ``small_us``."""
     e = hw.eff
     mem = e.mem_eff if tokens == 1 else e.skinny_eff
     roof = max(nbytes / (hw.mem_gbps * 1e9 * mem), flops / (hw.tflops * 1e12 * e.flop_eff))
-    return k * e.kernel_us * 1e-6, roof
+    return k * (e.kernel_us if matmul else e.small_us) * 1e-6, roof
 
 
 def module_cost(kind: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
@@ -79,7 +83,7 @@ def module_cost(kind: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, 
         act += 3 * bt * d + 3 * bt * cfg.ffn_dim / tp                              # add + norm; SiLU(g) * u
     copy = comm and tp > 1                                 # a functional all-reduce copies its input first
     act += 2 * bt * d if copy else 0.0
-    fixed, roof = _kernels(hw, counts["matmul"], params * bpp + 2 * bt * d * bpp, 2 * params * bt, bt)
+    fixed, roof = _kernels(hw, counts["matmul"], params * bpp + 2 * bt * d * bpp, 2 * params * bt, bt, True)
     parts["weights"] += roof
     parts["small kernels"] += fixed
     small = counts["pointwise"] + counts.get("scatter", 0) + int(copy)
@@ -95,7 +99,8 @@ def head_cost(cfg: ModelConfig, hw: Hardware, batch: int, new_tokens: int) -> fl
     """The replicated LM head (its norm and matmul; logits of every new position), sampling, buffer updates."""
     bpp, v, d = hw.bytes_per_param, cfg.vocab_size, cfg.dim
     logits = batch * new_tokens * v
-    fixed, roof = _kernels(hw, 2, v * d * bpp + logits * bpp, 2 * logits * d, batch * new_tokens)
+    fixed, roof = _kernels(hw, 1, v * d * bpp + logits * bpp, 2 * logits * d, batch * new_tokens, True)
+    fixed += _kernels(hw, 1, 0.0, 0.0)[0]                                  # the final norm
     fixed2, roof2 = _kernels(hw, STEP_KERNELS + OUTSIDE_GRAPH, 5 * batch * v * 4, 0.0)
     return fixed + roof + fixed2 + roof2
 

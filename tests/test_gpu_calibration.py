@@ -1,0 +1,87 @@
+"""The measured constants: the fits of calibrate-gpu's measurements, by hand, and the presets against the committed
+H100 measurements (docs/gpu/h100, written by docs/gpu/run.sh on a GPU); the measurement code on CPU tensors."""
+import json
+import os
+
+import pytest
+import torch
+
+from ladder_edu.models.config import get_config
+from ladder_edu.perf import gpu_measure as gm
+from ladder_edu.perf.gpu_calibrate import _line, fit_projections, small_kernel_cost
+from ladder_edu.perf.hardware import BOUNDS, HARDWARE
+
+H100 = os.path.join(os.path.dirname(__file__), "..", "docs", "gpu", "h100")
+
+
+def _load(name):
+    with open(os.path.join(H100, name)) as f:
+        return json.load(f)
+
+
+def test_relative_least_squares_recovers_a_line():
+    xs = [1.0, 10.0, 100.0, 1000.0]
+    a, b, err = _line(xs, [3.0 + 0.5 * x for x in xs])
+    assert a == pytest.approx(3.0) and b == pytest.approx(0.5) and err == pytest.approx(0.0, abs=1e-12)
+    a, b, _ = _line(xs, [3.0 + 0.25 * x for x in xs], intercept=3.0)
+    assert a == 3.0 and b == pytest.approx(0.25)
+
+
+def test_fit_projections_by_hand():
+    """Rows made from known constants (1 us fixed, 80% of 1000 GB/s, 50% of 100 TFLOP/s) give them back."""
+    rows = []
+    for out_f, in_f in [(1024, 1024), (4096, 1024), (8192, 8192)]:
+        for t in (1, 16, 1024):
+            nbytes = 2 * (out_f * in_f + t * (in_f + out_f))
+            us = 1.0 + (nbytes / (0.8 * 1000e3) if t < 512 else 2 * out_f * in_f * t / (0.5 * 100e6))
+            rows.append({"out": out_f, "in": in_f, "tokens": t, "us": us})
+    m = fit_projections(rows, 1000, 100)
+    assert m["kernel_us"] == pytest.approx(1.0) and m["mem_eff"] == pytest.approx(0.8)
+    assert m["skinny_eff"] == pytest.approx(0.8) and m["flop_eff"] == pytest.approx(0.5)
+
+
+def test_small_kernel_cost_by_hand():
+    step = {"pipelined_us": 30.0, "kernels": [
+        {"name": "nvjet_sm90_gemv", "calls": 2, "us": 16.0},          # a matmul: not a small kernel
+        {"name": "triton_poi_fused_add", "calls": 2, "us": 4.0},       # 2 us each
+        {"name": "triton_red_fused_rsqrt", "calls": 1, "us": 3.0},     # 3 us
+        {"name": "elementwise_kernel", "calls": 1, "us": 1.0}]}        # 1 us
+    # median of [2, 2, 3, 1] = 2; gap = (30 - 24) / 6 kernels = 1
+    assert small_kernel_cost(step) == pytest.approx(3.0)
+
+
+def test_presets_are_the_committed_h100_measurements():
+    """The compute constants of every preset are what docs/gpu/h100 measured, fitted as calibrate-gpu fits them,
+    and each lies inside its physical range."""
+    proj = _load("projections.json")
+    assert proj["device"].startswith("NVIDIA H100") and len(proj["rows"]) >= 100
+    m = fit_projections(proj["rows"], 3350, 989)
+    eff = HARDWARE["h100-nvlink"].eff
+    for name in ("kernel_us", "mem_eff", "skinny_eff", "flop_eff"):
+        assert getattr(eff, name) == pytest.approx(m[name], abs=1e-3), name
+    assert m["mem_err"] < 0.1 and m["flop_err"] < 0.05                # the lines describe the shapes
+    profiled = [r for r in _load("steps.json")["rows"] if "kernels" in r]
+    assert eff.small_us == pytest.approx(small_kernel_cost(profiled[0]), abs=0.01)
+    for name in ("kernel_us", "small_us", "mem_eff", "skinny_eff", "flop_eff"):
+        lo, hi = BOUNDS[name]
+        assert lo < getattr(eff, name) < hi, name
+    other = fit_projections(_load("run1-projections.json")["rows"], 3350, 989)     # a second machine
+    assert all(other[k] == pytest.approx(m[k], rel=0.02) for k in ("kernel_us", "mem_eff", "flop_eff"))
+
+
+def test_projection_shapes_are_megatron_shards():
+    cfg = get_config("llama-3-70b")
+    s = gm.projection_shapes(cfg, 8)
+    assert s == {"wqkv": ((64 + 16) * 128 // 8, 8192), "wo": (8192, 1024), "w13": (2 * 28672 // 8, 8192),
+                 "w2": (8192, 28672 // 8), "lm_head": (128256, 8192)}
+
+
+def test_measurement_code_runs_on_cpu():
+    torch.set_num_threads(1)
+    r = gm.time_projection(64, 32, 4, "cpu", torch.float32, min_bytes=1 << 16, reps=2)
+    assert r["copies"] == 8 and r["us"] > 0
+    assert r["gbps"] == pytest.approx(4 * (64 * 32 + 4 * 96) / (r["us"] * 1e-6) / 1e9)
+    rows = gm.projection_sweep(("tiny",), (1, 2), (1,), "cpu", torch.float32, min_bytes=1 << 14, reps=1)
+    assert {(r["tp"], r["kind"]) for r in rows} >= {(1, "wqkv"), (2, "w2"), (1, "lm_head")}
+    model = gm.shard_model("tiny", 2, 1, "cpu", torch.float32)
+    assert model.cfg.comm == "skip" and model.layers[0].mlp.down_proj.weight.shape == (64, 96)
