@@ -85,3 +85,15 @@ def test_measurement_code_runs_on_cpu():
     assert {(r["tp"], r["kind"]) for r in rows} >= {(1, "wqkv"), (2, "w2"), (1, "lm_head")}
     model = gm.shard_model("tiny", 2, 1, "cpu", torch.float32)
     assert model.cfg.comm == "skip" and model.layers[0].mlp.down_proj.weight.shape == (64, 96)
+
+
+def test_calibration_refuses_another_gpus_data_sheet_and_unphysical_results():
+    from ladder_edu.perf.gpu_calibrate import base_for, check_measured
+    assert base_for("NVIDIA H200", None) == "h200-nvlink" and base_for("NVIDIA H100 80GB HBM3", None) == "h100-nvlink"
+    assert base_for("NVIDIA H100 80GB HBM3", "h100-no-p2p") == "h100-no-p2p"
+    with pytest.raises(ValueError, match="use --base h200-nvlink"):
+        base_for("NVIDIA H200", "h100-nvlink")
+    with pytest.raises(ValueError, match="no data sheet for 'Tesla T4'.*valid: h100-nvlink"):
+        base_for("Tesla T4", None)
+    with pytest.raises(ValueError, match=r"mem_eff = 1.24 is outside its physical range \[0.6, 0.95\]"):
+        check_measured(dict(kernel_us=3.0, small_us=2.0, mem_eff=1.24, skinny_eff=0.8, flop_eff=0.7))

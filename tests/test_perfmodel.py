@@ -147,7 +147,7 @@ def test_nodes_must_divide_tp_and_fit_a_node():
 
 
 def test_unknown_hardware_lists_the_choices(tmp_path):
-    with pytest.raises(ValueError, match="valid choices: h100-nvlink, h100-no-p2p, a100-nvswitch"):
+    with pytest.raises(ValueError, match="valid choices: h100-nvlink, h100-no-p2p, h200-nvlink, a100-nvswitch"):
         get_hardware("tpu")
     path = tmp_path / "gpu.json"
     NVL.with_(kernel_us=2.0, name="mine").to_json(str(path))

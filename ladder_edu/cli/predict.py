@@ -81,8 +81,9 @@ def add_parsers(sub):
                                      "time of a small kernel inside a CUDA graph, and write a hardware JSON that "
                                      "`ladder-edu predict --gpu FILE` reads (needs a CUDA GPU).")
     cal.add_argument("--out", required=True, metavar="FILE", type=out_file, help="the hardware JSON to write")
-    cal.add_argument("--base", default="h100-nvlink", type=gpu,
-                     help="preset whose links and communication constants the file keeps (default: h100-nvlink)")
+    cal.add_argument("--base", default=None, type=gpu,
+                     help="preset whose data-sheet peaks the measurement is relative to and whose links and "
+                          "communication constants the file keeps (default: the preset of this GPU, by its name)")
     cal.add_argument("--detail", metavar="DIR", default=None,
                      help="also measure every projection shape of the 8B and 70B models at TP 1-8 and compiled "
                           "70B-shard decode steps, written as DIR/projections.json and DIR/steps.json")
@@ -201,7 +202,8 @@ def cmd_calibrate_gpu(args) -> int:
     say(f"wrote {args.out}: " + ", ".join(f"{k} {v:.3g}" for k, v in asdict(hw.eff).items()))
     if args.detail:
         from ..perf.gpu_calibrate import calibrate_detail
-        cmd = f"ladder-edu calibrate-gpu --out {args.out} --base {args.base} --detail {args.detail} --budget {args.budget:g}"
+        base = f" --base {args.base}" if args.base else ""
+        cmd = f"ladder-edu calibrate-gpu --out {args.out}{base} --detail {args.detail} --budget {args.budget:g}"
         res = calibrate_detail(args.detail, args.budget, cmd)
         say(f"wrote {args.detail}/projections.json ({len(res['projections']['rows'])} rows) and steps.json "
             f"({len(res['steps']['rows'])} compiled steps)")

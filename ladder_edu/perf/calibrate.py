@@ -4,8 +4,9 @@ Data: tokens/s of Llama-3-70B, prompt 1024, 512 new tokens, fp16, gpt-fast with 
 NVLink and with NCCL_P2P_DISABLE=1 ("no NVLink"); TP 2/4/8 x batch 1/4/16/64 (papers.md 1.8(f), from the authors'
 ``tools/plot-70b.py``). It is the only table fitted; every other size, TP degree and node count is predicted.
 
-Fitted: the ``hardware.Efficiency`` fields, each squashed into its physical range ``hardware.BOUNDS`` (a value
-stuck at a bound would say the model misses something). Loss: mean squared log error of tokens/s, plus that of the
+Fitted: the ``hardware.Efficiency`` fields one GPU cannot measure (``PARAMS``: the communication constants; the
+compute ones, ``hardware.MEASURED``, were measured on an H100 and are held), each squashed into its physical range
+``hardware.BOUNDS`` (a value stuck at a bound would say the model misses something). Loss: mean squared log error of tokens/s, plus that of the
 speedups over standard (the quantity the model is for). ``cross_validate`` refits without each batch size
 (leave-one-batch-out) and without each TP degree (leave-one-TP-out), reports the error on the left-out cells, and
 the spread of each constant over the folds (its uncertainty).
@@ -17,7 +18,7 @@ import statistics
 from dataclasses import asdict, replace
 
 from ..models.config import PRESETS
-from .hardware import BOUNDS, EFF_FIELDS, HARDWARE, Efficiency
+from .hardware import BOUNDS, EFF_FIELDS, HARDWARE, MEASURED, Efficiency
 from .perfmodel import predict
 
 TP = (2, 4, 8)
@@ -41,10 +42,8 @@ PAPER_70B = {
                           "parallel": (None, 1276.66, 1873.71)},
 }
 BATCHES = (1, 4, 16, 64)
-MEASURED = ("mem_eff", "skinny_eff", "flop_eff", "kernel_us", "small_us")
-"""Measured on an H100 (``docs/gpu``, ``ladder-edu calibrate-gpu --detail``): held at their measured values."""
 PARAMS = tuple(f for f in EFF_FIELDS if f not in MEASURED)
-"""Fitted: the communication constants, which one GPU cannot measure."""
+"""Fitted: the communication constants, which one GPU cannot measure (``MEASURED`` are held at their values)."""
 
 
 def cells(batches=BATCHES, tps=TP) -> list[tuple[str, int, int, str, float]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .hardware import Hardware, get_hardware
+from .hardware import BOUNDS, HARDWARE, MEASURED, Hardware, get_hardware
 
 
 def _line(xs, ys, intercept=None) -> tuple[float, float, float]:
@@ -90,12 +90,45 @@ def measure(base: Hardware) -> dict:
             "tiny_kernel_us": gm.small_kernel_us("cuda"), "device": gm.device_name("cuda")}
 
 
-def calibrate_gpu(base: str = "h100-nvlink") -> Hardware:
-    """``base`` with this GPU's measured compute constants (relative to ``base``'s data-sheet peaks)."""
+DATA_SHEETS = {"H200": "h200-nvlink", "H100": "h100-nvlink", "A100": "a100-nvswitch", "A800": "a800-nvlink",
+               "4090": "rtx4090-pcie"}
+"""The preset whose data-sheet peaks ``calibrate-gpu`` measures against, by a word of the device's name."""
+
+
+def base_for(device: str, base: str | None) -> str:
+    """``base``, or the preset matching the device's name; a preset for another GPU is refused (its peaks would
+    make the measured efficiencies meaningless)."""
+    match = next((preset for word, preset in DATA_SHEETS.items() if word in device), None)
+    if base is None and match is None:
+        raise ValueError(f"no data sheet for {device!r}; pass --base with the preset closest to it (valid: "
+                         f"{', '.join(HARDWARE)}) or add one to hardware.HARDWARE")
+    if base in HARDWARE and match is not None and base.split("-")[0] != match.split("-")[0]:
+        raise ValueError(f"--base {base} is another GPU's data sheet, but this is an {device}: use --base {match} "
+                         f"(or leave --base out)")
+    return base or match
+
+
+def check_measured(m: dict) -> None:
+    """Every measured constant must land inside its physical range (``hardware.BOUNDS``)."""
+    for name in MEASURED:
+        lo, hi = BOUNDS[name]
+        if not lo <= m[name] <= hi:
+            raise ValueError(f"measured {name} = {m[name]:.3g} is outside its physical range [{lo}, {hi}]: the "
+                             f"--base preset's peaks do not describe this GPU, or the measurement was disturbed "
+                             f"(another job on the GPU?); nothing was written")
+
+
+def calibrate_gpu(base: str | None = None) -> Hardware:
+    """The data-sheet preset of this GPU (or ``base``) with this GPU's measured compute constants."""
+    import torch
+    if not torch.cuda.is_available():
+        raise ValueError("calibrate-gpu needs a CUDA GPU (torch.cuda.is_available() is False); on this machine "
+                         "use `ladder-edu predict --gpu this-machine`, or a preset")
+    base = base_for(torch.cuda.get_device_name(), base)
     hw = get_hardware(base)
     m = measure(hw)
-    eff = replace(hw.eff, **{k: round(m[k], 4) for k in ("kernel_us", "small_us", "mem_eff", "skinny_eff",
-                                                          "flop_eff")})
+    check_measured(m)
+    eff = replace(hw.eff, **{k: round(m[k], 4) for k in MEASURED})
     return replace(hw, name=f"{base} calibrated on {m['device']}", eff=eff,
                    note=f"measured by ladder-edu calibrate-gpu on {m['device']}: projections of the 8B and 70B "
                         f"shapes at TP 1-8 fitted as {m['kernel_us']:.2f} us + bytes / {m['mem_eff']:.3f} of peak "

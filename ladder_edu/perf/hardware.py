@@ -13,7 +13,8 @@ Every constant has a source next to it. Three kinds:
   plausible range (``BOUNDS``), fitted by ``calibrate.fit`` on the Ladder paper's Llama-3-70B table only
   (papers.md 1.8(f)) and reported with their spread over cross-validation folds.
 
-A100, A800 and RTX 4090 reuse the H100 efficiencies (same software stack); only their data-sheet numbers differ.
+H200, A100, A800 and RTX 4090 reuse the H100 efficiencies (same software stack); only their data-sheet numbers
+differ (an H200 measured with ``calibrate-gpu`` is in ``docs/gpu/h200``).
 
 A ``Hardware`` is a GPU type, the link inside a node, the network between nodes, and the efficiencies.
 ``Hardware.to_json`` / ``load_hardware(path)`` round-trip it, so ``calibrate-gpu`` can write a preset file that
@@ -111,6 +112,8 @@ class Hardware:
 
 
 EFF_FIELDS = tuple(f.name for f in fields(Efficiency))
+MEASURED = ("mem_eff", "skinny_eff", "flop_eff", "kernel_us", "small_us")
+"""Measured on a GPU (``ladder-edu calibrate-gpu``); the other fields are fitted (``calibrate.PARAMS``)."""
 WHAT_IF_FIELDS = ("mem_gbps", "tflops", "link_gbps", "gpus_per_node") + EFF_FIELDS
 
 
@@ -149,6 +152,9 @@ HARDWARE: dict[str, Hardware] = {
     "h100-no-p2p": Hardware("h100-no-p2p", **_H100, intra=SHM, inter=IB_8X400,
                             note="H100 SXM with NCCL_P2P_DISABLE=1 (the Ladder paper's 'no NVLink'): all-reduce "
                                  "through host memory; nodes joined by 8x400 Gb/s InfiniBand"),
+    "h200-nvlink": Hardware("h200-nvlink", mem_gbps=4800, tflops=989, intra=NVLINK4, inter=IB_8X400,
+                            note="H200 SXM (4.8 TB/s HBM3e, 141 GB; the H100's 989 TFLOP/s and NVLink 4 / NVSwitch); "
+                                 "nodes joined by 8x400 Gb/s InfiniBand"),
     "a100-nvswitch": Hardware("a100-nvswitch", 1555, 312, intra=NVLINK3, inter=IB_8X400,
                               note="A100 40GB SXM (1.555 TB/s, 312 TFLOP/s), NVLink 3 / NVSwitch; Kraken's testbed"),
     "a800-nvlink": Hardware("a800-nvlink", 2039, 312, intra=NVLINK_A800, inter=IB_8X400,
