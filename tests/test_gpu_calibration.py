@@ -97,3 +97,14 @@ def test_calibration_refuses_another_gpus_data_sheet_and_unphysical_results():
         base_for("Tesla T4", None)
     with pytest.raises(ValueError, match=r"mem_eff = 1.24 is outside its physical range \[0.6, 0.95\]"):
         check_measured(dict(kernel_us=3.0, small_us=2.0, mem_eff=1.24, skinny_eff=0.8, flop_eff=0.7))
+
+
+def test_h200_preset_is_its_committed_measurement():
+    path = os.path.join(H100, "..", "h200", "h200.json")
+    with open(path) as f:
+        measured = json.load(f)
+    assert measured["note"].startswith("measured by ladder-edu calibrate-gpu on NVIDIA H200")
+    eff = HARDWARE["h200-nvlink"].eff
+    for name in ("kernel_us", "small_us", "mem_eff", "skinny_eff", "flop_eff"):
+        assert getattr(eff, name) == pytest.approx(measured["eff"][name], abs=1e-3), name
+    assert HARDWARE["h200-nvlink"].mem_gbps == measured["mem_gbps"] == 4800

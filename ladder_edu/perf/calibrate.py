@@ -6,10 +6,10 @@ NVLink and with NCCL_P2P_DISABLE=1 ("no NVLink"); TP 2/4/8 x batch 1/4/16/64 (pa
 
 Fitted: the ``hardware.Efficiency`` fields one GPU cannot measure (``PARAMS``: the communication constants; the
 compute ones, ``hardware.MEASURED``, were measured on an H100 and are held), each squashed into its physical range
-``hardware.BOUNDS`` (a value stuck at a bound would say the model misses something). Loss: mean squared log error of tokens/s, plus that of the
-speedups over standard (the quantity the model is for). ``cross_validate`` refits without each batch size
-(leave-one-batch-out) and without each TP degree (leave-one-TP-out), reports the error on the left-out cells, and
-the spread of each constant over the folds (its uncertainty).
+``hardware.BOUNDS`` (a value stuck at a bound would say the model misses something). Loss: mean squared log error
+of tokens/s, plus that of the speedups over standard (the quantity the model is for). ``cross_validate`` refits
+without each batch size (leave-one-batch-out) and without each TP degree (leave-one-TP-out), reports the error on
+the left-out cells, and the spread of each constant over the folds (its uncertainty).
 """
 from __future__ import annotations
 

@@ -133,7 +133,8 @@ def calibrate_gpu(base: str | None = None) -> Hardware:
                    note=f"measured by ladder-edu calibrate-gpu on {m['device']}: projections of the 8B and 70B "
                         f"shapes at TP 1-8 fitted as {m['kernel_us']:.2f} us + bytes / {m['mem_eff']:.3f} of peak "
                         f"(GEMV, error {100 * m['mem_err']:.0f}%), {m['skinny_eff']:.3f} (16 tokens), FLOPs / "
-                        f"{m['flop_eff']:.3f} of peak (1024 tokens); other kernels of a compiled 70B-shard step {m['small_us']:.2f} us; "
+                        f"{m['flop_eff']:.3f} of peak (1024 tokens); other kernels of a compiled 70B-shard step "
+                        f"{m['small_us']:.2f} us; "
                         f"a tiny kernel in a CUDA graph "
                         f"{m['tiny_kernel_us']:.2f} us; links from {base}")
 

@@ -13,8 +13,8 @@ Every constant has a source next to it. Three kinds:
   plausible range (``BOUNDS``), fitted by ``calibrate.fit`` on the Ladder paper's Llama-3-70B table only
   (papers.md 1.8(f)) and reported with their spread over cross-validation folds.
 
-H200, A100, A800 and RTX 4090 reuse the H100 efficiencies (same software stack); only their data-sheet numbers
-differ (an H200 measured with ``calibrate-gpu`` is in ``docs/gpu/h200``).
+The H200 preset has its own measured compute constants (``docs/gpu/h200``); A100, A800 and RTX 4090 reuse the
+H100's (same software stack; no such GPU was lent to measure), and only their data-sheet numbers differ.
 
 A ``Hardware`` is a GPU type, the link inside a node, the network between nodes, and the efficiencies.
 ``Hardware.to_json`` / ``load_hardware(path)`` round-trip it, so ``calibrate-gpu`` can write a preset file that
@@ -145,6 +145,8 @@ PCIE4 = Link("shm", 32, 0.8, source="RTX 4090: PCIe 4.0 x16 (32 GB/s per directi
 IB_8X400 = Link("net", 50, 0.90, source="H100 node with 8x ConnectX-7 400 Gb/s (NDR) NICs, one per GPU: 50 GB/s "
                 "per GPU per direction; nccl-tests inter-node busbw ~45 GB/s per NIC")
 
+# `ladder-edu calibrate-gpu --out h200.json` on an H200 (docs/gpu/h200/h200.json); links and communication: the H100's
+H200_EFF = Efficiency(mem_eff=0.867, skinny_eff=0.860, flop_eff=0.759, kernel_us=3.851, small_us=2.303)
 _H100 = dict(mem_gbps=3350, tflops=989)      # H100 SXM5 data sheet: 3.35 TB/s HBM3, 989 TFLOP/s dense BF16/FP16
 HARDWARE: dict[str, Hardware] = {
     "h100-nvlink": Hardware("h100-nvlink", **_H100, intra=NVLINK4, inter=IB_8X400,
@@ -152,8 +154,9 @@ HARDWARE: dict[str, Hardware] = {
     "h100-no-p2p": Hardware("h100-no-p2p", **_H100, intra=SHM, inter=IB_8X400,
                             note="H100 SXM with NCCL_P2P_DISABLE=1 (the Ladder paper's 'no NVLink'): all-reduce "
                                  "through host memory; nodes joined by 8x400 Gb/s InfiniBand"),
-    "h200-nvlink": Hardware("h200-nvlink", mem_gbps=4800, tflops=989, intra=NVLINK4, inter=IB_8X400,
+    "h200-nvlink": Hardware("h200-nvlink", mem_gbps=4800, tflops=989, intra=NVLINK4, inter=IB_8X400, eff=H200_EFF,
                             note="H200 SXM (4.8 TB/s HBM3e, 141 GB; the H100's 989 TFLOP/s and NVLink 4 / NVSwitch); "
+                                 "compute constants measured on an H200 (docs/gpu/h200), communication as the H100's; "
                                  "nodes joined by 8x400 Gb/s InfiniBand"),
     "a100-nvswitch": Hardware("a100-nvswitch", 1555, 312, intra=NVLINK3, inter=IB_8X400,
                               note="A100 40GB SXM (1.555 TB/s, 312 TFLOP/s), NVLink 3 / NVSwitch; Kraken's testbed"),
