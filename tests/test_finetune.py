@@ -13,7 +13,8 @@ import torch
 from ladder_edu import get_config
 from ladder_edu.recovery.distill import chat_prompts, distill_loss, pack
 from ladder_edu.recovery.evaluate import corpus_split, is_correct, load_probe
-from ladder_edu.recovery.finetune import CHECKPOINT, FinetuneConfig, TrainingDiverged, finetune, lr_at, read_checkpoint
+from ladder_edu.recovery.finetune import (CHECKPOINT, FinetuneConfig, TrainingDiverged, finetune, lr_at, read_checkpoint,
+                                         write_checkpoint)
 from ladder_edu import Transformer, build_model, init_weights
 
 CFG = get_config("tiny", ladder_layers=2)
@@ -80,6 +81,13 @@ def test_ctrl_c_keeps_every_completed_step(tmp_path):
     assert read_checkpoint(str(tmp_path / CHECKPOINT))["step"] == 7
     with pytest.raises(ValueError, match="different configuration"):
         finetune(fresh(), DATA, FinetuneConfig(**{**FT, "lr": 1.0}), str(tmp_path), progress=False)
+    # a checkpoint from before a field existed (here lora_rank) resumes: the new field takes its default
+    path = str(tmp_path / CHECKPOINT)
+    ck = read_checkpoint(path)
+    del ck["config"]["lora_rank"]
+    write_checkpoint(path, ck["config"], ck["step"], ck["history"], ck["optimizer"], ck["weights"])
+    hist = finetune(fresh(), DATA, ft, str(tmp_path), progress=False)
+    assert [h["step"] for h in hist["train"]] == list(range(FT["steps"]))
 
 
 def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_state(tmp_path):

@@ -17,6 +17,7 @@ compiled 70B-shard decode steps (``calibrate_detail``), each file naming the dev
 """
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from .hardware import BOUNDS, HARDWARE, MEASURED, Hardware, get_hardware
@@ -77,15 +78,14 @@ def small_kernel_cost(step: dict) -> float:
 
 
 def measure(base: Hardware) -> dict:
-    """The projection sweep (8B and 70B shapes, TP 1-8, 1/16/1024 tokens) and the fit, on the current GPU."""
-    import torch
-
+    """The projection sweep (8B and 70B shapes, TP 1-8, 1/16/1024 tokens), its fit, and the small kernels of a
+    profiled compiled step, on the current CUDA GPU."""
     from . import gpu_measure as gm
-    if not torch.cuda.is_available():
-        raise ValueError("calibrate-gpu needs a CUDA GPU (torch.cuda.is_available() is False); on this machine "
-                         "use `ladder-edu predict --gpu this-machine`, or a preset")
     rows = gm.projection_sweep(tokens=(1, 16, 1024), device="cuda")
     step = gm.compiled_steps("llama-3-70b", [(8, 1, 2)], device="cuda", profile=[(8, 1, 2)])[0]
+    if "kernels" not in step:
+        raise ValueError(f"could not profile a compiled 2-layer 70B shard at TP 8 on this GPU: "
+                         f"{step.get('error') or step.get('kernels_error')}")
     return {**fit_projections(rows, base.mem_gbps, base.tflops), "small_us": small_kernel_cost(step),
             "tiny_kernel_us": gm.small_kernel_us("cuda"), "device": gm.device_name("cuda")}
 
@@ -134,9 +134,8 @@ def calibrate_gpu(base: str | None = None) -> Hardware:
                         f"shapes at TP 1-8 fitted as {m['kernel_us']:.2f} us + bytes / {m['mem_eff']:.3f} of peak "
                         f"(GEMV, error {100 * m['mem_err']:.0f}%), {m['skinny_eff']:.3f} (16 tokens), FLOPs / "
                         f"{m['flop_eff']:.3f} of peak (1024 tokens); other kernels of a compiled 70B-shard step "
-                        f"{m['small_us']:.2f} us; "
-                        f"a tiny kernel in a CUDA graph "
-                        f"{m['tiny_kernel_us']:.2f} us; links from {base}")
+                        f"{m['small_us']:.2f} us; a tiny kernel in a CUDA graph {m['tiny_kernel_us']:.2f} us; "
+                        f"links from {base}")
 
 
 _PAIRS = [(8, 1), (4, 1), (2, 1), (8, 16), (4, 16), (2, 16), (8, 4), (8, 64)]
@@ -149,7 +148,6 @@ out. ``PROFILED``: these also record their decode step's kernels (torch.profiler
 
 def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "") -> dict:
     """Write ``projections.json`` and ``steps.json`` (``gpu_measure``) into ``out_dir``; returns both."""
-    import os
     import time
 
     import torch
@@ -168,11 +166,14 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "") -
     return {"projections": proj, "steps": {**head, "rows": steps}}
 
 
-def load_measurements(folder: str) -> dict:
+H100_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "gpu", "h100")
+"""The H100 measurements the presets cite (in a checkout of the repository)."""
+
+
+def load_measurements(folder: str = H100_DIR) -> dict:
     """{"projections": ..., "steps": ...}: the files ``calibrate-gpu --detail`` wrote into ``folder``
     (``docs/gpu/h100`` holds an H100's)."""
     import json
-    import os
     out = {}
     for name in ("projections", "steps"):
         path = os.path.join(folder, f"{name}.json")

@@ -164,7 +164,7 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
     refuse_pickles(out_dir)
     if os.path.exists(path):
         ck = read_checkpoint(path)
-        if ck["config"] != asdict(ft):
+        if {**asdict(FinetuneConfig()), **ck["config"]} != asdict(ft):    # fields added since: their defaults
             raise ValueError(f"{path} was written by a run with a different configuration; use another out_dir "
                              f"or delete it. Checkpoint: {ck['config']}")
         model.load_state_dict(ck["weights"], strict=False)

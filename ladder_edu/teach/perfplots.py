@@ -117,3 +117,31 @@ def plot_model_vs_measured(bench, cfg, hw: Hardware):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_gpu_measurements(rows: list[dict], comparison: list[dict], hw: Hardware):
+    """Left: every one-token projection timed on a GPU (``gpu_measure.projection_sweep`` rows) against its bytes,
+    with the model's line ``kernel_us + bytes / (peak * mem_eff)``. Right: this package's compiled decode step per
+    layer (``gpu_calibrate.compiled_step_comparison``) next to the model's layer for gpt-fast's kernels."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2))
+    colors = {"llama-3-8b": "#55A868", "llama-3-70b": "#4C72B0"}
+    for name, color in colors.items():
+        pts = [(2 * r["out"] * r["in"] / 1e6, r["us"]) for r in rows if r["tokens"] == 1 and r["model"] == name]
+        a.scatter(*zip(*pts), s=18, color=color, label=f"{name} shards, TP 1-8")
+    xs = [10 ** (k / 10) for k in range(0, 36)]
+    a.plot(xs, [hw.eff.kernel_us + x * 1e12 / (hw.mem_gbps * 1e9 * hw.eff.mem_eff) for x in xs], color="black",
+           lw=1, label=f"model: {hw.eff.kernel_us:.2f} us + bytes / {hw.eff.mem_eff:.3f} of peak")
+    a.set(xscale="log", yscale="log", xlabel="weight shard (MB)", ylabel="one-token GEMV (us)",
+          title="Projections in a CUDA graph")
+    a.legend(frameon=False, fontsize=8)
+    labels = [f"TP {c['tp']}\nbatch {c['batch']}" for c in comparison]
+    x = range(len(comparison))
+    b.bar([i - 0.2 for i in x], [c["layer_us"] for c in comparison], 0.4, color="#8C8C8C",
+          label="this package, compiled (measured)")
+    b.bar([i + 0.2 for i in x], [c["model_layer_us"] for c in comparison], 0.4, color="#4C72B0",
+          label="model (gpt-fast's kernels)")
+    b.set_xticks(list(x), labels, fontsize=8)
+    b.set(ylabel="us per layer (70B shard, no all-reduce)", title="A decode step, per layer")
+    b.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
