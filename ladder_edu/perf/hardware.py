@@ -9,7 +9,7 @@ Every constant has a source next to it. Three kinds:
   ``ladder-edu calibrate-gpu --detail`` (``docs/gpu/run.sh``; rows in ``docs/gpu/h100/projections.json``, fitted by
   ``gpu_calibrate.fit_projections``; a second machine gave the same to 1%: ``run1-projections.json``), and the
   small kernels of a compiled decode step (``docs/gpu/h100/steps.json``, ``gpu_calibrate.small_kernel_cost``);
-* **fitted** (``Efficiency``, communication): five numbers one GPU cannot measure, each bounded to a physically
+* **fitted** (``Efficiency``, communication): four numbers one GPU cannot measure, each bounded to a physically
   plausible range (``BOUNDS``), fitted by ``calibrate.fit`` on the Ladder paper's Llama-3-70B table only
   (papers.md 1.8(f)) and reported with their spread over cross-validation folds.
 
@@ -42,11 +42,10 @@ class Efficiency:
     small_us: float = 2.46         # fixed time of any other kernel (norm, rotary, SiLU, cache write, attention,
     #                                sampling): median kernel + gap between kernels of a profiled compiled step
     # fitted on the paper's 70B table (cross-validation spread in the README)
-    comm_us: float = 4.701         # per all-reduce beyond NCCL's own latency: its launch and buffer copy, rank skew
-    interference: float = 0.355    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
-    shm_interference: float = 0.619  # the same through host memory (P2P disabled: the copies hold SMs far longer)
-    shm_hop_us: float = 3.26       # NCCL_P2P_DISABLE=1: latency of one LL ring step through host memory (SHM)
-    shm_gbps: float = 128          # NCCL_P2P_DISABLE=1: bus bandwidth through host memory (GB/s); AT ITS BOUND
+    comm_us: float = 4.843         # per all-reduce beyond NCCL's own latency: its launch and buffer copy, rank skew
+    interference: float = 0.358    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
+    shm_interference: float = 0.604  # the same through host memory (P2P disabled: the copies hold SMs far longer)
+    shm_hop_us: float = 2.168      # NCCL_P2P_DISABLE=1: latency of one LL ring step through host memory (SHM)
 
 
 # Physically plausible ranges; a fitted value at a bound would mean the model misses something. Measured values
@@ -61,7 +60,6 @@ BOUNDS = {
     "interference": (0.0, 0.8),    # at full size NCCL holds 16-32 of 132 SMs and some HBM bandwidth
     "shm_interference": (0.0, 0.8),  # SHM copies go through PCIe at a fraction of HBM speed, on the same SMs
     "shm_hop_us": (1.0, 40.0),     # NCCL's PCI table says 1.0 us per LL hop; host-memory SHM is slower
-    "shm_gbps": (5.0, 128.0),      # PCIe Gen5 x16: 64 GB/s each way; a ring step writes and reads at once
 }
 
 
@@ -124,6 +122,7 @@ def load_hardware(path: str) -> Hardware:
             d = json.load(f)
         d["intra"] = Link(**d["intra"])
         d["inter"] = Link(**d["inter"]) if d.get("inter") else None
+        d["eff"].pop("shm_gbps", None)             # fitted before 2026-11-25; now the SHM link's data sheet
         d["eff"] = Efficiency(**d["eff"])
         return Hardware(**d)
     except (OSError, ValueError, TypeError, KeyError) as e:
@@ -139,7 +138,8 @@ NVLINK3 = Link("nvlink", 300, 0.78, source="A100 SXM: 12 NVLink-3 links x 25 GB/
 NVLINK_A800 = Link("nvlink", 200, 0.78, source="A800 SXM: NVLink capped at 400 GB/s bidirectional (200 per "
                    "direction), export variant of A100")
 SHM = Link("shm", 64, 0.8, source="NCCL_P2P_DISABLE=1: NCCL's SHM transport through host memory over "
-           "PCIe Gen5 x16 (64 GB/s per direction); its latency and bandwidth are fitted (Efficiency.shm_*).")
+           "PCIe Gen5 x16 (64 GB/s per direction, x 0.8 as nccl-tests reach on PCIe); its step latency is fitted "
+           "(Efficiency.shm_hop_us).")
 PCIE4 = Link("shm", 32, 0.8, source="RTX 4090: PCIe 4.0 x16 (32 GB/s per direction), no peer-to-peer: "
              "through host memory like P2P-disabled H100s")
 IB_8X400 = Link("net", 50, 0.90, source="H100 node with 8x ConnectX-7 400 Gb/s (NDR) NICs, one per GPU: 50 GB/s "

@@ -16,8 +16,8 @@ ranks' arrival, which NCCL's model leaves out). With NCCL_P2P_DISABLE=1 the data
 NCCL routes every GPU-to-GPU path through the CPU (``ncclTopoComputePaths`` in ``src/graph/paths.cc``), so it
 prices the links with its PCI row and turns LL128 off (``ncclTopoTuneModel`` enables LL128 only where
 ``typeIntra <= PATH_NVB``). What a step through host memory really costs is fitted: ``Efficiency.shm_hop_us``, an
-LL step (NCCL's PCI row says 1.0 us; the other protocols keep the row's extra latency on top), and
-``Efficiency.shm_gbps``, the bus bandwidth. ``measured`` links (this CPU machine, gloo) use the alpha-beta ring
+LL step (NCCL's PCI row says 1.0 us; the other protocols keep the row's extra latency on top); its bandwidth is
+the PCIe link's (``hardware.SHM``), as for every other link. ``measured`` links (this CPU machine, gloo) use the alpha-beta ring
 model instead.
 """
 from __future__ import annotations
@@ -46,8 +46,8 @@ def _hop(link: Link, algo: str, p: int, shm_hop_us: float | None) -> float:
     return HW_LAT["pcie" if link.kind == "shm" else link.kind][algo][p]
 
 
-def _bus_gbps(link: Link, shm_gbps: float | None) -> float:
-    return shm_gbps if link.kind == "shm" and shm_gbps is not None else link.gbps * link.bus_eff
+def _bus_gbps(link: Link) -> float:
+    return link.gbps * link.bus_eff
 
 
 def candidates(hw: Hardware, n: int, nbytes: float, nodes: int = 1,
@@ -55,13 +55,12 @@ def candidates(hw: Hardware, n: int, nbytes: float, nodes: int = 1,
     """Seconds for each (algorithm, protocol) NCCL considers for an all-reduce of ``nbytes`` on n ranks: what they
     cost, or (``believed``) what NCCL's tuner thinks they cost (it takes host-memory SHM for PCIe)."""
     e, intra = hw.eff, hw.intra
-    hop_us, shm_gbps = (None, None) if believed else (e.shm_hop_us, e.shm_gbps)
+    hop_us = None if believed else e.shm_hop_us
     if nodes > 1 and hw.inter is None:
         raise ValueError(f"{hw.name} has no network between nodes; valid: --nodes 1")
     ppn = n // nodes
     inter = hw.inter if nodes > 1 else None
-    bus = min(_bus_gbps(intra, shm_gbps) if ppn > 1 else math.inf,
-              _bus_gbps(inter, shm_gbps) if inter else math.inf)
+    bus = min(_bus_gbps(intra) if ppn > 1 else math.inf, _bus_gbps(inter) if inter else math.inf)
     ll_max = LL_MAX_BW[min(nodes, 3)]
     out = {}
     for p, proto in enumerate(PROTOCOLS):
@@ -82,7 +81,7 @@ def candidates(hw: Hardware, n: int, nbytes: float, nodes: int = 1,
             out["tree", proto] = 1e-6 * lat + nbytes / (1e9 * bw * 0.5)
     if intra.nvls and ppn > 2:                  # NVLink SHARP: one node, or NVLS-tree across nodes
         lat = HW_LAT["nvlink"]["nvls"] + (2 * math.log2(nodes) * HW_LAT["net"]["nvls"] if nodes > 1 else 0.0)
-        bw = min(2 * NVLS_EFF * intra.gbps * intra.bus_eff, _bus_gbps(inter, shm_gbps) * 2 if inter else math.inf)
+        bw = min(2 * NVLS_EFF * intra.gbps * intra.bus_eff, _bus_gbps(inter) * 2 if inter else math.inf)
         out["nvls", "Simple"] = 1e-6 * lat + nbytes / (1e9 * bw * n / (2 * (n - 1)))
     return out
 
