@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict
 
 from ..models.config import PRESETS, get_config
-from .common import ints, out_file, say, write_json
+from .common import floats, ints, out_dir, out_file, say, write_json
 
 
 def what_if(text: str):
@@ -84,10 +84,10 @@ def add_parsers(sub):
     cal.add_argument("--base", default=None, type=gpu,
                      help="preset whose data-sheet peaks the measurement is relative to and whose links and "
                           "communication constants the file keeps (default: the preset of this GPU, by its name)")
-    cal.add_argument("--detail", metavar="DIR", default=None,
+    cal.add_argument("--detail", metavar="DIR", default=None, type=out_dir,
                      help="also measure every projection shape of the 8B and 70B models at TP 1-8 and compiled "
                           "70B-shard decode steps, written as DIR/projections.json and DIR/steps.json")
-    cal.add_argument("--budget", type=float, default=300.0, metavar="S",
+    cal.add_argument("--budget", type=floats(0, lo_open=True), default=300.0, metavar="S",
                      help="with --detail: stop starting new measurements after S seconds (default: 300)")
 
 
