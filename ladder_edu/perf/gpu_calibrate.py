@@ -194,13 +194,16 @@ def compiled_step_comparison(steps: list[dict], hw: Hardware, preset: str = "lla
     from .perfmodel import head_cost, layer_modules
     cfg, out = get_config(preset), []
     by = {(r["tp"], r["batch"], r["layers"]): r for r in steps if "pipelined_us" in r}
-    for (tp, b, n), r in by.items():
-        hi = max((m for (t2, b2, m) in by if (t2, b2) == (tp, b)), default=n)
-        if n == hi or (tp, b) in [(o["tp"], o["batch"]) for o in out]:
+    layers: dict[tuple[int, int], list[int]] = {}
+    for tp, b, n in by:
+        layers.setdefault((tp, b), []).append(n)
+    for (tp, b), ns in layers.items():
+        lo, hi = min(ns), max(ns)
+        if lo == hi:
             continue
-        per = (by[tp, b, hi]["pipelined_us"] - r["pipelined_us"]) / (hi - n)
-        cache = r["cache"]
-        model = 1e6 * sum(m.compute for _, m in layer_modules("upper_bound", cfg, hw, tp, b, 1, cache))
+        r = by[tp, b, lo]
+        per = (by[tp, b, hi]["pipelined_us"] - r["pipelined_us"]) / (hi - lo)
+        model = 1e6 * sum(m.compute for _, m in layer_modules("upper_bound", cfg, hw, tp, b, 1, r["cache"]))
         out.append({"tp": tp, "batch": b, "layer_us": per, "model_layer_us": model,
-                    "rest_us": r["pipelined_us"] - n * per, "model_head_us": 1e6 * head_cost(cfg, hw, b, 1)})
+                    "rest_us": r["pipelined_us"] - lo * per, "model_head_us": 1e6 * head_cost(cfg, hw, b, 1)})
     return out

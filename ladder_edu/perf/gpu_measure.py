@@ -32,10 +32,14 @@ from ..models.model import Transformer
 from ..tp.parallel import TPGroup
 
 
+def _device(device) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def projection_shapes(cfg, tp: int) -> dict[str, tuple[int, int]]:
     """{kind: (out, in)} of rank 0's weight shards at TP ``tp`` (Megatron: column-parallel wqkv and w1/w3,
     row-parallel wo and w2; the LM head is replicated, as in the paper's code)."""
-    hd = cfg.dim // cfg.n_heads
+    hd = cfg.head_dim
     return {"wqkv": ((cfg.n_heads + 2 * cfg.n_kv_heads) * hd // tp, cfg.dim), "wo": (cfg.dim, cfg.n_heads * hd // tp),
             "w13": (2 * cfg.ffn_dim // tp, cfg.dim), "w2": (cfg.dim, cfg.ffn_dim // tp),
             "lm_head": (cfg.vocab_size, cfg.dim)}
@@ -71,7 +75,8 @@ def time_kernels(fn, device: torch.device, reps: int = 10) -> float:
 def time_projection(out_f: int, in_f: int, tokens: int, device, dtype=torch.float16, min_bytes: int = 1 << 30,
                     max_copies: int = 512, reps: int = 10) -> dict:
     """Microseconds per ``x @ W^T`` for x [tokens, in], W [out, in], cycling over distinct weights."""
-    wbytes = out_f * in_f * torch.finfo(dtype).bits // 8
+    size = torch.finfo(dtype).bits // 8                   # bytes per value
+    wbytes = out_f * in_f * size
     copies = max(2, min(max_copies, math.ceil(min_bytes / wbytes)))
     ws = [torch.randn(out_f, in_f, device=device, dtype=dtype) * 0.02 for _ in range(copies)]
     x = torch.randn(tokens, in_f, device=device, dtype=dtype)
@@ -81,7 +86,7 @@ def time_projection(out_f: int, in_f: int, tokens: int, device, dtype=torch.floa
         for i, w in enumerate(ws):
             torch.mm(x, w.t(), out=outs[i % 2])
     sec = time_kernels(run, torch.device(device), reps) / copies
-    nbytes = wbytes + (tokens * (in_f + out_f)) * torch.finfo(dtype).bits // 8
+    nbytes = wbytes + tokens * (in_f + out_f) * size
     del ws
     return {"out": out_f, "in": in_f, "tokens": tokens, "copies": copies, "us": 1e6 * sec,
             "gbps": nbytes / sec / 1e9, "tflops": 2 * out_f * in_f * tokens / sec / 1e12}
@@ -92,12 +97,12 @@ def projection_sweep(presets=("llama-3-8b", "llama-3-70b"), tps=(1, 2, 4, 8), to
                      deadline: float = math.inf) -> list[dict]:
     """One row per (model, TP, projection, tokens); shapes met twice are timed once. Stops at ``deadline``
     (a ``time.time()``) with the rows it has."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(device)
     rows, seen = [], {}
     for name in presets:
         cfg = get_config(name)
         for tp in tps:
-            if cfg.n_kv_heads % tp and tp % cfg.n_kv_heads:
+            if tp not in cfg.valid_tp_degrees():
                 continue
             for kind, (o, i) in projection_shapes(cfg, tp).items():
                 for t in tokens:
@@ -114,7 +119,7 @@ def projection_sweep(presets=("llama-3-8b", "llama-3-70b"), tps=(1, 2, 4, 8), to
 
 def small_kernel_us(device=None, n: int = 2000) -> float:
     """Microseconds of one tiny pointwise kernel (1024 floats, += 1) inside a CUDA graph of ``n`` of them."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(device)
     small = torch.zeros(1024, device=device)
 
     def run():
@@ -204,7 +209,7 @@ def compiled_steps(preset: str, configs, cache: int = 1536, device=None, dtype=t
                    deadline: float = math.inf, on_row=None, profile=()) -> list[dict]:
     """[{tp, batch, layers, median_us, ...}] for each (tp, batch, layers) in ``configs``, until ``deadline``;
     the configs in ``profile`` also get their decode step's kernel list."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(device)
     rows = []
     for tp, batch, layers in configs:
         if time.time() > deadline:

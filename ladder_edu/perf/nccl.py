@@ -17,8 +17,8 @@ NCCL routes every GPU-to-GPU path through the CPU (``ncclTopoComputePaths`` in `
 prices the links with its PCI row and turns LL128 off (``ncclTopoTuneModel`` enables LL128 only where
 ``typeIntra <= PATH_NVB``). What a step through host memory really costs is fitted: ``Efficiency.shm_hop_us``, an
 LL step (NCCL's PCI row says 1.0 us; the other protocols keep the row's extra latency on top); its bandwidth is
-the PCIe link's (``hardware.SHM``), as for every other link. ``measured`` links (this CPU machine, gloo) use the alpha-beta ring
-model instead.
+the PCIe link's (``hardware.SHM``), as for every other link. ``measured`` links (this CPU machine, gloo) use the
+alpha-beta ring model instead.
 """
 from __future__ import annotations
 
