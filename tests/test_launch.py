@@ -46,6 +46,22 @@ def test_a_dead_rank_is_reported():
     assert time.monotonic() - t < 20
 
 
+def test_a_script_without_a_main_guard_is_told_how_to_fix_it(tmp_path):
+    """Ranks start with spawn, which re-imports the script: at top level it would launch again inside each rank.
+    The rank dies while importing; the error names the guard, and no secondary error hides it."""
+    import os
+    import subprocess
+    script = tmp_path / "no_guard.py"
+    script.write_text("from ladder_edu.tp import launch\nfrom tests import workers\n"
+                      "launch.run(workers.rank_and_sum, 2, 'x', timeout_s=20)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode != 0
+    assert "RankError" in out.stderr and 'if __name__ == "__main__":' in out.stderr and "no_guard.py" in out.stderr
+    assert "can only join a started process" not in out.stderr
+
+
 def test_the_job_deadline_kills_a_stuck_rank():
     t = time.monotonic()
     with pytest.raises(launch.CollectiveTimeout, match="deadline_s=3"):

@@ -28,6 +28,8 @@ def test_synthetic_cpu_trace_by_hand():
 
     compute = 100 + 96 + 70 + 20 = 286; comm = 48 + 60 = 108;
     overlapped = [104,150] (46) + [230,260] (30) = 76; exposed = 108 - 76 = 32.
+    Room: L0.attn's all-reduce is in flight from 104 (its start region ends) to 200 (its wait begins), and L0.mlp
+    computes all of it: 96; L0.mlp's all-reduce is never waited in this trace, so it has no window.
     Per layer: L0.attn's all-reduce [102,150] overlaps [104,150] = 46 -> exposed 2;
     L0.mlp's all-reduce [200,260] overlaps [230,260] = 30 -> exposed 30.
     """
@@ -40,6 +42,7 @@ def test_synthetic_cpu_trace_by_hand():
     assert (rep.total.compute_us, rep.total.comm_us) == (286, 108)
     assert (rep.total.overlapped_us, rep.total.exposed_comm_us) == (76, 32)
     assert rep.per_step()["exposed_comm_us"] == 16
+    assert (rep.room_us, rep.per_step()["room_us"]) == (96, 48)
     layer0 = rep.layers[0]
     assert layer0 == {"layer": 0, "compute_us": 196, "comm_us": 108, "overlapped_us": 76, "exposed_comm_us": 32}
     parts = classify(trace)
@@ -60,6 +63,7 @@ def test_synthetic_nccl_trace_by_hand():
     assert rep.device == "gpu"
     assert (rep.total.compute_us, rep.total.comm_us, rep.total.overlapped_us, rep.total.exposed_comm_us) == \
         (200, 120, 70, 50)
+    assert rep.room_us is None and rep.per_step()["room_us"] is None     # host-side windows say nothing on a GPU
 
 
 def _brute_force(intervals_a, intervals_b, lo, hi):
@@ -103,6 +107,33 @@ def test_plain_torch_profiler_trace_gives_sane_numbers(tmp_path):
         assert 0 <= t.overlapped_us <= min(t.compute_us, t.comm_us)
         assert t.exposed_comm_us == pytest.approx(t.comm_us - t.overlapped_us)
         assert all(v == v for v in vars(t).values())                     # no NaN (HTA's answer on gloo traces)
+
+
+def test_in_flight_windows_pair_each_start_with_its_own_wait():
+    """Two all-reduces of L0.attn (two steps) and one of L0.mlp: the k-th start pairs with the k-th wait of the
+    same module, whatever order the other module's regions come in."""
+    from ladder_edu.profiling.overlap import Interval, in_flight_windows
+    starts = [X("L0.attn:all_reduce", 0, 5), X("L0.mlp:all_reduce", 10, 5), X("L0.attn:all_reduce", 40, 5)]
+    waits = [Interval(20, 22, "L0.attn:wait", "wait", 0), Interval(30, 31, "L0.mlp:wait", "wait", 0),
+             Interval(60, 61, "L0.attn:wait", "wait", 0)]
+    assert in_flight_windows(starts, waits) == [(5, 20), (15, 30), (45, 60)]
+
+
+def test_live_profile_room_is_zero_for_standard_and_positive_for_ladder(tmp_path):
+    """Room is fixed by program order (standard waits right after it starts; ladder one module later), so unlike
+    the measured overlap it cannot depend on how the OS schedules gloo's threads on 2 cores."""
+    from ladder_edu import get_config
+    from ladder_edu.profiling.trace import profile
+    traces = profile(get_config("tiny"), ["standard", "parallel", "ladder"], 2, "decode", str(tmp_path), steps=2)
+    for variant, paths in traces.items():
+        for rank, path in enumerate(paths):
+            rep = analyze(load_trace(path), rank=rank)
+            if variant == "ladder":
+                # every ladder all-reduce but the last module's has the next module inside its window
+                assert rep.room_us > 0, (variant, rank)
+                assert len(classify(load_trace(path))["in_flight"]) == len(classify(load_trace(path))["comm"])
+            else:
+                assert rep.room_us == 0, (variant, rank, rep.room_us)
 
 
 def test_live_profile_ladder_exposes_less_communication(tmp_path):

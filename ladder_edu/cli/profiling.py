@@ -14,7 +14,7 @@ def add_parsers(sub):
                           description="Profile the given variants on N ranks with torch.profiler and write into "
                                       "--out: a Chrome/Perfetto trace per rank (also a TensorBoard log dir), a merged "
                                       "trace with a row per rank, overlap.json (compute, communication, overlapped "
-                                      "and exposed communication per rank and layer) and timeline.png.")
+                                      "room, and exposed communication per rank and layer) and timeline.png.")
     add_common(prof, "small")
     prof.add_argument("--arch", default="standard,ladder", type=choice_list(PREFILL_VARIANTS),
                       help=f"comma-separated variants from {', '.join(BENCH_VARIANTS)}, and 'iso' with --phase "

@@ -13,6 +13,16 @@ With U(S) the union of a set of intervals and |.| total length:
     compute = |U(compute)|,  comm = |U(comm)|,  overlapped = |U(compute) ∩ U(comm)|,
     exposed communication = comm - overlapped   (time the link works while compute does not)
 
+What the *schedule* allows, independent of the machine: on a CPU trace each all-reduce has a start region
+(``L3.attn:all_reduce``) and a wait region (``L3.attn:wait``) on the main thread. The compute between the end of
+the start and the beginning of the wait is the **room** the program gives that all-reduce to hide behind:
+
+    room = sum over all-reduces of |U(compute) ∩ [start ends, wait begins]|
+
+Standard waits right after starting (room 0 by construction); ladder waits one module later (room = the next
+module's compute). Room is fixed by program order; overlapped is what the hardware made of it (on a 2-core CPU
+gloo's thread often gets no core until the main thread waits, so overlapped can be 0 where room is not).
+
 Per layer, ladder_edu traces name where each all-reduce was started (``L3.attn:all_reduce``); the k-th collective
 gloo runs is the k-th one started (gloo runs a process group's collectives in order), which attributes every
 all-reduce to its module. Unlike HolisticTraceAnalysis (GPU kernels only, NaN on gloo traces), this works on both.
@@ -114,7 +124,22 @@ def classify(trace: dict) -> dict[str, list[Interval]]:
     if len(starts) == len(comm):     # k-th collective started <-> k-th collective gloo ran
         comm = [Interval(c.start, c.end, s["name"].split(":")[0], "allreduce", int(START_RE.match(s["name"]).group(1)))
                 for s, c in zip(starts, comm)]
-    return {"compute": compute, "comm": comm, "wait": waits, "device": "cpu"}
+    return {"compute": compute, "comm": comm, "wait": waits, "device": "cpu",
+            "in_flight": in_flight_windows(starts, waits)}
+
+
+def in_flight_windows(starts: list[dict], waits: list[Interval]) -> list[tuple[float, float]]:
+    """[start region ends, wait region begins] of each all-reduce: the k-th start of a module name pairs with the
+    k-th wait of the same name (a module's all-reduces are waited in the order they were started)."""
+    pending: dict[str, list[float]] = {}
+    for s in sorted(starts, key=lambda e: e["ts"]):
+        pending.setdefault(s["name"].split(":")[0], []).append(s["ts"] + s["dur"])
+    windows = []
+    for w in sorted(waits, key=lambda i: i.start):
+        queue = pending.get(w.name.split(":")[0])
+        if queue:
+            windows.append((queue.pop(0), w.start))
+    return windows
 
 
 @dataclass
@@ -139,9 +164,12 @@ class RankReport:
     window_us: float
     total: Overlap
     layers: list[dict] = field(default_factory=list)
+    room_us: float | None = None     # compute inside the all-reduces' in-flight windows (CPU traces; None on GPU)
 
     def per_step(self) -> dict:
-        return {k: v / self.steps for k, v in asdict(self.total).items()}
+        out = {k: v / self.steps for k, v in asdict(self.total).items()}
+        out["room_us"] = None if self.room_us is None else self.room_us / self.steps
+        return out
 
 
 def analyze(trace: dict, rank: int | None = None, steps: int | None = None) -> RankReport:
@@ -155,6 +183,8 @@ def analyze(trace: dict, rank: int | None = None, steps: int | None = None) -> R
     everything = parts["compute"] + parts["comm"]
     window = (max(i.end for i in everything) - min(i.start for i in everything)) if everything else 0.0
     rep = RankReport(rank, parts["device"], steps, window, Overlap.of(parts["compute"], parts["comm"]))
+    if "in_flight" in parts:
+        rep.room_us = intersection(union(parts["compute"]), union(parts["in_flight"]))
     layers = sorted({i.layer for i in parts["compute"] + parts["comm"] if i.layer is not None})
     compute_all = parts["compute"]
     for layer in layers:
@@ -168,12 +198,13 @@ def analyze(trace: dict, rank: int | None = None, steps: int | None = None) -> R
 
 
 def report_table(reports: dict[str, list[RankReport]]) -> str:
-    """A text table: per variant and rank, per-step compute, communication, overlapped and exposed (ms)."""
-    lines = [f"{'variant':12s} {'rank':>4s} {'compute':>9s} {'comm':>9s} {'overlap':>9s} {'exposed':>9s}   "
-             f"(ms per step)"]
+    """A text table: per variant and rank, per-step compute, communication, room, overlapped and exposed (ms)."""
+    lines = [f"{'variant':12s} {'rank':>4s} {'compute':>9s} {'comm':>9s} {'room':>9s} {'overlap':>9s} "
+             f"{'exposed':>9s}   (ms per step)"]
     for variant, reps in reports.items():
         for r in reps:
             p = r.per_step()
+            room = "-" if p["room_us"] is None else f"{p['room_us'] / 1e3:.3f}"
             lines.append(f"{variant:12s} {r.rank:4d} {p['compute_us'] / 1e3:9.3f} {p['comm_us'] / 1e3:9.3f} "
-                         f"{p['overlapped_us'] / 1e3:9.3f} {p['exposed_comm_us'] / 1e3:9.3f}")
+                         f"{room:>9s} {p['overlapped_us'] / 1e3:9.3f} {p['exposed_comm_us'] / 1e3:9.3f}")
     return "\n".join(lines)

@@ -211,7 +211,8 @@ def run(fn, world_size: int, *args, backend: str | None = None, timeout_s: float
             if p.is_alive():
                 p.kill()
         for p in procs:
-            p.join(timeout=5)
+            if p.pid is not None:                # a start that failed leaves nothing to join
+                p.join(timeout=5)
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
@@ -246,12 +247,24 @@ def _collect(procs, out_dir, deadline_s, timeout_s):
         for rank, p in enumerate(procs):
             if not p.is_alive() and _read(out_dir, rank) is None:
                 raise RankError(f"rank {rank} of {n} died with exit code {p.exitcode} without reporting a result "
-                                f"(killed by a signal, out of memory, or a crash in native code)", rank)
+                                f"({_death_hint(p.exitcode)})", rank)
         if deadline_s is not None and time.monotonic() - start > deadline_s:
             missing = [r for r in range(n) if results[r] is None]
             raise CollectiveTimeout(f"the job did not finish within deadline_s={deadline_s:g} s; "
                                     f"ranks still running: {missing}", missing[0])
         time.sleep(0.02)
+
+
+def _death_hint(exitcode) -> str:
+    """Why a rank may have died before reporting: exit code 1 is a Python error before the rank's function ran,
+    most often a script that calls launch.run without a main guard (ranks start with "spawn", which re-imports
+    the script, and the script then tries to launch again)."""
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if exitcode == 1 and script:
+        return (f"a Python error while the rank imported {os.path.basename(script)}, printed above; if that script "
+                f"calls launch.run at top level, put the call under `if __name__ == \"__main__\":` because ranks "
+                f"start with 'spawn', which re-imports the script")
+    return "killed by a signal, out of memory, or a crash in native code"
 
 
 def _run_under_torchrun(fn, world_size, args, kwargs, backend, timeout_s, threads, comm_priority):
