@@ -1,7 +1,8 @@
 """ladder_edu: learn how tensor-parallel inference hides communication behind computation.
 
 Standard, parallel-block and ladder-residual transformers on real torch.distributed process groups; see README.md.
-The subpackages, each importing only the ones before it: tp, models, profiling, perf, recovery, teach, cli.
+The layers, each importing only the ones below it, are listed once in ``teach/layout.py`` (``SUBPACKAGES``):
+util, tp, models, profiling, perf.model, perf.measure, recovery, teach, labs, cli.
 """
 from .models.build import build_model, init_weights
 from .models.config import ARCHS, BENCH_VARIANTS, PRESETS, ModelConfig, get_config, variant_config

@@ -1,6 +1,6 @@
 """Decode benchmark plumbing (no timing assertions: timings are measured by benchmarks, not tests)."""
 from ladder_edu import get_config
-from ladder_edu.perf.bench import decode_benchmark, summarize
+from ladder_edu.perf.measure.bench import decode_benchmark, summarize
 
 
 def test_decode_benchmark_reports_every_variant():

@@ -3,9 +3,9 @@ import math
 
 import pytest
 
-from ladder_edu.perf.design_space import STRATEGIES, markdown, modeled, rows
+from ladder_edu.perf.model.design_space import STRATEGIES, markdown, modeled, rows
 from ladder_edu.recovery.from_scratch import BASE, arch_config, compare
-from ladder_edu.perf.schedule import simulate, total_time
+from ladder_edu.perf.model.critical_path import simulate, total_time
 
 
 def test_kraken_and_iso_schedules_by_hand():
@@ -42,7 +42,7 @@ def test_design_space_table_has_every_strategy():
 
 def test_kraken_ttft_grid_and_from_scratch_command(tmp_path, capsys):
     from ladder_edu.cli import main
-    from ladder_edu.perf.design_space import kraken_ttft_grid
+    from ladder_edu.perf.model.design_space import kraken_ttft_grid
     grid = kraken_ttft_grid()
     assert len(grid) == 8 and all(1 < s < 2 for s in grid.values())
     assert main(["from-scratch", "--steps", "2", "--seeds", "0", "--archs", "standard,kraken",

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ladder_edu.models.config import get_config
-from ladder_edu.perf.emulate import ModeledGroup, allreduce_seconds, emulated_benchmark, emulated_rank_model
-from ladder_edu.perf.perfmodel import HARDWARE
+from ladder_edu.perf.measure.emulate import ModeledGroup, allreduce_seconds, emulated_benchmark, emulated_rank_model
+from ladder_edu.perf.model.perfmodel import HARDWARE
 
 
 def test_modeled_all_reduce_takes_the_modeled_time_and_overlaps_compute():

@@ -15,7 +15,7 @@ from ladder_edu.recovery.distill import chat_prompts, distill_loss, pack
 from ladder_edu.recovery.evaluate import corpus_split, is_correct, load_probe
 from ladder_edu.recovery.finetune import (CHECKPOINT, FinetuneConfig, TrainingDiverged, finetune, lr_at, read_checkpoint,
                                          write_checkpoint)
-from ladder_edu import Transformer, build_model, init_weights
+from ladder_edu import Transformer, init_weights
 
 CFG = get_config("tiny", ladder_layers=2)
 DATA = torch.randint(0, CFG.vocab_size, (32, 17), generator=torch.Generator().manual_seed(0))

@@ -42,8 +42,8 @@ def test_nvtx_ranges_are_pushed_around_modules():
 
 def test_emulated_70b_tp8_rank_is_above_its_hbm_floor():
     from ladder_edu.models.config import get_config
-    from ladder_edu.perf.emulate import emulated_benchmark
-    from ladder_edu.perf.hardware import HARDWARE
+    from ladder_edu.perf.measure.emulate import emulated_benchmark
+    from ladder_edu.perf.model.hardware import HARDWARE
     cfg = get_config("llama-3-70b").replace(n_layers=8, ladder_layers=0)
     hw = HARDWARE["h100-nvlink"]
     res = emulated_benchmark(cfg, 8, hw, ["standard", "ladder"], steps=8, rounds=2, dtype="bfloat16")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ladder_edu.models.config import get_config
-from ladder_edu.perf import gpu_measure as gm
-from ladder_edu.perf.gpu_calibrate import _line, fit_projections, small_kernel_cost
-from ladder_edu.perf.hardware import BOUNDS, HARDWARE
+from ladder_edu.perf.measure import gpu_terms as gm
+from ladder_edu.perf.measure.gpu_preset import _line, fit_projections, small_kernel_cost
+from ladder_edu.perf.model.hardware import BOUNDS, HARDWARE
 
 H100 = os.path.join(os.path.dirname(__file__), "..", "docs", "gpu", "h100")
 
@@ -88,7 +88,7 @@ def test_measurement_code_runs_on_cpu():
 
 
 def test_calibration_refuses_another_gpus_data_sheet_and_unphysical_results():
-    from ladder_edu.perf.gpu_calibrate import base_for, check_measured
+    from ladder_edu.perf.measure.gpu_preset import base_for, check_measured
     assert base_for("NVIDIA H200", None) == "h200-nvlink" and base_for("NVIDIA H100 80GB HBM3", None) == "h100-nvlink"
     assert base_for("NVIDIA H100 80GB HBM3", "h100-no-p2p") == "h100-no-p2p"
     with pytest.raises(ValueError, match="use --base h200-nvlink"):

@@ -46,7 +46,7 @@ def test_iso_refuses_changed_models_and_bad_splits():
 
 
 def test_iso_in_the_performance_model():
-    from ladder_edu.perf.perfmodel import HARDWARE, forward_time, iso_prefill_time
+    from ladder_edu.perf.model.perfmodel import HARDWARE, forward_time, iso_prefill_time
     cfg, hw = get_config("llama-3-70b"), HARDWARE["rtx4090-pcie"]
     std = forward_time("standard", cfg, hw, 8, 1, 1024, 1024)
     assert iso_prefill_time(cfg, hw, 8, 1, 1024, splits=[]) == pytest.approx(std, rel=1e-12)   # 1 chunk
@@ -55,7 +55,7 @@ def test_iso_in_the_performance_model():
 
 
 def test_iso_in_bench_and_profile(tmp_path):
-    from ladder_edu.perf.bench import decode_benchmark
+    from ladder_edu.perf.measure.bench import decode_benchmark
     from ladder_edu.cli import main
     res = decode_benchmark(get_config("tiny"), 2, ["standard", "iso"], context=16, steps=1, rounds=1,
                            phase="prefill")

@@ -5,7 +5,7 @@ import torch
 from ladder_edu import get_config
 from ladder_edu.models.check import check
 from ladder_edu.models.kraken import KrakenTransformer
-from ladder_edu import Transformer, build_model, init_weights
+from ladder_edu import build_model, init_weights
 
 TOKENS = torch.randint(0, 512, (2, 10), generator=torch.Generator().manual_seed(0))
 

@@ -94,15 +94,15 @@ def test_forward_stream_check(fn, ok, hint):
 
 def predicted(model, gpu, tp, batch):
     from ladder_edu import get_config
-    from ladder_edu.perf.hardware import get_hardware
-    from ladder_edu.perf.perfmodel import predict
+    from ladder_edu.perf.model.hardware import get_hardware
+    from ladder_edu.perf.model.perfmodel import predict
     return predict(get_config(model), get_hardware(gpu), tp, batch)["ladder"].speedup_vs_standard
 
 
 def predicted_batch_1(model, gpu, tp, batch):
     from ladder_edu import get_config
-    from ladder_edu.perf.hardware import get_hardware
-    from ladder_edu.perf.perfmodel import predict
+    from ladder_edu.perf.model.hardware import get_hardware
+    from ladder_edu.perf.model.perfmodel import predict
     return predict(get_config(model), get_hardware(gpu), tp, 1)["ladder"].speedup_vs_standard
 
 

@@ -1,10 +1,7 @@
 """The package's layout: subpackages import only downward, modules form no import circle, files stay small."""
 import pytest
 
-from ladder_edu.teach.layout import ROOT, module_imports, module_name
-
-# The allowed order, written once: a subpackage may import itself and the ones before it, never one after it.
-ORDER = ("tp", "models", "profiling", "perf", "recovery", "teach", "labs", "cli")
+from ladder_edu.teach.layout import ROOT, SUBPACKAGES as ORDER, module_imports, module_name, subpackage
 
 
 FILES = sorted(ROOT.rglob("*.py"))
@@ -15,13 +12,19 @@ def imports(path):
     return module_imports()[module_name(path)]
 
 
-def layer(module: str) -> str | None:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] in ORDER else None
+layer = subpackage
 
 
 def test_every_subpackage_is_in_the_order():
-    assert {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()} == set(ORDER)
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".") for p in ROOT.rglob("__init__.py") if p.parent != ROOT}
+    assert found - {"perf"} == set(ORDER)
+
+
+def test_the_model_never_imports_the_measurements():
+    assert ORDER.index("perf.model") < ORDER.index("perf.measure")
+    for m, targets in module_imports().items():
+        if layer(m) == "perf.model":
+            assert not [t for t in targets if layer(t) == "perf.measure"], m
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -59,7 +62,7 @@ def test_no_import_circles():
 def test_the_checker_sees_a_planted_upward_import():
     bad = ROOT / "tp" / "_planted_for_test.py"
     assert not bad.exists()
-    bad.write_text("from ..perf.bench import decode_benchmark\n")
+    bad.write_text("from ..perf.measure.bench import decode_benchmark\n")
     try:
         with pytest.raises(AssertionError, match="above it"):
             test_subpackages_import_only_downward(bad)
@@ -87,5 +90,5 @@ def test_the_circle_check_sees_a_planted_circle():
 def test_the_layout_picture_has_only_downward_edges():
     from ladder_edu.teach.layout import subpackage_imports
     edges = subpackage_imports()
-    assert ("models", "tp") in edges and ("cli", "perf") in edges
+    assert ("models", "tp") in edges and ("cli", "perf.model") in edges and ("tp", "util") in edges
     assert all(ORDER.index(b) < ORDER.index(a) for a, b in edges)

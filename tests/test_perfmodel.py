@@ -5,13 +5,13 @@ from dataclasses import replace
 import pytest
 
 from ladder_edu.models.config import BENCH_VARIANTS, PRESETS, get_config
-from ladder_edu.perf import critical_path as cp
-from ladder_edu.perf.calibrate import PAPER_70B, cells, cross_validate, fit, validate
-from ladder_edu.perf.hardware import BOUNDS, EFF_FIELDS, HARDWARE, Efficiency, get_hardware, load_hardware
-from ladder_edu.perf.kernels import kernel_counts
-from ladder_edu.perf.nccl import allreduce_time
-from ladder_edu.perf.perfmodel import forward, forward_time, module_cost, predict
-from ladder_edu.perf.schedule import simulate, total_time
+from ladder_edu.perf.model import critical_path as cp
+from ladder_edu.perf.model.fit import PAPER_70B, cells, cross_validate, fit, validate
+from ladder_edu.perf.model.hardware import BOUNDS, EFF_FIELDS, HARDWARE, Efficiency, get_hardware, load_hardware
+from ladder_edu.perf.model.kernels import kernel_counts
+from ladder_edu.perf.model.nccl import allreduce_time
+from ladder_edu.perf.model.perfmodel import forward, forward_time, module_cost, predict
+from ladder_edu.perf.model.critical_path import simulate, total_time
 
 CFG = PRESETS["llama-3-70b"]
 NVL = HARDWARE["h100-nvlink"]
@@ -88,14 +88,22 @@ def test_attention_reads_the_kv_cache_once_per_query_head():
     assert a1 == pytest.approx(per_seq, rel=1e-9) and a64 == pytest.approx(64 * per_seq, rel=1e-9)
 
 
-def test_critical_path_without_interference_is_the_idealised_schedule():
-    for v, lag in (("standard", 0), ("ladder", 1)):
-        lanes = cp.Lanes()
-        cp.run(lanes, [cp.Module(3.0, 2.0, lag), cp.Module(5.0, 2.0, lag)], 40, 0.0)
-        assert cp.finish(lanes) == pytest.approx(total_time(simulate(v, 40, 3.0, 5.0, 2.0)))
+def test_the_idealised_schedule_by_hand():
+    # 4 layers, attention 3, MLP 5, every all-reduce 2. Standard: compute and communication alternate.
+    assert total_time(simulate("standard", 4, 3.0, 5.0, 2.0)) == pytest.approx(4 * (3 + 2 + 5 + 2))
+    # Ladder: each all-reduce (2) hides under the next module (3 or 5); only the last one is exposed.
+    assert total_time(simulate("ladder", 4, 3.0, 5.0, 2.0)) == pytest.approx(4 * (3 + 5) + 2)
+    # Ladder with all-reduces longer than compute: the communication lane is the critical path.
+    assert total_time(simulate("ladder", 4, 1.0, 1.0, 3.0)) == pytest.approx(1 + 8 * 3.0)
+    # Parallel block: one all-reduce per layer, none overlapped.
+    assert total_time(simulate("parallel", 4, 3.0, 5.0, 2.0)) == pytest.approx(4 * (8 + 2))
+    assert total_time(simulate("upper_bound", 4, 3.0, 5.0, 2.0)) == pytest.approx(32)
+
+
+def test_the_fitted_path_and_the_drawn_schedule_are_one_simulator():
     lanes = cp.Lanes()
-    cp.run(lanes, [cp.Module(3.0, 0.0, 1), cp.Module(5.0, 4.0, 0)], 40, 0.0)
-    assert cp.finish(lanes) == pytest.approx(total_time(simulate("kraken", 40, 3.0, 5.0, 4.0)))
+    cp.run(lanes, cp.modules("ladder", 1, 3.0, 5.0, 2.0), 40, 0.0)          # jumps ahead once periodic
+    assert cp.finish(lanes) == pytest.approx(total_time(simulate("ladder", 40, 3.0, 5.0, 2.0)))
 
 
 def test_jumping_ahead_equals_stepping_every_layer():
@@ -184,7 +192,7 @@ def test_cross_validation_reports_held_out_errors():
 
 
 def test_calibrated_cpu_preset_is_physical():
-    from ladder_edu.perf.machine import calibrate_this_machine
+    from ladder_edu.perf.measure.cpu_preset import calibrate_this_machine
     hw = calibrate_this_machine(iters=3)
     assert hw.mem_gbps > 0 and hw.tflops > 0 and hw.link_gbps > 0 and hw.intra.hop_us > 0
     assert 0 <= hw.eff.interference <= 1 and hw.eff.kernel_us >= 0 and hw.bytes_per_param == 4

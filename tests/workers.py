@@ -93,7 +93,7 @@ def compiled_vs_eager(variant, steps=3):
     """Eager decode vs compiled decode of one variant on this rank, from the same prefill; and the compiled code's
     overlap (matmuls issued while each all-reduce is in flight)."""
     from ladder_edu import get_config, init_weights
-    from ladder_edu.perf.bench import variant_model
+    from ladder_edu.perf.measure.bench import variant_model
     from ladder_edu.models.compiled import CompiledDecode, compiled_code, overlapped_matmuls
     from ladder_edu.tp.parallel import TPGroup
     cfg = get_config("tiny")

@@ -11,7 +11,7 @@ COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-auto
 
 
 def add_parsers(sub):
-    from ..perf.perfmodel import HARDWARE
+    from ..perf.model.perfmodel import HARDWARE
     bench = sub.add_parser("bench", help="time prefill or decode for variants x TP degrees x batches x lengths",
                            description="Interleaved timing (warm-up, barrier per step, slowest rank, median and "
                                        "p10-p90) of each variant for every combination of --tp, --batch and "
@@ -61,7 +61,7 @@ def cmd_bench(args) -> int:
 
     from tqdm import tqdm
 
-    from ..perf.bench import decode_benchmark
+    from ..perf.measure.bench import decode_benchmark
     cfg = get_config(args.preset)
     default = BENCH_VARIANTS if args.emulate_tp else ALL_VARIANTS
     variants = args.arch or list(default)
@@ -75,8 +75,8 @@ def cmd_bench(args) -> int:
     if args.emulate_tp:
         import torch
 
-        from ..perf.emulate import emulated_benchmark
-        from ..perf.perfmodel import get_hardware
+        from ..perf.measure.emulate import emulated_benchmark
+        from ..perf.model.perfmodel import get_hardware
         hw = get_hardware(args.gpu)
         if args.layers:
             cfg = cfg.replace(n_layers=args.layers, ladder_layers=0)

@@ -7,12 +7,12 @@ and what is valid: ``ladder-edu bench: error: argument --batch: must be an integ
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 
 from ..models.config import PRESETS
+from ..util import atomic
 from ..tp import launch
 
 
@@ -155,11 +155,7 @@ def say(*args):
 
 def write_json(path: str | None, data):
     if path and is_main_rank():
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
+        atomic.write_json(path, data, indent=2)
         print(f"wrote {path}")
 
 

@@ -11,7 +11,7 @@ from .common import floats, ints, out_dir, out_file, say, write_json
 
 def what_if(text: str):
     """``FIELD=VALUE``: a numeric field of the hardware (data sheet or efficiency) and a value >= 0."""
-    from ..perf.hardware import WHAT_IF_FIELDS
+    from ..perf.model.hardware import WHAT_IF_FIELDS
     field, sep, value = text.partition("=")
     if not sep or field not in WHAT_IF_FIELDS:
         raise argparse.ArgumentTypeError(f"must be FIELD=VALUE with FIELD one of {', '.join(WHAT_IF_FIELDS)}, "
@@ -30,7 +30,7 @@ what_if.bad_examples = ["flop_eff", "nope=1", "flop_eff=abc", "link_gbps=-3", "n
 
 def gpu(text: str) -> str:
     """A hardware preset, 'this-machine', or a hardware JSON file that exists."""
-    from ..perf.hardware import HARDWARE
+    from ..perf.model.hardware import HARDWARE
     if text in HARDWARE or text == "this-machine" or (text.endswith(".json") and os.path.isfile(text)):
         return text
     raise argparse.ArgumentTypeError(f"unknown hardware {text!r}; valid choices: {', '.join(HARDWARE)}, "
@@ -42,7 +42,7 @@ gpu.bad_examples = ["tpu", "/no/such/gpu.json"]
 
 def add_parsers(sub):
     pred = sub.add_parser("predict", help="the performance model: tokens/s and speedups on hardware you lack",
-                          description="Analytic model of TP inference (ladder_edu/perf/perfmodel.py), built from the "
+                          description="Analytic model of TP inference (ladder_edu/perf/model/perfmodel.py), built from the "
                                       "kernels a forward pass launches and NCCL's own all-reduce model: prefill, "
                                       "decode and tokens/s of each variant as the Ladder paper measured them "
                                       "(prompt 1024, 512 new tokens). --validate refits its efficiencies on the "
@@ -92,13 +92,13 @@ def add_parsers(sub):
 
 
 def cmd_predict(args) -> int:
-    from ..perf.hardware import get_hardware
-    from ..perf.perfmodel import iso_prefill_time, predict
+    from ..perf.model.hardware import get_hardware
+    from ..perf.model.perfmodel import iso_prefill_time, predict
     out = {}
     if args.validate:
         out["validation"] = run_validation()
     if args.gpu == "this-machine":
-        from ..perf.machine import calibrate_this_machine
+        from ..perf.measure.cpu_preset import calibrate_this_machine
         hw = calibrate_this_machine()
     else:
         hw = get_hardware(args.gpu)
@@ -131,7 +131,7 @@ def cmd_predict(args) -> int:
 
 
 def run_validation() -> dict:
-    from ..perf.calibrate import cross_validate, fit, validate
+    from ..perf.model.fit import cross_validate, fit, validate
     eff, _ = fit()
     report = validate(eff)
     cv = cross_validate()
@@ -149,7 +149,7 @@ def run_validation() -> dict:
 
 
 def explain(cfg, hw, args) -> dict:
-    from ..perf.explain import breakdown, breakdown_table
+    from ..perf.model.explain import breakdown, breakdown_table
     parts = breakdown(cfg, hw, args.tp, args.batch, args.prompt, args.generate, args.nodes,
                       ladder_layers=args.ladder_layers)
     say(breakdown_table(parts))
@@ -160,7 +160,7 @@ def explain(cfg, hw, args) -> dict:
 
 
 def run_sweep(args) -> dict:
-    from ..perf.explain import sweep, sweep_table
+    from ..perf.model.explain import sweep, sweep_table
     grid = sweep(args.batch, prompt=args.prompt, generate=args.generate)
     say(sweep_table(grid, batch=args.batch))
     if args.sweep != "-":
@@ -179,8 +179,8 @@ def _save(make_figure, path: str):
 def compare(cfg, hw, args) -> dict:
     if args.gpu != "this-machine":
         raise ValueError("--compare measures this machine: use it with --gpu this-machine")
-    from ..perf.bench import decode_benchmark
-    from ..perf.perfmodel import forward_time
+    from ..perf.measure.bench import decode_benchmark
+    from ..perf.model.perfmodel import forward_time
     context, steps = 64, 16
     meas = decode_benchmark(cfg, args.tp, batch=args.batch, context=context, steps=steps, rounds=6)
     say("decode ms per token on this machine, model vs measured (context 64):")
@@ -196,12 +196,12 @@ def compare(cfg, hw, args) -> dict:
 
 
 def cmd_calibrate_gpu(args) -> int:
-    from ..perf.gpu_calibrate import calibrate_gpu
+    from ..perf.measure.gpu_preset import calibrate_gpu
     hw = calibrate_gpu(args.base)
     hw.to_json(args.out)
     say(f"wrote {args.out}: " + ", ".join(f"{k} {v:.3g}" for k, v in asdict(hw.eff).items()))
     if args.detail:
-        from ..perf.gpu_calibrate import calibrate_detail
+        from ..perf.measure.gpu_preset import calibrate_detail
         base = f" --base {args.base}" if args.base else ""
         cmd = f"ladder-edu calibrate-gpu --out {args.out}{base} --detail {args.detail} --budget {args.budget:g}"
         res = calibrate_detail(args.detail, args.budget, cmd)

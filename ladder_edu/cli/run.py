@@ -68,7 +68,7 @@ def default_tp(cfg) -> int:
 
 def cmd_tour(args) -> int:
     from ..models.check import check
-    from ..perf.bench import decode_benchmark
+    from ..perf.measure.bench import decode_benchmark
     cfg = get_config(args.preset)
     tp = args.tp or default_tp(cfg)
     backend = args.backend or launch.default_backend(tp)
@@ -100,7 +100,7 @@ def cmd_tour(args) -> int:
 
 
 def cmd_env(args) -> int:
-    from ..perf.environment import format_report, report
+    from ..perf.measure.environment import format_report, report
     r = report()
     say(format_report(r))
     write_json(args.json, r)

@@ -5,8 +5,8 @@ import inspect
 import textwrap
 
 from ..models.config import get_config
-from ..perf.hardware import get_hardware
-from ..perf.perfmodel import predict
+from ..perf.model.hardware import get_hardware
+from ..perf.model.perfmodel import predict
 from .runner import Verdict, call, failed, load
 
 SETTINGS = (("llama-3-70b", "h100-nvlink", 8, 1), ("llama-3-70b", "h100-no-p2p", 8, 1),

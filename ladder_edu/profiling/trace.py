@@ -28,6 +28,7 @@ from ..models.config import ModelConfig, variant_config
 from ..models.build import init_weights
 from ..models.variants import example_tokens, run_step, variant_model
 from ..tp.parallel import TPGroup
+from ..util.atomic import atomic_write
 
 PHASES = ("prefill", "decode")
 
@@ -107,10 +108,8 @@ def merge_traces(paths: list[str], out_path: str) -> str:
             merged.append(dict(e, pid=pid))
         merged.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": pid}})
         merged.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "args": {"sort_index": rank}})
-    tmp = out_path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(out_path) as f:
         json.dump(dict(meta, traceEvents=merged), f)
-    os.replace(tmp, out_path)
     return out_path
 
 

@@ -22,10 +22,8 @@ with ``TrainingDiverged`` before the bad step is applied; the last good checkpoi
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
@@ -36,6 +34,7 @@ from .distill import DIVERGENCES, distill_loss, hidden_loss, student_samples, wi
 from .lora import add_lora, merge_lora
 from .evaluate import mean_loss
 from .safe_io import load_tensors, refuse_pickles, save_tensors
+from ..util import atomic
 
 METHODS = ("plain", "distill", "onpolicy")
 PROMPTS = ("templates", "self")
@@ -95,10 +94,7 @@ def lr_at(step: int, ft: FinetuneConfig) -> float:
 
 def atomic_write_json(obj, path: str) -> None:
     """json.dump to ``path + ".tmp"``, then rename over ``path``."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic.write_json(path, obj)
 
 
 def write_checkpoint(path: str, config: dict, step: int, history: dict, optimizer: dict, weights: dict) -> None:

@@ -18,8 +18,8 @@ import json
 import os
 
 from ..models.config import get_config
-from ..perf.hardware import HARDWARE
-from ..perf.perfmodel import predict
+from ..perf.model.hardware import HARDWARE
+from ..perf.model.perfmodel import predict
 from .experiment import RECIPE, build, load, measure, recipe_name, run_recovery
 from .evaluate import blocks, corpus_split
 from .finetune import atomic_write_json

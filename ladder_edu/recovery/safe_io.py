@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 
 import torch
 
 from ..models.config import ModelConfig
+from ..util import atomic
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin")
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -35,16 +35,9 @@ def _safetensors():
 def save_tensors(path: str, tensors: dict[str, torch.Tensor], meta=None) -> None:
     """Write ``tensors`` (and ``meta``, JSON) to ``path`` atomically."""
     _, save_file = _safetensors()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic.atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, tmp,
                   metadata={"json": json.dumps(meta if meta is not None else {})})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_tensors(path: str) -> tuple[dict[str, torch.Tensor], object]:
@@ -77,10 +70,7 @@ def save_model_dir(directory: str, cfg: ModelConfig, state: dict[str, torch.Tens
     """Write a model directory: config.json and model.safetensors (``info`` goes into the weights' header)."""
     os.makedirs(directory, exist_ok=True)
     save_tensors(os.path.join(directory, WEIGHTS), state, info or {})
-    tmp = os.path.join(directory, CONFIG + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(dataclasses.asdict(cfg), f, indent=1)
-    os.replace(tmp, os.path.join(directory, CONFIG))
+    atomic.write_json(os.path.join(directory, CONFIG), dataclasses.asdict(cfg))
     return directory
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from ..perf.schedule import simulate, total_time
+from ..perf.model.critical_path import simulate, total_time
 
 RANK_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 KIND_COLORS = {"attn": "#4C72B0", "mlp": "#55A868", "attn+mlp": "#8172B3", "allreduce": "#C44E52"}

@@ -13,11 +13,16 @@ import sys
 from collections import Counter
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("tp", "models", "profiling", "perf", "recovery", "teach", "labs", "cli")     # bottom to top
-ROLES = {"tp": "process groups, launcher, async all-reduce, column/row-parallel linears",
-         "models": "config, layers, the decoder's due rule, Kraken, ISO, generation, compiled decode, checkpoints",
+# The layers, bottom to top, written once: a layer may import itself and the ones below it, never one above.
+# perf holds two: the performance model (perf.model) and the measurements (perf.measure), which may use the model.
+SUBPACKAGES = ("util", "tp", "models", "profiling", "perf.model", "perf.measure", "recovery", "teach", "labs", "cli")
+ROLES = {"util": "atomic file writes",
+         "tp": "process groups, launcher and its options, async all-reduce, column/row-parallel linears",
+         "models": "config, run spec, layers, the decoder's due rule, Kraken, ISO, generation, compiled decode, "
+                   "checkpoints",
          "profiling": "torch.profiler traces, merging, overlap analysis, timelines, the overlap probe",
-         "perf": "benchmarks, emulated rank, performance model and its calibration, design space",
+         "perf.model": "the performance model: hardware, NCCL's cost, kernels, critical path, fit, design space",
+         "perf.measure": "benchmarks, the emulated rank, this machine's and a GPU's measured presets",
          "recovery": "fine-tune, distillation, evaluation, the conversion experiment, from scratch",
          "teach": "diagrams, plots, widgets and lessons the notebooks show",
          "labs": "classroom exercises: checks that run the student's code on real ranks",
@@ -55,8 +60,10 @@ def module_imports(root: pathlib.Path = ROOT) -> dict[str, set[str]]:
 
 
 def subpackage(module: str) -> str | None:
-    """The subpackage a module belongs to (None for the top-level ladder_edu, __main__)."""
+    """The layer a module belongs to (None for the top-level ladder_edu, __main__, and perf's own __init__)."""
     parts = module.split(".")
+    if len(parts) > 2 and ".".join(parts[1:3]) in SUBPACKAGES:
+        return ".".join(parts[1:3])
     return parts[1] if len(parts) > 1 and parts[1] in SUBPACKAGES else None
 
 
@@ -75,7 +82,7 @@ def draw_layout(edges: Counter | None = None):
     """The subpackages bottom-up, what each holds, an arrow per import edge (width ~ how many imports)."""
     import matplotlib.pyplot as plt
     edges = edges if edges is not None else subpackage_imports()
-    fig, ax = plt.subplots(figsize=(9, 6.2))
+    fig, ax = plt.subplots(figsize=(9, 7.4))
     y = {p: i for i, p in enumerate(SUBPACKAGES)}
     for p, i in y.items():
         ax.add_patch(plt.Rectangle((0, i - 0.3), 2.2, 0.6, color="#4C72B0", alpha=0.9))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from ..perf.hardware import Hardware
-from ..perf.perfmodel import forward_time, predict
+from ..perf.model.hardware import Hardware
+from ..perf.model.perfmodel import forward_time, predict
 
 VARIANT_COLORS = {"standard": "#8C8C8C", "parallel": "#8172B3", "ladder": "#4C72B0", "upper_bound": "#DDDDDD",
                   "kraken": "#55A868", "iso": "#C44E52"}

@@ -43,7 +43,7 @@ def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
     """Sliders over the performance model: TP degree, link bandwidth, the fixed cost per all-reduce, batch, model.
     Returns the widget box; ``box.redraw()`` draws with the current values."""
     from ..models.config import PRESETS
-    from ..perf.perfmodel import HARDWARE
+    from ..perf.model.perfmodel import HARDWARE
     from .perfplots import plot_prediction
     base = HARDWARE[hardware]
     big = [n for n in PRESETS if PRESETS[n].n_layers >= 30 and n != "smollm2-135m"]

@@ -29,6 +29,7 @@ BACKENDS = ("gloo", "nccl")
 COMM_PRIORITIES = ("auto", "normal", "realtime")
 
 
+from ..util.atomic import atomic_path
 from .errors import CollectiveTimeout, LaunchError, PeerLost, RankError, looks_like_lost_peer
 
 
@@ -148,9 +149,8 @@ def _worker(rank, world_size, port, backend, timeout_s, threads, comm_priority, 
     except BaseException as e:  # noqa: BLE001 - everything a rank raises is reported to the parent
         payload.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
                        timeout=_looks_like_timeout(e), time=time.time())
-    tmp = os.path.join(out_dir, f"rank{rank}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, os.path.join(out_dir, f"rank{rank}.pt"))      # atomic: the parent never reads half a file
+    with atomic_path(os.path.join(out_dir, f"rank{rank}.pt")) as tmp:    # the parent never reads half a file
+        torch.save(payload, tmp)
     if payload["ok"] and dist.is_initialized():
         dist.destroy_process_group()
     sys.stdout.flush()

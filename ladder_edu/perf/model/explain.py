@@ -7,7 +7,7 @@ any variant's) speedup over standard for every model size x TP degree x intercon
 """
 from __future__ import annotations
 
-from ..models.config import BENCH_VARIANTS, PRESETS, ModelConfig
+from ...models.config import BENCH_VARIANTS, PRESETS, ModelConfig
 from .hardware import HARDWARE, Hardware
 from .perfmodel import forward, static_cache
 

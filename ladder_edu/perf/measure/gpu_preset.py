@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from .hardware import BOUNDS, HARDWARE, MEASURED, Hardware, get_hardware
+from ..model.hardware import BOUNDS, HARDWARE, MEASURED, Hardware, get_hardware
 
 
 def _line(xs, ys, intercept=None) -> tuple[float, float, float]:
@@ -80,7 +80,7 @@ def small_kernel_cost(step: dict) -> float:
 def measure(base: Hardware) -> dict:
     """The projection sweep (8B and 70B shapes, TP 1-8, 1/16/1024 tokens), its fit, and the small kernels of a
     profiled compiled step, on the current CUDA GPU."""
-    from . import gpu_measure as gm
+    from . import gpu_terms as gm
     rows = gm.projection_sweep(tokens=(1, 16, 1024), device="cuda")
     step = gm.compiled_steps("llama-3-70b", [(8, 1, 2)], device="cuda", profile=[(8, 1, 2)])[0]
     if "kernels" not in step:
@@ -152,7 +152,7 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "") -
 
     import torch
 
-    from . import gpu_measure as gm
+    from . import gpu_terms as gm
     os.makedirs(out_dir, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     head = {"device": gm.device_name(device), "torch": torch.__version__, "command": command}
@@ -190,8 +190,8 @@ def compiled_step_comparison(steps: list[dict], hw: Hardware, preset: str = "lla
     """For each (TP, batch) timed with two layer counts: the measured per-layer time of the compiled decode step
     (difference of the two, back to back) and the rest of the step (LM head, embedding), next to the model's
     upper-bound layer and LM head for gpt-fast's kernels."""
-    from ..models.config import get_config
-    from .perfmodel import head_cost, layer_modules
+    from ...models.config import get_config
+    from ..model.perfmodel import head_cost, layer_modules
     cfg, out = get_config(preset), []
     by = {(r["tp"], r["batch"], r["layers"]): r for r in steps if "pipelined_us" in r}
     layers: dict[tuple[int, int], list[int]] = {}

@@ -35,8 +35,8 @@ def _trace(arch: str) -> list[tuple[str, str]]:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from ..models.config import get_config
-    from ..models.model import Transformer
+    from ...models.config import get_config
+    from ...models.model import Transformer
 
     class Recorder(TorchDispatchMode):
         def __init__(self):

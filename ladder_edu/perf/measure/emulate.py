@@ -21,12 +21,12 @@ import time
 import torch
 
 from .bench import _Timer, summarize
-from ..models.variants import run_step
-from ..models.config import BENCH_VARIANTS, ModelConfig, variant_config
-from ..models.model import DTYPES, Transformer
-from ..tp.parallel import TPGroup
-from .hardware import Hardware
-from .nccl import allreduce_time
+from ...models.variants import run_step
+from ...models.config import BENCH_VARIANTS, ModelConfig, variant_config
+from ...models.model import DTYPES, Transformer
+from ...tp.parallel import TPGroup
+from ..model.hardware import Hardware
+from ..model.nccl import allreduce_time
 
 
 def allreduce_seconds(hw: Hardware, tp: int, nbytes: int, nodes: int = 1) -> float:

@@ -6,7 +6,7 @@ performance model (``perfmodel``) on hardware presets; quality of models trained
 """
 from __future__ import annotations
 
-from ..models.config import get_config
+from ...models.config import get_config
 from .perfmodel import forward_time, get_hardware, iso_prefill_time, predict
 
 STRATEGIES = ("standard", "parallel", "ladder", "kraken", "iso")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..models.config import ALL_VARIANTS, ModelConfig, kraken_config
+from ...models.config import ALL_VARIANTS, ModelConfig, kraken_config
 from . import critical_path as cp
 from .hardware import HARDWARE, Hardware, get_hardware  # noqa: F401  (re-exported: the presets live there)
 from .kernels import OUTSIDE_GRAPH, STEP_KERNELS, kernel_counts
@@ -119,7 +119,7 @@ def kraken_modules(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_toke
     """Kraken (``config.kraken_config``, degree = TP): each rank computes one full-width sub-layer of width
     d/sqrt(n) on its own (tp = 1 shapes), then one all-reduce per layer of the layer output, which only the next
     layer's MLP needs. With tp = 1 the rank computes both sub-layers of a degree-2 model."""
-    from ..models.kraken import split_config
+    from ...models.kraken import split_config
     kcfg = kraken_config(cfg, tp if tp > 1 else 2)
     sub, local = split_config(kcfg), (1 if tp > 1 else 2)
     attn = module_cost("attn", sub, hw, 1, batch, new_tokens, keys, comm=False)
@@ -240,7 +240,7 @@ def iso_prefill_time(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, prompt
     """ISO (``models/iso.py``): the standard model's prefill in chunks, interleaved. On the critical path the
     sequence is chunk 0's attention, chunk 1's attention, chunk 0's MLP, ...; each chunk's module needs only its
     own chunk's previous all-reduce (lag = chunks - 1 in the interleaved order). A chunk [a, b) reads b keys."""
-    from ..models.iso import balanced_split, chunk_bounds
+    from ...models.iso import balanced_split, chunk_bounds
     bounds = chunk_bounds(prompt, [balanced_split(cfg, prompt)] if splits is None else splits)
     chunks = [layer_modules("standard", cfg, hw, tp, batch, b - a, b, nodes) for a, b in bounds]
     if len(chunks) > cp.MAX_LAG:

@@ -17,7 +17,7 @@ import math
 import statistics
 from dataclasses import asdict, replace
 
-from ..models.config import PRESETS
+from ...models.config import PRESETS
 from .hardware import BOUNDS, EFF_FIELDS, HARDWARE, MEASURED, Efficiency
 from .perfmodel import predict
 

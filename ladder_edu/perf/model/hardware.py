@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+
+from ...util import atomic
 from dataclasses import asdict, dataclass, field, fields, replace
 
 
@@ -103,10 +105,7 @@ class Hardware:
         return self.intra.gbps
 
     def to_json(self, path: str) -> None:
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=2)
-        os.replace(tmp, path)
+        atomic.write_json(path, asdict(self), indent=2)
 
 
 EFF_FIELDS = tuple(f.name for f in fields(Efficiency))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import platform
 
-from ..models.config import PRESETS
+from ...models.config import PRESETS
 
 HEADROOM = 0.85
 

@@ -19,7 +19,6 @@ On a CPU both run too (no graphs, wall-clock), which is how the tests check them
 from __future__ import annotations
 
 import gc
-import json
 import math
 import os
 import statistics
@@ -27,9 +26,10 @@ import time
 
 import torch
 
-from ..models.config import get_config, variant_config
-from ..models.model import Transformer
-from ..tp.parallel import TPGroup
+from ...models.config import get_config, variant_config
+from ...models.model import Transformer
+from ...tp.parallel import TPGroup
+from ...util import atomic
 
 
 def _device(device) -> torch.device:
@@ -148,7 +148,7 @@ def time_compiled_step(model: Transformer, batch: int, cache: int, steps: int = 
     alone (``median_us``: CPU launch work included) and ``steps`` steps back to back with one synchronisation at
     the end (``pipelined_us``: the CPU runs ahead, as in gpt-fast's generation loop)."""
     from .bench import _Timer
-    from ..models.compiled import CompiledDecode, positions
+    from ...models.compiled import CompiledDecode, positions
     device = model.embed_tokens.weight.device
     model.setup_cache(batch, cache)
     t_pre = min(prompt, cache)
@@ -237,7 +237,4 @@ def device_name(device) -> str:
 
 
 def write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    atomic.write_json(path, obj)

@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.distributed as dist
 
-from ..tp import launch
-from ..models.config import ALL_VARIANTS, ModelConfig, variant_config
-from ..models.build import init_weights
-from ..models.model import DTYPES
-from ..models.variants import example_tokens, run_step, variant_model
-from ..tp.parallel import TPGroup
+from ...tp import launch
+from ...models.config import ALL_VARIANTS, ModelConfig, variant_config
+from ...models.build import init_weights
+from ...models.model import DTYPES
+from ...models.variants import example_tokens, run_step, variant_model
+from ...tp.parallel import TPGroup
 
 
 PHASES = ("prefill", "decode")
@@ -83,7 +83,7 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
             models[v](prompt)                                     # prefill: fills the KV cache (and warms up)
     compiled = {}
     if compile_mode:
-        from ..models.compiled import CompiledDecode
+        from ...models.compiled import CompiledDecode
         for v in variants:                                        # compile (and record CUDA graphs) untimed
             compiled[v] = CompiledDecode(models[v], None if compile_mode == "auto" else compile_mode)
             for _ in range(3):
@@ -196,7 +196,7 @@ def decode_benchmark(cfg: ModelConfig, tp: int, variants=ALL_VARIANTS, batch: in
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
     if compile_mode:
-        from ..models.compiled import MODES
+        from ...models.compiled import MODES
         if compile_mode not in ("auto",) + MODES:
             raise ValueError(f"unknown compile mode {compile_mode!r}; valid choices: auto, {', '.join(MODES)}")
         if phase != "decode":

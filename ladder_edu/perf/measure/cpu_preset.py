@@ -1,9 +1,9 @@
 """This machine as a performance-model preset: micro-benchmarks on CPU ranks (gloo), float32."""
 from __future__ import annotations
 
-from ..models.config import PRESETS
-from .hardware import Efficiency, Hardware, Link
-from .kernels import kernel_counts
+from ...models.config import PRESETS
+from ..model.hardware import Efficiency, Hardware, Link
+from ..model.kernels import kernel_counts
 
 
 def measure_machine_worker(dim: int = 512, hidden: int = 1408, iters: int = 20) -> dict:
@@ -21,10 +21,10 @@ def measure_machine_worker(dim: int = 512, hidden: int = 1408, iters: int = 20) 
     import torch
     import torch.distributed as dist
 
-    from ..models.build import init_weights
-    from ..models.model import Transformer
-    from ..tp.parallel import TPGroup
-    from ..profiling.probe import probe_worker
+    from ...models.build import init_weights
+    from ...models.model import Transformer
+    from ...tp.parallel import TPGroup
+    from ...profiling.probe import probe_worker
 
     def timed(fn, n=iters):
         ts = []
@@ -64,7 +64,7 @@ def measure_machine_worker(dim: int = 512, hidden: int = 1408, iters: int = 20) 
 
 def calibrate_this_machine(world: int = 2, comm_priority: str = "auto", iters: int = 20) -> Hardware:
     """A Hardware preset for this machine from micro-benchmarks on ``world`` gloo ranks (float32, 4 bytes)."""
-    from ..tp import launch
+    from ...tp import launch
     m = launch.run(measure_machine_worker, world, comm_priority=comm_priority, iters=iters)[0]
     eff = Efficiency(mem_eff=1.0, skinny_eff=1.0, flop_eff=1.0, kernel_us=m["kernel_us"], small_us=m["kernel_us"],
                      comm_us=0.0, interference=m["interference"])

@@ -1,0 +1,1 @@
+"""util: small helpers every layer may use (atomic file writes); imports nothing from the package."""
