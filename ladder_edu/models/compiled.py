@@ -83,7 +83,7 @@ class CompiledDecode:
 
     def __init__(self, model, mode: str | None = None, sink_waits: bool = True, fence: bool = True):
         device = model.embed_tokens.weight.device
-        if getattr(model.tp.group, "modeled", False):
+        if model.tp.emulated:
             raise ValueError("an emulated rank (modeled communication) cannot be compiled: its waits are Python "
                              "threads and CUDA sleeps; drop --compile or --emulate-tp")
         mode = mode or default_mode(device)
@@ -153,7 +153,6 @@ def compiled_code(step: CompiledDecode, tokens: torch.Tensor, pos: int) -> tuple
 def overlap_worker(preset: str, variant: str, fence: bool = True, sink_waits: bool = True) -> list[int]:
     """On every rank (``launch.run``): compile one decode step of ``variant`` and return
     :func:`overlapped_matmuls` of its generated code (this rank's)."""
-    import torch.distributed as dist
 
     from ..tp import launch
     from .variants import variant_model
@@ -161,7 +160,7 @@ def overlap_worker(preset: str, variant: str, fence: bool = True, sink_waits: bo
     from .build import init_weights
     from ..tp.parallel import TPGroup
     cfg = get_config(preset)
-    tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
+    tp = TPGroup.current()
     device = launch.current_device()
     model = variant_model(cfg, variant, tp, init_weights(cfg, 0), device=device)
     tokens = torch.zeros(1, 8, dtype=torch.long, device=device)

@@ -26,7 +26,6 @@ import torch
 
 from ..tp.comm import all_reduce_async, region
 from .config import ModelConfig
-from .layers import check_tokens
 from .model import Transformer
 
 
@@ -62,7 +61,7 @@ def iso_prefill(model: Transformer, tokens: torch.Tensor, splits=None) -> torch.
     if cfg.arch != "standard" or cfg.ladder_layers:
         raise ValueError(f"ISO overlaps the prefill of an unchanged *standard* model; got arch={cfg.arch!r}"
                          f"{f', ladder_layers={cfg.ladder_layers}' if cfg.ladder_layers else ''}")
-    check_tokens(model, tokens, 0)
+    model.check_tokens(tokens, 0)
     B, T = tokens.shape
     bounds = chunk_bounds(T, [balanced_split(cfg, T)] if splits is None else splits)
     if model.layers[0].self_attn.cache is None:
@@ -83,6 +82,4 @@ def iso_prefill(model: Transformer, tokens: torch.Tensor, splits=None) -> torch.
     for c in range(len(bounds)):
         while pending[c]:
             xs[c] = xs[c] + pending[c].popleft().wait()
-    with region("lm_head"):
-        x = model.norm(torch.cat(xs, dim=1))
-        return x @ model.embed_tokens.weight.T if model.lm_head is None else model.lm_head(x)
+    return model.head(torch.cat(xs, dim=1))

@@ -22,7 +22,8 @@ from torch import nn
 
 from ..tp.comm import Pending, all_reduce_async, region
 from .config import ModelConfig
-from .layers import MLP, Attention, KVCache, RMSNorm, check_tokens, rope_tables
+from .decoder import Decoder
+from .layers import MLP, Attention, RMSNorm
 from ..tp.parallel import TPGroup, shard_tensor
 
 
@@ -44,28 +45,23 @@ class SplitLayer(nn.Module):
         self.mlp = MLP(scfg, one, dtype, device)
 
 
-class KrakenTransformer(nn.Module):
+class KrakenTransformer(Decoder):
     """Splits ``tp.rank`` (under TP) or all N splits (one device) of a Kraken model."""
 
     def __init__(self, cfg: ModelConfig, tp: TPGroup | None = None, dtype=torch.float32, device=None):
         super().__init__()
-        self.cfg, self.tp = cfg, tp or TPGroup.single()
-        cfg.check_tp(self.tp.size)
         n, scfg = cfg.kraken_degree, split_config(cfg)
+        self._build_shared(cfg, tp, scfg.head_dim, dtype, device)
         self.local_splits = list(range(n)) if self.tp.size == 1 else [self.tp.rank]
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=dtype, device=device)
         self.splits = nn.ModuleList(nn.ModuleList(SplitLayer(scfg, dtype, device) for _ in range(cfg.n_layers))
                                     for _ in self.local_splits)
         self.conj = nn.Linear(len(self.local_splits) * cfg.dim, cfg.dim, bias=False, dtype=dtype, device=device)
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
-        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False, dtype=dtype,
-                                                                 device=device)
-        cos, sin = rope_tables(scfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def attentions(self):
+        return (sub.self_attn for split in self.splits for sub in split)
 
     def forward(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        check_tokens(self, tokens, start)
+        self.check_tokens(tokens, start)
         rope, e = (self.rope_cos, self.rope_sin), self.embed_tokens(tokens)
         xs, total = [e] * len(self.splits), None
         for layer in range(self.cfg.n_layers):
@@ -85,32 +81,14 @@ class KrakenTransformer(nn.Module):
             xs = new
             if layer + 1 < self.cfg.n_layers:
                 total = self._sum_over_splits(xs, f"L{layer}.out")
-        with region("lm_head"):
+        with region("conj"):
             partial = self.conj(torch.cat(xs, dim=-1))                   # this rank's W_conj,i x_i
-            x = all_reduce_async(partial, self.tp, self.cfg.comm, "conj").wait()
-            x = self.norm(x)
-            return x @ self.embed_tokens.weight.T if self.lm_head is None else self.lm_head(x)
+        return self.head(all_reduce_async(partial, self.tp, self.cfg.comm, "conj").wait())
 
     def _sum_over_splits(self, xs, label):
         """Start S = sum over all splits of x_j: an all-reduce under TP, a local sum on one device."""
         local = xs[0] if len(xs) == 1 else torch.stack(xs).sum(0)
         return all_reduce_async(local.clone(), self.tp, self.cfg.comm, label)
-
-    def setup_cache(self, batch: int, max_seq_len: int | None = None):
-        n, p = max_seq_len or self.cfg.max_seq_len, self.embed_tokens.weight
-        for split in self.splits:
-            for sub in split:
-                a = sub.self_attn
-                a.cache = KVCache(batch, a.n_kv_heads, n, a.head_dim, p.dtype, p.device)
-
-    def clear_cache(self):
-        for split in self.splits:
-            for sub in split:
-                sub.self_attn.cache = None
-
-    @property
-    def layers(self):                                   # what layers.check_tokens looks at
-        return self.splits[0]
 
     @classmethod
     def from_full_state_dict(cls, cfg, full: dict, tp: TPGroup | None = None, dtype=torch.float32, device=None):
@@ -128,6 +106,5 @@ class KrakenTransformer(nn.Module):
             else:
                 local[name] = t
         model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in local.items()}, assign=True)
-        scfg = split_config(cfg)
-        model.rope_cos, model.rope_sin = rope_tables(scfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
+        model._reset_rope(device)
         return model.eval()

@@ -127,7 +127,7 @@ class MLP(nn.Module):
 
 
 def check_tokens(model, tokens: torch.Tensor, start):
-    """Clear errors for tokens a model (Transformer or KrakenTransformer) cannot take at position ``start``."""
+    """Clear errors for tokens a model (a ``decoder.Decoder``) cannot take at position ``start``."""
     if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
         got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
         raise TypeError(f"tokens must be an integer tensor (torch.long or torch.int) of shape [batch, seq], "
@@ -138,7 +138,7 @@ def check_tokens(model, tokens: torch.Tensor, start):
         if start.dim() != 1 or start.shape[0] != tokens.shape[1] or start.dtype != torch.long:
             raise ValueError(f"positions must be a torch.long tensor of shape [{tokens.shape[1]}] (one per token), "
                              f"got {start.dtype} {tuple(start.shape)}")
-        cache = model.layers[0].self_attn.cache
+        cache = model.first_cache()
         if cache is None:
             raise ValueError("a positions tensor needs a KV cache: call model.setup_cache(batch) first")
         if torch.compiler.is_compiling():
@@ -157,6 +157,6 @@ def check_tokens(model, tokens: torch.Tensor, start):
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= model.cfg.vocab_size):
         raise ValueError(f"token ids must be in [0, {model.cfg.vocab_size}), got min {int(tokens.min())}, "
                          f"max {int(tokens.max())}")
-    cache = model.layers[0].self_attn.cache
+    cache = model.first_cache()
     if cache is not None and tokens.shape[0] != cache.k.shape[0]:
         raise ValueError(f"batch {tokens.shape[0]} does not match the KV cache's batch {cache.k.shape[0]}")

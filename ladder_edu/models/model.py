@@ -30,7 +30,8 @@ from torch import nn
 
 from ..tp.comm import Pending, all_reduce_async, region
 from .config import ModelConfig
-from .layers import MLP, Attention, KVCache, RMSNorm, check_tokens, rope_tables
+from .decoder import Decoder
+from .layers import MLP, Attention, RMSNorm
 from ..tp.parallel import TPGroup, shard_state_dict
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,7 +64,7 @@ class Block(nn.Module):
         return [("attn", attn), ("mlp", mlp)]
 
 
-class Transformer(nn.Module):
+class Transformer(Decoder):
     """A Llama-style decoder holding rank ``tp.rank``'s shard of every layer (everything, when ``tp.size == 1``)."""
 
     def __init__(self, cfg: ModelConfig, tp: TPGroup | None = None, dtype=torch.float32, device=None):
@@ -71,28 +72,22 @@ class Transformer(nn.Module):
         if cfg.arch == "kraken":
             raise ValueError("Kraken has its own layer structure: use ladder_edu.models.kraken.KrakenTransformer "
                              "(models.build.build_model and init_weights dispatch to it)")
-        self.cfg, self.tp = cfg, tp or TPGroup.single()
-        cfg.check_tp(self.tp.size)
-        modeled = getattr(self.tp.group, "modeled", False)
-        if self.tp.size > 1 and not modeled and dist.is_initialized() and \
+        self._build_shared(cfg, tp, cfg.head_dim, dtype, device)
+        if self.tp.size > 1 and not self.tp.emulated and dist.is_initialized() and \
                 dist.get_world_size(self.tp.group) != self.tp.size:
             raise ValueError(f"world size mismatch: the model is sharded for TP={self.tp.size} but its process "
                              f"group has {dist.get_world_size(self.tp.group)} ranks; use TPGroup.from_dist()")
         if dtype not in DTYPES.values():
             raise TypeError(f"unsupported dtype {dtype}; valid choices: {', '.join(DTYPES)}")
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=dtype, device=device)
         self.layers = nn.ModuleList(Block(cfg, i, self.tp, dtype, device) for i in range(cfg.n_layers))
-        self.norm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
-        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False, dtype=dtype,
-                                                                 device=device)
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def attentions(self):
+        return (layer.self_attn for layer in self.layers)
 
     def forward(self, tokens: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
         """Logits [B, T, vocab] for ``tokens`` [B, T] placed at positions start .. start+T-1 (or at the positions
         in a tensor ``start`` [T], the static-shape path of ``compiled.py``)."""
-        check_tokens(self, tokens, start)
+        self.check_tokens(tokens, start)
         x = self.embed_tokens(tokens)
         rope = (self.rope_cos, self.rope_sin)
         pending: deque[Pending] = deque()      # module outputs whose all-reduce may still be in flight
@@ -108,22 +103,7 @@ class Transformer(nn.Module):
                 pending.append(all_reduce_async(out, self.tp, self.cfg.comm, label))
         while pending:                                        # the last outputs cannot be overlapped
             x = x + pending.popleft().wait()
-        with region("lm_head"):
-            x = self.norm(x)
-            return x @ self.embed_tokens.weight.T if self.lm_head is None else self.lm_head(x)
-
-    # --- KV cache ---------------------------------------------------------------------------------------------
-    def setup_cache(self, batch: int, max_seq_len: int | None = None):
-        """Allocate a KV cache per layer (local kv heads only) for ``batch`` sequences."""
-        n = max_seq_len or self.cfg.max_seq_len
-        p = self.embed_tokens.weight
-        for layer in self.layers:
-            a = layer.self_attn
-            a.cache = KVCache(batch, a.n_kv_heads, n, a.head_dim, p.dtype, p.device)
-
-    def clear_cache(self):
-        for layer in self.layers:
-            layer.self_attn.cache = None
+        return self.head(x)
 
     # --- weights ----------------------------------------------------------------------------------------------
     @classmethod
@@ -134,5 +114,5 @@ class Transformer(nn.Module):
         model = cls(cfg, tp, dtype, device=torch.device("meta"))
         local = shard_state_dict(full, tp)
         model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in local.items()}, assign=True)
-        model.rope_cos, model.rope_sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, device)
+        model._reset_rope(device)
         return model.eval()

@@ -88,7 +88,7 @@ def all_reduce_async(t: torch.Tensor, tp, comm: str = "all_reduce", name: str = 
     """
     if tp.size == 1 or comm == "skip":
         return Pending(t, None, name)
-    if getattr(tp.group, "modeled", False):          # emulate.ModeledGroup: a wait of the modeled duration
+    if tp.emulated:                                  # emulate.ModeledGroup: a wait of the modeled duration
         with region(f"{name}:all_reduce"):
             return Pending(t, tp.group.all_reduce(t), name)
     if torch.compiler.is_compiling():

@@ -26,11 +26,17 @@ from torch import nn
 
 @dataclass(frozen=True)
 class TPGroup:
-    """Who am I in the tensor-parallel group: rank, size and the torch.distributed process group (None = default)."""
+    """Who am I in the tensor-parallel group: rank, size and the torch.distributed process group (None = default).
+
+    ``emulated``: the group is a stand-in whose all-reduces take a modelled time (``perf.measure.emulate``): one rank
+    of a deployment too large for this machine. ``comm.all_reduce_async`` then waits the modelled time instead of
+    calling torch.distributed.
+    """
 
     rank: int = 0
     size: int = 1
     group: object = None
+    emulated: bool = False
 
     @classmethod
     def single(cls) -> "TPGroup":
@@ -43,6 +49,11 @@ class TPGroup:
             raise RuntimeError("torch.distributed is not initialised: start the ranks with ladder_edu.tp.launch.run or "
                                "torchrun, or use TPGroup.single() for one device")
         return cls(dist.get_rank(group), dist.get_world_size(group), group)
+
+    @classmethod
+    def current(cls) -> "TPGroup":
+        """``from_dist()`` inside a started process group (a rank of ``launch.run`` or torchrun), else ``single()``."""
+        return cls.from_dist() if dist.is_initialized() else cls.single()
 
 
 class ColumnParallelLinear(nn.Module):

@@ -71,7 +71,7 @@ def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context
     cache of ``context``; a prefill step processes a ``context``-token prompt from position 0. ``compile_mode``:
     decode steps run compiled (``compiled.CompiledDecode``; "auto" = CUDA graphs on a GPU), compiled before
     timing starts."""
-    tp = TPGroup.from_dist() if dist.is_initialized() else TPGroup.single()
+    tp = TPGroup.current()
     device = launch.current_device()
     full = init_weights(cfg, seed)
     prompt = example_tokens(cfg, batch, context, seed).to(device)

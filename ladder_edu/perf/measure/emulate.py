@@ -51,7 +51,6 @@ class ModeledGroup:
     """A stand-in for a TP process group of ``tp`` ranks whose all-reduces take the modeled time and return the
     local tensor unchanged (so the numbers computed are one rank's partial sums: timing only, not a valid model)."""
 
-    modeled = True
 
     def __init__(self, hw: Hardware, tp: int, device: torch.device):
         self.hw, self.tp, self.device = hw, tp, device
@@ -106,7 +105,7 @@ def emulated_rank_model(cfg: ModelConfig, variant: str, hw: Hardware, tp: int, d
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     group = ModeledGroup(hw, tp, device)
     torch.manual_seed(seed)
-    model = Transformer(variant_config(cfg, variant), TPGroup(0, tp, group), DTYPES[dtype], device)
+    model = Transformer(variant_config(cfg, variant), TPGroup(0, tp, group, emulated=True), DTYPES[dtype], device)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(torch.ones_like(p) if name.endswith("norm.weight") else torch.randn_like(p) * cfg.init_std)
