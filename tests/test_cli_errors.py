@@ -10,6 +10,9 @@ REQUIRED = {"profile": [("--out", "{tmp}")], "evaluate": [("--model", "original"
             "calibrate-gpu": [("--out", "{tmp}/gpu.json")]}      # what a command needs besides the tested option
 
 
+VALID = ("must be", "valid choices", "choose from")     # how a message says what is valid, when no range applies
+
+
 def commands():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices
@@ -24,11 +27,12 @@ def bad_cases():
                 continue
             option = max(action.option_strings, key=len)
             examples = list(getattr(action.type, "bad_examples", []))
+            valid = getattr(action.type, "valid", "") or VALID          # a range, or what a valid value looks like
+            cases += [(name, option, v, valid) for v in examples]
             if action.choices is not None:
-                examples.append("no-such-choice")
-            cases += [(name, option, v) for v in examples]
-            if not examples:
-                cases.append((name, option, None))        # an option nobody checks: fails below
+                cases.append((name, option, "no-such-choice", "choose from"))
+            if not cases or cases[-1][1] != option:
+                cases.append((name, option, None, ""))        # an option nobody checks: fails below
     return cases
 
 
@@ -36,12 +40,13 @@ CASES = bad_cases()
 
 
 def test_the_sweep_covers_every_command():
-    assert {c for c, _, _ in CASES} == set(commands()) and len(CASES) > 150
+    assert {c for c, _, _, _ in CASES} == set(commands()) and len(CASES) > 150
     print(f"{len(CASES)} bad-input cases over {len(commands())} commands")
 
 
-@pytest.mark.parametrize("command,option,value", CASES, ids=[f"{c} {o} {v!r}" for c, o, v in CASES])
-def test_bad_value_exits_2_with_one_line_naming_the_option(command, option, value, tmp_path, capsys):
+@pytest.mark.parametrize("command,option,value,valid", CASES, ids=[f"{c} {o} {v!r}" for c, o, v, _ in CASES])
+def test_bad_value_exits_2_with_one_line_naming_the_option_and_what_is_valid(command, option, value, valid, tmp_path,
+                                                                             capsys):
     assert value is not None, f"{command} {option} takes any value: give it a checked type or choices"
     argv = [command] + [f"{o}={v.format(tmp=tmp_path)}" for o, v in REQUIRED.get(command, []) if o != option] + \
         [f"{option}={value}"]
@@ -51,6 +56,16 @@ def test_bad_value_exits_2_with_one_line_naming_the_option(command, option, valu
     assert exit_.value.code == 2
     assert len(err.splitlines()) == 1 and option in err, err
     assert err.startswith(f"ladder-edu {command}: error: argument {option}")
+    said = any(v in err for v in VALID) if valid is VALID else valid in err
+    assert said, f"the message does not say what is valid ({valid!r}): {err}"
+
+
+def test_integer_bounds_are_printed():
+    from ladder_edu.cli.common import ints
+    with pytest.raises(argparse.ArgumentTypeError, match="must be an integer >= 1, got '0'"):
+        ints(1)("0")
+    with pytest.raises(argparse.ArgumentTypeError, match="must be an integer >= 1 and <= 8, got 'x'"):
+        ints(1, 8)("x")
 
 
 def test_good_values_still_parse(tmp_path):

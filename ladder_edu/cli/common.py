@@ -27,7 +27,8 @@ def _number(kind, lo=None, hi=None, lo_open=False):
     name = "an integer" if kind is int else "a number"
     bounds = ([f"> {lo:g}" if lo_open else f">= {lo:g}"] if lo is not None else []) + \
              ([f"<= {hi:g}"] if hi is not None else [])
-    want = f"must be {name}" if kind is int else "must be a finite number" + (" " + " and ".join(bounds) if bounds else "")
+    valid = " and ".join(bounds)
+    want = (f"must be {name}" if kind is int else "must be a finite number") + (f" {valid}" if valid else "")
 
     def parse(text: str):
         try:
@@ -38,6 +39,7 @@ def _number(kind, lo=None, hi=None, lo_open=False):
             raise argparse.ArgumentTypeError(f"{want}, got {text!r}")
         return x
     parse.__name__ = want                    # what argparse names in its own messages
+    parse.valid = valid                      # the valid range, as every message about this option states it
     parse.bad_examples = ["abc", "1e999" if kind is float else "1.5"] + \
         ([str(lo) if lo_open else str(lo - 1)] if lo is not None else []) + ([str(hi + 1)] if hi is not None else [])
     return parse
@@ -66,6 +68,7 @@ def int_list(lo=1):
         except argparse.ArgumentTypeError:
             raise argparse.ArgumentTypeError(f"must be comma-separated integers >= {lo}, got {text!r}") from None
     parse.bad_examples = ["", "1,x", f"{lo - 1}", "2,,-3"]
+    parse.valid = f"integers >= {lo}"
     return parse
 
 
@@ -79,6 +82,7 @@ def choice_list(valid):
                                              f"comma-separated from {', '.join(valid)}")
         return items
     parse.bad_examples = ["", "no-such-variant", f"{valid[0]},nope"]
+    parse.valid = f"comma-separated from {', '.join(valid)}"
     return parse
 
 
@@ -91,6 +95,7 @@ def layer_range(text: str):
 
 
 layer_range.bad_examples = ["3", "2-1", "a-b", "-1-2"]
+layer_range.valid = "0 <= A <= B"
 
 
 def _writable_dir(path: str) -> str | None:
@@ -112,32 +117,36 @@ def out_dir(path: str) -> str:
     """A directory that exists and is writable, or can be created."""
     why = _writable_dir(path)
     if why:
-        raise argparse.ArgumentTypeError(f"cannot write output directory {path!r}: {why}")
+        raise argparse.ArgumentTypeError(f"cannot write output directory {path!r}: {why}; must be a writable "
+                                         f"directory")
     return path
 
 
 out_dir.bad_examples = ["/proc/ladder_edu_cannot_write", "/etc/hostname/sub"]
+out_dir.valid = "must be a writable directory"
 
 
 def out_file(path: str) -> str:
     """A file that can be written (its directory exists or can be created; it is not a directory)."""
     if os.path.isdir(path):
-        raise argparse.ArgumentTypeError(f"{path!r} is a directory; give a file name")
+        raise argparse.ArgumentTypeError(f"{path!r} is a directory; must be a writable file path")
     why = _writable_dir(os.path.dirname(os.path.abspath(path)))
     if why:
-        raise argparse.ArgumentTypeError(f"cannot write {path!r}: {why}")
+        raise argparse.ArgumentTypeError(f"cannot write {path!r}: {why}; must be a writable file path")
     return path
 
 
 out_file.bad_examples = ["/proc/ladder_edu_cannot_write.json", "/"]
+out_file.valid = "must be a writable file path"
 
 
 def in_file(path: str) -> str:
     """A file that exists and can be read."""
     if not os.path.isfile(path):
-        raise argparse.ArgumentTypeError(f"no such file: {path!r}")
+        raise argparse.ArgumentTypeError(f"no such file: {path!r}; must be an existing, readable file")
     if not os.access(path, os.R_OK):
-        raise argparse.ArgumentTypeError(f"cannot read {path!r} (permission denied)")
+        raise argparse.ArgumentTypeError(f"cannot read {path!r} (permission denied); must be an existing, "
+                                         f"readable file")
     return path
 
 
