@@ -26,7 +26,7 @@ def test_static_positions_equal_the_eager_path():
 
 @pytest.mark.parametrize("variant", ["standard", "parallel", "ladder", "kraken"])
 def test_compiled_decode_equals_eager_on_gloo(variant):
-    res = launch.run(workers.compiled_vs_eager, 2, variant, timeout_s=300)
+    res = launch.run(workers.compiled_vs_eager, 2, variant, options=launch.LaunchOptions(timeout_s=300))
     assert all(r["diff"] < 1e-4 for r in res), res
     assert res[0]["mode"] == "default"                       # CPU: no CUDA graphs
     overlap = res[0]["overlap"]
@@ -86,5 +86,5 @@ def test_compiled_decode_errors():
 def test_without_the_fence_inductor_loses_ladders_overlap():
     """The fence is not decoration: compiled without it, some ladder all-reduces hide behind nothing."""
     from ladder_edu.models.compiled import overlap_worker
-    overlap = launch.run(overlap_worker, 2, "tiny", "ladder", False, timeout_s=300)[0]
+    overlap = launch.run(overlap_worker, 2, "tiny", "ladder", False, options=launch.LaunchOptions(timeout_s=300))[0]
     assert overlap[-1] == 0 and min(overlap[:-1]) == 0, overlap

@@ -5,6 +5,8 @@ ranges, the emulated rank of a 70B TP=8 deployment against its HBM floor, and `c
 import pytest
 import torch
 
+from ladder_edu.tp import launch
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 
 
@@ -12,7 +14,7 @@ def test_nccl_at_tp1_on_one_gpu():
     from ladder_edu import get_config
     from ladder_edu.models.check import check
     for arch in ("standard", "ladder"):
-        res = check(get_config("tiny", arch=arch), 1, backend="nccl")
+        res = check(get_config("tiny", arch=arch), 1, options=launch.LaunchOptions(backend="nccl"))
         assert res.passed, res.summary()
 
 

@@ -12,7 +12,7 @@ TOKENS = torch.randint(0, 512, (2, 10), generator=torch.Generator().manual_seed(
 
 @torch.no_grad()
 def reference(m):
-    """papers.md 2.2, literally: layer 1 a standard block per split; then a_i = x_i + Attn_i(n1(x_i)),
+    """The official Kraken code (rohan-bp/kraken, training/kraken.py), literally: layer 1 a standard block per split; then a_i = x_i + Attn_i(n1(x_i)),
     u_i = a_i + sum_{j != i} x_j, x_i' = a_i + FFN_i(n2(u_i)); logits = head(norm(W [x_1; ...; x_N]))."""
     rope = (m.rope_cos, m.rope_sin)
     e = m.embed_tokens(TOKENS)

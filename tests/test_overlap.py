@@ -193,3 +193,18 @@ def test_timeline_explorer_redraws_with_the_chosen_window(monkeypatch):
     step.value = 0
     rank.value = 0
     assert calls[-1] == {"step": 0, "layers": (1, 2), "ranks": [0]}
+
+
+def test_a_kraken_profile_has_communication_in_every_layer_on_every_rank(tmp_path):
+    """Kraken all-reduces the sum of its splits once per layer ("L3.out") and its joining linear once ("conj"):
+    every one is found, paired with its start, and given its layer."""
+    from ladder_edu import get_config
+    from ladder_edu.profiling.trace import profile
+    cfg = get_config("tiny")
+    paths = profile(cfg, ["kraken"], 2, "decode", str(tmp_path), steps=1, warmup=1)["kraken"]
+    for rank, path in enumerate(paths):
+        parts = classify(load_trace(path))
+        layers = {i.layer for i in parts["comm"]}
+        assert set(range(cfg.n_layers - 1)) <= layers, (rank, layers)      # the last layer's sum is the conj's
+        assert None in layers and len(parts["in_flight"]) == len(parts["comm"])
+        assert analyze(load_trace(path), rank=rank).layers, rank

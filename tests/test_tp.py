@@ -22,8 +22,9 @@ def test_tp_equals_single_device(kw, tp):
 def test_check_detects_a_wrong_model():
     """The check has power: TP ladder outputs compared against a *standard* reference must fail."""
     from ladder_edu.models.check import tp_check_worker
-    ladder = launch.run(tp_check_worker, 2, get_config("tiny", arch="ladder"), 0, 2, 12, 4, with_reference=True)
-    standard = launch.run(tp_check_worker, 2, get_config("tiny"), 0, 2, 12, 4, with_reference=True)
+    from ladder_edu.models.spec import RunSpec
+    ladder = launch.run(tp_check_worker, 2, RunSpec(get_config("tiny", arch="ladder"), 2, batch=2, context=12, steps=4))
+    standard = launch.run(tp_check_worker, 2, RunSpec(get_config("tiny"), 2, batch=2, context=12, steps=4))
     mixed = [dict(r, ref_logits=standard[0]["ref_logits"], ref_tokens=standard[0]["ref_tokens"]) for r in ladder]
     res = compare(get_config("tiny", arch="ladder"), 2, mixed)
     assert not res.passed and res.max_abs_diff > 1e-2
@@ -66,5 +67,5 @@ def compiled_ladder_logits(cfg):
 
 
 def test_torch_compile_uses_functional_collectives_correctly():
-    diffs = launch.run(compiled_ladder_logits, 2, get_config("tiny", arch="ladder", n_layers=2), timeout_s=120)
+    diffs = launch.run(compiled_ladder_logits, 2, get_config("tiny", arch="ladder", n_layers=2), options=launch.LaunchOptions(timeout_s=120))
     assert max(diffs) < 1e-5

@@ -111,3 +111,8 @@ def compiled_vs_eager(variant, steps=3):
         compiled = [first.clone()] + [step(tokens[:, 8 + i:9 + i], 8 + i).clone() for i in range(1, steps)]
     diff = max((a - b).abs().max().item() for a, b in zip(eager, compiled))
     return {"diff": diff, "overlap": overlapped_matmuls(code), "mode": step.mode}
+
+
+def keywords_seen(**kwargs):
+    """Returns the keywords it was called with (a worker keyword may share a name with a launcher option)."""
+    return sorted(kwargs.items())

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from ..models.config import ALL_VARIANTS, BENCH_VARIANTS, PREFILL_VARIANTS, get_config
-from .common import (add_common, add_priority, choice_list, int_list, ints, is_main_rank, out_file, say,
-                     write_json)
+from .common import (add_common, add_priority, choice_list, int_list, ints, is_main_rank, launch_options, out_file,
+                     say, write_json)
 
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -89,8 +89,8 @@ def cmd_bench(args) -> int:
                                      dtype=dtype, phase=args.phase)
         else:
             res = decode_benchmark(cfg, tp, variants, batch=batch, context=context, steps=args.steps,
-                                   rounds=args.rounds, seed=args.seed, backend=args.backend, timeout_s=args.timeout,
-                                   comm_priority=args.comm_priority, phase=args.phase, compile_mode=args.compile)
+                                   rounds=args.rounds, seed=args.seed, phase=args.phase, compile_mode=args.compile,
+                                   options=launch_options(args))
         results.append(res)
         say(res.table())
     rows = [dict(phase=r.phase, preset=r.preset, tp=r.tp, backend=r.backend, comm_priority=r.comm_priority,

@@ -168,6 +168,13 @@ def write_json(path: str | None, data):
         print(f"wrote {path}")
 
 
+def launch_options(args: argparse.Namespace, **changes) -> launch.LaunchOptions:
+    """The launcher's options from a command's --backend, --timeout and --comm-priority (those it has)."""
+    given = {"backend": getattr(args, "backend", None), "timeout_s": getattr(args, "timeout", None),
+             "comm_priority": getattr(args, "comm_priority", None)}
+    return launch.LaunchOptions(**{k: v for k, v in {**given, **changes}.items() if v is not None})
+
+
 def add_common(p: argparse.ArgumentParser, preset: str):
     p.add_argument("--preset", default=preset, choices=sorted(PRESETS),
                    help=f"model shape (default: {preset}); 'tiny' and 'small' are CPU-sized, the others are the "

@@ -6,7 +6,8 @@ from dataclasses import asdict
 
 from ..models.config import BENCH_VARIANTS, PREFILL_VARIANTS, get_config
 from ..tp import launch
-from .common import add_common, add_priority, choice_list, ints, layer_range, out_dir, out_file, say, write_json
+from .common import (add_common, add_priority, choice_list, ints, launch_options, layer_range, out_dir, out_file,
+                     say, write_json)
 
 
 def add_parsers(sub):
@@ -50,7 +51,7 @@ def cmd_profile(args) -> int:
     from ..profiling.trace import profile
     cfg = get_config(args.preset)
     traces = profile(cfg, args.arch, args.tp, args.phase, args.out, steps=args.steps, context=args.context,
-                     seed=args.seed, backend=args.backend, comm_priority=args.comm_priority, timeout_s=args.timeout)
+                     seed=args.seed, options=launch_options(args))
     reports = {v: [analyze(load_trace(p), rank=r) for r, p in enumerate(paths)] for v, paths in traces.items()}
     say(report_table(reports))
     out = {"preset": cfg.name, "tp": args.tp, "phase": args.phase, "steps": args.steps, "variants": {

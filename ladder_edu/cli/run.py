@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..models.config import ARCHS, BENCH_VARIANTS, get_config
 from ..tp import launch
-from .common import add_common, add_priority, floats, ints, out_file, say, write_json
+from .common import add_common, add_priority, floats, ints, launch_options, out_file, say, write_json
 
 
 def add_parsers(sub):
@@ -52,7 +52,7 @@ def cmd_check(args) -> int:
     extra = {"kraken_degree": args.tp} if args.arch == "kraken" and args.tp > 1 else {}
     cfg = get_config(args.preset, arch=args.arch, ladder_layers=args.ladder_layers, **extra)
     res = check(cfg, args.tp, seed=args.seed, new_tokens=args.new_tokens, dtype=args.dtype,
-                tolerance=args.tolerance, backend=args.backend, timeout_s=args.timeout, compile=args.compile)
+                tolerance=args.tolerance, compile=args.compile, options=launch_options(args))
     say(res.summary())
     write_json(args.json, res.to_dict())
     return 0 if res.passed else 1
@@ -82,14 +82,13 @@ def cmd_tour(args) -> int:
     except ValueError:
         pass
     for kw in variants:
-        res = check(cfg.replace(**kw), tp, seed=args.seed, backend=backend, timeout_s=args.timeout)
+        res = check(cfg.replace(**kw), tp, seed=args.seed, options=launch_options(args, backend=backend))
         ok &= res.passed
         results.append(res.to_dict())
         say("  " + res.summary())
     say(f"\n2) Decode speed ({args.rounds} interleaved rounds x {args.steps} steps per variant)")
     bench = decode_benchmark(cfg, tp, BENCH_VARIANTS, batch=args.batch, context=args.context, steps=args.steps,
-                             rounds=args.rounds, seed=args.seed, backend=backend, timeout_s=args.timeout,
-                             comm_priority=args.comm_priority)
+                             rounds=args.rounds, seed=args.seed, options=launch_options(args, backend=backend))
     say("  " + bench.table().replace("\n", "\n  "))
     if backend == "gloo":
         say("\n  On a CPU, gloo communicates from threads that need the same cores as compute, so TP is slower than "

@@ -1,7 +1,8 @@
 """Classroom labs: exercises whose check functions run the student's code on real ranks and say what is wrong.
 
-Each lab notebook in ``notebooks/labs/`` has a student version (cells to fill in) generated from its solution
-(``labs.student.make_student``); the checks live here:
+Each lab is an nbgrader assignment (``notebooks/labs/source/<lab>/``: solution regions between ``### BEGIN
+SOLUTION`` and ``### END SOLUTION``, autograded cells that call a check); ``nbgrader generate_assignment`` makes the
+student release. The checks live here:
 
 * lab 1: ``check_column_parallel``, ``check_row_parallel`` (tp_checks)
 * lab 2: ``check_forward_stream`` (due_checks): standard, parallel block and ladder from one loop

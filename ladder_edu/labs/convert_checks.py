@@ -10,7 +10,8 @@ from .runner import Verdict, call, failed, load
 
 
 def reference_lags(n_layers: int, k: int) -> list[int]:
-    """The lag of each layer of a hybrid model whose top k layers are ladder (papers.md 1.4: the last k)."""
+    """The lag of each layer of a hybrid model whose top k layers are ladder (the Ladder authors' Hybrid-Ladder
+    Llama: the last k; see docs/references.md)."""
     return [int(i >= n_layers - k) for i in range(n_layers)]
 
 

@@ -5,15 +5,65 @@ A function defined in a notebook cell cannot be sent to spawned ranks (they cann
 namespace with ``torch``, ``dist``, ``F``, ``math`` and ``deque`` imported. The rank runs the exercise's test,
 catches whatever the student's code raises, and returns a small verdict; the notebook prints PASS, or what is
 wrong and a hint, never a bare traceback. Ranks: every GPU if there are several (NCCL), else 2 CPU ranks (gloo).
+
+Bounded: the student's function gets ``bound_s`` seconds per call (30 by default; ``LADDER_EDU_CHECK_BOUND_S`` or
+``run_check(..., bound_s=)`` to change it). A function that loops, sleeps or prints forever is interrupted there
+(a timer signal in the rank) and the verdict says so; what it prints is kept to a few lines and never floods the
+notebook; a rank that exits or is killed is reported as such; a collective that another rank never joins ends
+after the bound too. Several checks may run at once on one machine: each job has its own free port (on GPUs, give
+each student their own devices with ``CUDA_VISIBLE_DEVICES``).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
+import os
+import re
+import signal
 import textwrap
 import traceback
 from dataclasses import dataclass, field
 
 from ..tp import launch
+
+DEFAULT_BOUND_S = 30.0
+BOUND_S = None          # set on each rank by run_check: seconds the student's function may take per call
+PRINT_LIMIT = 2000      # characters of the student's printed output kept for the verdict
+
+
+def default_bound() -> float:
+    """Seconds a student's function may run per call: ``LADDER_EDU_CHECK_BOUND_S``, else 30."""
+    text = os.environ.get("LADDER_EDU_CHECK_BOUND_S", "")
+    try:
+        bound = float(text) if text else DEFAULT_BOUND_S
+    except ValueError:
+        raise ValueError(f"LADDER_EDU_CHECK_BOUND_S must be a number of seconds > 0, got {text!r}") from None
+    if not bound > 0:
+        raise ValueError(f"LADDER_EDU_CHECK_BOUND_S must be a number of seconds > 0, got {text!r}")
+    return bound
+
+
+class _OutOfTime(BaseException):
+    """Raised in the rank's main thread when the student's function runs past the bound (not an Exception, so a
+    student's ``except Exception`` cannot swallow it)."""
+
+
+class _Capped(io.TextIOBase):
+    """A stdout that keeps the first PRINT_LIMIT characters and counts the rest."""
+
+    def __init__(self):
+        self.kept, self.total = [], 0
+
+    def write(self, s):
+        if self.total < PRINT_LIMIT:
+            self.kept.append(s[:PRINT_LIMIT - self.total])
+        self.total += len(s)
+        return len(s)
+
+    def text(self) -> str:
+        return "".join(self.kept)
+
 
 PRELUDE = ("import math\nimport torch\nimport torch.distributed as dist\nimport torch.nn.functional as F\n"
            "from collections import deque\n")
@@ -67,30 +117,69 @@ def load(source: str, name: str):
 
 
 def call(fn, *args):
-    """Call the student's function; returns (result, None) or (None, where and what it raised)."""
+    """Call the student's function within the bound; returns (result, None) or (None, what went wrong)."""
+    bound = BOUND_S or default_bound()
+    printed = _Capped()
+
+    def out_of_time(signum, frame):
+        raise _OutOfTime()
+
+    old = signal.signal(signal.SIGALRM, out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, bound)
     try:
-        return fn(*args), None
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            return fn(*args), None
+    except _OutOfTime:
+        said = f" and printed {printed.total:,} characters meanwhile" if printed.total > PRINT_LIMIT else ""
+        return None, (f"your function did not return within {bound:g} s{said}: does it loop forever, sleep, or "
+                      f"wait for something that never comes?")
     except NotImplementedError:
         return None, "this exercise is not written yet (it still raises NotImplementedError)"
+    except SystemExit as e:
+        return None, f"your function called exit() (code {e.code}); return a value instead"
     except Exception as e:  # noqa: BLE001
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith("<your")]
         where = f" (line {frames[-1].lineno - PRELUDE.count(chr(10))} of your function)" if frames else ""
-        return None, f"your function raised {type(e).__name__}: {e}{where}"
+        if launch.looks_like_timeout(e):
+            return None, (f"your function waited in a collective that another rank never joined{where} (every "
+                          f"rank must make the same collectives in the same order)")
+        return None, f"your function raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
-def run_check(worker, fn, *args, world: int | None = None, timeout_s: float = 60.0) -> Verdict:
+def _bounded(worker, bound_s: float, source: str, name: str, *args):
+    """On each rank: set the bound for ``call``, then run the check's worker."""
+    global BOUND_S
+    BOUND_S = bound_s
+    return worker(source, name, *args)
+
+
+def run_check(worker, fn, *args, world: int | None = None, bound_s: float | None = None) -> Verdict:
     """Send ``fn``'s source to ``world`` ranks, run ``worker(source, name, *args)`` on each, merge the verdicts:
-    the first rank that failed speaks for all."""
+    the first rank that failed speaks for all. Ends within about 2 x ``bound_s`` + start-up, whatever ``fn`` does."""
     source, name = source_of(fn)
+    bound = bound_s or default_bound()
     world = world or max(2, launch.default_world_size())
+    options = launch.LaunchOptions(timeout_s=bound + 5, deadline_s=2 * bound + 60)
     try:
-        results = launch.run(worker, world, source, name, *args, timeout_s=timeout_s, deadline_s=300)
-    except launch.CollectiveTimeout:
-        return Verdict(False, f"the ranks waited more than {timeout_s:g} s in a collective",
-                       "every rank must make the same collectives in the same order (is an all_reduce inside an "
-                       "`if rank == ...`?)")
+        results = launch.run(_bounded, world, worker, bound, source, name, *args, options=options)
+    except launch.CollectiveTimeout as e:
+        if "deadline_s" in str(e):
+            return Verdict(False, f"the check did not finish within {options.deadline_s:g} s", "a rank is stuck "
+                           "where no timer reaches it (in native code); restart the kernel if this repeats")
+        return Verdict(False, f"rank {e.rank} waited more than {options.timeout_s:g} s for the other ranks after "
+                       f"your function returned", "every rank must make the same collectives in the same order "
+                       "(is a collective inside an `if rank == ...`?)")
     except launch.RankError as e:
-        return Verdict(False, f"a rank crashed outside your function: {str(e).splitlines()[0]}")
+        first = str(e).splitlines()[0]
+        code = re.search(r"died with exit code (-?\d+)", first)
+        if code:
+            how = f"killed by signal {-int(code[1])}" if int(code[1]) < 0 else f"exit code {code[1]}"
+            return Verdict(False, f"rank {e.rank} died while running your function ({how})",
+                           "the rank's process ended: os._exit, a signal, or running out of memory")
+        return Verdict(False, f"a rank crashed outside your function: {first}")
     for r, v in enumerate(results):
         if not v.passed:
             v.details = [f"rank {r}: {d}" for d in v.details] or [f"seen on rank {r}"]

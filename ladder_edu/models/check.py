@@ -21,27 +21,30 @@ from .config import ModelConfig
 from .generate import generate
 from .build import build_model, init_weights
 from .model import DTYPES
+from .spec import RunSpec
 from .variants import example_tokens
 from ..tp.parallel import TPGroup
 
 DEFAULT_TOL = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 1e-2}
 
 
-def tp_check_worker(cfg: ModelConfig, weights, batch: int, prompt_len: int, new_tokens: int, dtype: str = "float32",
-                    with_reference: bool = True, compile: bool | str = False) -> dict:
-    """Runs on every rank: this rank's logits and greedy tokens; rank 0 also runs the single-device model.
-    ``compile``: the TP model decodes compiled (``compiled.py``); the single-device reference stays eager."""
+def tp_check_worker(spec: RunSpec, with_reference: bool = True) -> dict:
+    """Runs on every rank: this rank's logits for a ``spec.context``-token prompt and ``spec.steps`` greedy tokens;
+    rank 0 also runs the single-device model. ``spec.compile_mode``: the TP model decodes compiled
+    (``compiled.py``); the single-device reference stays eager."""
+    cfg, dtype = spec.cfg, spec.dtype
+    compile = True if spec.compile_mode == "auto" else (spec.compile_mode or False)
     tp = TPGroup.from_dist()
     device = launch.current_device()
-    full = init_weights(cfg, weights) if isinstance(weights, int) else weights
-    tokens = example_tokens(cfg, batch, prompt_len)
+    full = init_weights(cfg, spec.seed)
+    tokens = example_tokens(cfg, spec.batch, spec.context)
     out = {}
     runs = [("tp", tp)] + ([("ref", TPGroup.single())] if with_reference and tp.rank == 0 else [])
     for key, group in runs:
         model = build_model(cfg, full, group, DTYPES[dtype], device)
         with torch.no_grad():
             out[f"{key}_logits"] = model(tokens.to(device)).float().cpu()
-        out[f"{key}_tokens"] = generate(model, tokens, new_tokens, compile=compile if key == "tp" else False).cpu()
+        out[f"{key}_tokens"] = generate(model, tokens, spec.steps, compile=compile if key == "tp" else False).cpu()
         del model
     return out
 
@@ -86,17 +89,18 @@ def compare(cfg: ModelConfig, tp: int, results: list[dict], dtype: str = "float3
 
 
 def check(cfg: ModelConfig, tp: int, seed: int = 0, batch: int = 2, prompt_len: int = 16, new_tokens: int = 8,
-          dtype: str = "float32", tolerance: float | None = None, backend: str | None = None,
-          timeout_s: float = 60.0, compile: bool | str = False) -> CheckResult:
+          dtype: str = "float32", tolerance: float | None = None, compile: bool | str = False,
+          options: launch.LaunchOptions | None = None) -> CheckResult:
     """Run ``cfg`` on ``tp`` ranks and on one device with the same weights and prompt; compare.
     ``compile``: the ranks decode compiled (CUDA graphs on GPUs), checked against eager single-device tokens."""
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
-    cfg.check_tp(tp)
     if cfg.comm != "all_reduce":
         raise ValueError("comm='skip' (the upper bound) is not a valid model and is never checked for correctness")
-    results = launch.run(tp_check_worker, tp, cfg, seed, batch, prompt_len, new_tokens, dtype, True, compile,
-                         backend=backend, timeout_s=max(timeout_s, 600.0) if compile else timeout_s)
+    spec = RunSpec(cfg, tp, batch=batch, context=prompt_len, steps=new_tokens, seed=seed, dtype=dtype,
+                   compile_mode=("auto" if compile is True else compile) or None)
+    options = options or launch.LaunchOptions()
+    if compile:
+        options = options.replace(timeout_s=max(options.timeout_s, 600.0))
+    results = launch.run(tp_check_worker, tp, spec, options=options)
     res = compare(cfg, tp, results, dtype, tolerance)
     res.compiled = bool(compile)
     return res

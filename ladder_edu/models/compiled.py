@@ -60,7 +60,8 @@ def positions(start: int, length: int, device) -> torch.Tensor:
 def compile_options(mode: str, sink_waits: bool = True) -> dict:
     """Inductor options for ``mode``, plus inductor's ``sink_waits`` pass (each wait moved down to the first use
     of its result), which the ladder authors' benchmark turns on (``reorder_for_compute_comm_overlap = True``,
-    papers.md 1.3). Measured here it does not keep ladder's overlap on its own: ``comm.ordered_after`` does
+    the Ladder authors' gpt-fast code; see docs/references.md). Measured here it does not keep ladder's overlap on
+    its own: ``comm.ordered_after`` does
     (module docstring).
     """
     import torch._inductor
@@ -92,7 +93,7 @@ class CompiledDecode:
         if mode == "reduce-overhead" and device.type != "cuda":
             raise ValueError("mode 'reduce-overhead' records CUDA graphs and needs a CUDA device; "
                              "on a CPU use mode 'default'")
-        if model.layers[0].self_attn.cache is None:
+        if model.first_cache() is None:
             raise ValueError("compiled decode needs a KV cache: call model.setup_cache(batch) first")
         if device.type == "cpu" and not cpp_compiler():
             raise ValueError("torch.compile on a CPU writes C++ kernels and needs a C++ compiler, and none was found "
@@ -105,7 +106,7 @@ class CompiledDecode:
     def __call__(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
         if tokens.dim() != 2 or tokens.shape[1] != 1:
             raise ValueError(f"a decode step takes one token per sequence, shape [batch, 1]; got {tuple(tokens.shape)}")
-        cache_len = self.model.layers[0].self_attn.cache.k.shape[2]
+        cache_len = self.model.first_cache().k.shape[2]
         if not 0 <= pos < cache_len:
             raise ValueError(f"position {pos} is outside the KV cache [0, {cache_len})")
         if self.mode == "reduce-overhead":

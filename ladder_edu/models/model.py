@@ -17,7 +17,8 @@ handle). Before a module runs, the stream absorbs every pending contribution *ex
 
 After the last layer all pending contributions are added, then the final norm. With ``ladder_layers=k`` only the
 last k layers have lag 1; the first ladder attention then reads the stream without the previous (standard) layer's
-MLP output, exactly the boundary of the authors' Hybrid-Ladder Llama (papers.md 1.4). For a full ladder model the
+MLP output, exactly the boundary of the authors' Hybrid-Ladder Llama (arXiv 2501.06589; docs/references.md). For a
+full ladder model the
 first attention and the first MLP both read the embeddings (r_{-1} = r_0), as in the authors' code.
 """
 from __future__ import annotations
@@ -30,11 +31,10 @@ from torch import nn
 
 from ..tp.comm import Pending, all_reduce_async, region
 from .config import ModelConfig
-from .decoder import Decoder
+from .decoder import DTYPES, Decoder  # noqa: F401  (DTYPES: re-exported)
 from .layers import MLP, Attention, RMSNorm
 from ..tp.parallel import TPGroup, shard_state_dict
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class Block(nn.Module):
@@ -77,8 +77,6 @@ class Transformer(Decoder):
                 dist.get_world_size(self.tp.group) != self.tp.size:
             raise ValueError(f"world size mismatch: the model is sharded for TP={self.tp.size} but its process "
                              f"group has {dist.get_world_size(self.tp.group)} ranks; use TPGroup.from_dist()")
-        if dtype not in DTYPES.values():
-            raise TypeError(f"unsupported dtype {dtype}; valid choices: {', '.join(DTYPES)}")
         self.layers = nn.ModuleList(Block(cfg, i, self.tp, dtype, device) for i in range(cfg.n_layers))
 
     def attentions(self):

@@ -35,8 +35,14 @@ import re
 from dataclasses import asdict, dataclass, field
 
 MODULE_RE = re.compile(r"^L(\d+)\.(attn\+mlp|attn|mlp)$")
-START_RE = re.compile(r"^L(\d+)\.(attn\+mlp|attn|mlp):all_reduce$")
-WAIT_RE = re.compile(r"^L(\d+)\.(attn\+mlp|attn|mlp):wait$")
+# All-reduce labels: a module's output (standard, parallel, ladder, ISO), Kraken's per-layer sum of the splits
+# ("L3.out") and its final joining linear ("conj", no layer).
+START_RE = re.compile(r"^(?:L(\d+)\.(attn\+mlp|attn|mlp|out)|conj):all_reduce$")
+WAIT_RE = re.compile(r"^(?:L(\d+)\.(attn\+mlp|attn|mlp|out)|conj):wait$")
+
+
+def _layer(m: re.Match) -> int | None:
+    return int(m.group(1)) if m.group(1) is not None else None
 NOT_COMPUTE = ("c10d::", "gloo:", "nccl:", "record_param_comms", "ProfilerStep", "aten::wait", "wait_tensor")
 GPU_NOT_COMPUTE = ("sync", "spin", "memcpy", "memset")
 
@@ -106,23 +112,23 @@ def classify(trace: dict) -> dict[str, list[Interval]]:
                   key=lambda i: i.start)
     comm_tids = {e.get("tid") for e in comm_events}
     main = [e for e in events if e.get("tid") not in comm_tids]
-    regions = [e for e in main if MODULE_RE.match(e["name"]) or e["name"] == "lm_head"]
+    regions = [e for e in main if MODULE_RE.match(e["name"]) or e["name"] in ("lm_head", "conj")]
     if regions:
         compute = []
         for e in regions:
             m = MODULE_RE.match(e["name"])
-            kind, layer = (m.group(2), int(m.group(1))) if m else ("lm_head", None)
+            kind, layer = (m.group(2), int(m.group(1))) if m else (e["name"], None)
             compute.append(Interval(e["ts"], e["ts"] + e["dur"], e["name"], kind, layer))
     else:
         ops = [e for e in main if e.get("cat") == "cpu_op" and not e["name"].startswith(NOT_COMPUTE)
                and "wait" not in e["name"].lower()]
         compute = [Interval(s, e, "cpu ops", "compute") for s, e in union(
             (o["ts"], o["ts"] + o["dur"]) for o in ops)]
-    waits = [Interval(e["ts"], e["ts"] + e["dur"], e["name"], "wait", int(WAIT_RE.match(e["name"]).group(1)))
+    waits = [Interval(e["ts"], e["ts"] + e["dur"], e["name"], "wait", _layer(WAIT_RE.match(e["name"])))
              for e in main if WAIT_RE.match(e["name"])]
     starts = sorted((e for e in main if START_RE.match(e["name"])), key=lambda e: e["ts"])
     if len(starts) == len(comm):     # k-th collective started <-> k-th collective gloo ran
-        comm = [Interval(c.start, c.end, s["name"].split(":")[0], "allreduce", int(START_RE.match(s["name"]).group(1)))
+        comm = [Interval(c.start, c.end, s["name"].split(":")[0], "allreduce", _layer(START_RE.match(s["name"])))
                 for s, c in zip(starts, comm)]
     return {"compute": compute, "comm": comm, "wait": waits, "device": "cpu",
             "in_flight": in_flight_windows(starts, waits)}

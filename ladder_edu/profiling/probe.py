@@ -100,7 +100,8 @@ def probe_worker(sizes=(1, 2, 4, 8, 16), iters: int = 30, modules: int = 16, dim
 
 def overlap_probe(world: int = 2, comm_priority: str = "auto", backend: str | None = None, **kwargs) -> dict:
     """Run :func:`probe_worker` on ``world`` ranks; returns {"rows": [ProbeRow...], "comm_priority": ...}."""
-    res = launch.run(probe_worker, world, backend=backend, comm_priority=comm_priority, **kwargs)[0]
+    res = launch.run(probe_worker, world, **kwargs,
+                     options=launch.LaunchOptions(backend=backend, comm_priority=comm_priority))[0]
     return {"rows": [ProbeRow(**r) for r in res["rows"]], "comm_priority": res["comm_priority"]}
 
 

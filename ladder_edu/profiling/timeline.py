@@ -7,8 +7,8 @@ from matplotlib.patches import Patch
 
 from .overlap import Interval, classify, load_trace
 
-COLORS = {"attn": "#4C72B0", "mlp": "#55A868", "attn+mlp": "#8172B3", "lm_head": "#937860", "compute": "#4C72B0",
-          "allreduce": "#C44E52", "wait": "#BBBBBB"}
+COLORS = {"attn": "#4C72B0", "mlp": "#55A868", "attn+mlp": "#8172B3", "lm_head": "#937860", "conj": "#937860",
+          "compute": "#4C72B0", "allreduce": "#C44E52", "wait": "#BBBBBB"}
 
 
 def step_window(parts: dict, step: int = -1) -> tuple[float, float]:

@@ -24,14 +24,12 @@ import torch
 import torch.distributed as dist
 
 from ..tp import launch
-from ..models.config import ModelConfig, variant_config
+from ..models.config import ModelConfig
+from ..models.spec import RunSpec
 from ..models.build import init_weights
 from ..models.variants import example_tokens, run_step, variant_model
 from ..tp.parallel import TPGroup
 from ..util.atomic import atomic_write
-
-PHASES = ("prefill", "decode")
-
 
 USDT_RE = re.compile(r"USDT:\S+ \S+ \S+ \S+\] profiler_(start|stop)")
 
@@ -57,9 +55,11 @@ def quiet_profiler_stderr():
                 sys.stderr.write(rest)
 
 
-def profile_worker(cfg: ModelConfig, variants: list[str], phase: str, out_dir: str, steps: int = 4, warmup: int = 2,
-                   context: int = 64, batch: int = 1, seed: int = 0) -> dict:
+def profile_worker(spec: RunSpec, out_dir: str) -> dict:
     """Runs on every rank: for each variant, warm up, then profile ``steps`` steps; returns the trace paths."""
+    cfg, phase, steps, warmup, context, batch, seed = (spec.cfg, spec.phase, spec.steps, spec.warmup, spec.context,
+                                                       spec.batch, spec.seed)
+    variants = spec.variants
     tp = TPGroup.from_dist()
     device = launch.current_device()
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -113,25 +113,19 @@ def merge_traces(paths: list[str], out_path: str) -> str:
     return out_path
 
 
-def profile(cfg: ModelConfig, variants, tp: int, phase: str, out_dir: str, steps: int = 4, warmup: int = 2,
-            context: int = 64, batch: int = 1, seed: int = 0, backend: str | None = None,
-            comm_priority: str = "auto", timeout_s: float = 120.0) -> dict[str, list[str]]:
+def profile(cfg: ModelConfig, variants, tp: int, phase: str, out_dir: str, *,
+            options: launch.LaunchOptions | None = None, **run) -> dict[str, list[str]]:
     """Profile each variant on ``tp`` ranks; returns {variant: [rank 0 trace, rank 1 trace, ...]} and writes the
-    merged traces next to them (module docstring)."""
-    variants = list(variants)
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
-    for v in variants:
-        variant_config(cfg, v, tp)
-    if "iso" in variants and phase != "prefill":
-        raise ValueError("the 'iso' variant splits a prefill: use it with phase='prefill'")
-    cfg.check_tp(tp)
-    if context + warmup + steps + 2 > cfg.max_seq_len:
-        raise ValueError(f"context {context} + {warmup + steps} steps exceeds max_seq_len={cfg.max_seq_len}")
+    merged traces next to them (module docstring). ``run``: other :class:`~ladder_edu.models.spec.RunSpec` fields
+    (steps, default 4; warmup, default 2; context, batch, seed)."""
+    run = {"steps": 4, "warmup": 2, **run}
+    spec = RunSpec(cfg, tp, tuple(variants), phase, **run)
+    spec.check_fits(spec.context + spec.warmup + spec.steps + 2, f"context {spec.context} + {spec.warmup} warm-up "
+                    f"+ {spec.steps} profiled steps + 2")
     os.makedirs(out_dir, exist_ok=True)
-    per_rank = launch.run(profile_worker, tp, cfg, variants, phase, os.path.abspath(out_dir), steps, warmup, context,
-                          batch, seed, backend=backend, comm_priority=comm_priority, timeout_s=timeout_s)
-    out = {v: [r[v] for r in per_rank] for v in variants}
+    per_rank = launch.run(profile_worker, tp, spec, os.path.abspath(out_dir),
+                          options=options or launch.LaunchOptions(timeout_s=120.0))
+    out = {v: [r[v] for r in per_rank] for v in spec.variants}
     for v, paths in out.items():
         merge_traces(paths, os.path.join(out_dir, f"{v}.merged.trace.json"))
     return out

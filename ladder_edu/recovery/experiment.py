@@ -1,7 +1,7 @@
 """The Ladder paper's conversion story on SmolLM2-135M-Instruct: convert, watch it break, recover, serve on 3 ranks.
 
 1. original: the pretrained standard model;  2. converted: the same weights with the top k layers ladder
-   (``ladder_layers=k``: a config change, papers.md 1.4);  3. recovered: the converted model fine-tuned, by plain
+   (``ladder_layers=k``: a config change, as in the Ladder authors' Hybrid-Ladder Llama);  3. recovered: the converted model fine-tuned, by plain
    next-token training (``plain``) or by distillation from the original (``distill``);  4. control: the
    unconverted model fine-tuned with plain training on the same data and budget, so that recovery is not confused
    with adapting to the corpus.
@@ -176,7 +176,8 @@ def serve_tp(model_dir: str, prompt: list[int], max_new_tokens: int = 16, tp: in
     """Greedy tokens of a saved model directory (``safe_io.save_model_dir``) on ``tp`` real ranks."""
     from ..tp import launch
     load_model_dir(model_dir)[0].check_tp(tp)
-    results = launch.run(serve_worker, tp, model_dir, prompt, max_new_tokens, timeout_s=timeout_s)
+    results = launch.run(serve_worker, tp, model_dir=model_dir, prompt=prompt, max_new_tokens=max_new_tokens,
+                         options=launch.LaunchOptions(timeout_s=timeout_s))
     if any(r != results[0] for r in results):
         raise RuntimeError("ranks generated different tokens")
     return results[0]

@@ -140,112 +140,156 @@ def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str
 
     ``on_eval(history)`` is called after each evaluation (a notebook redraws its loss curve there).
     ``prompts`` = (chat prompts as token ids, the end-of-turn token): what ``onpolicy`` samples replies to."""
-    from tqdm.auto import tqdm
-    if ft.method != "plain" and teacher is None:
-        raise ValueError(f"method {ft.method!r} needs the teacher: the unconverted model")
-    if ft.method == "onpolicy" and not (prompts and prompts[0]):
-        raise ValueError("method 'onpolicy' needs prompts=(token ids of chat prompts, end-of-turn token id)")
-    os.makedirs(out_dir, exist_ok=True)
-    if ft.freeze_embeddings:
-        model.embed_tokens.weight.requires_grad_(False)
-    for layer in model.layers[:ft.freeze_below]:
-        layer.requires_grad_(False)
-    if ft.lora_rank:
-        add_lora(model, ft.freeze_below, ft.lora_rank, seed=ft.seed)
-    params = trainable(model)
-    opt = torch.optim.AdamW(params.values(), lr=ft.lr, weight_decay=ft.weight_decay, betas=(0.9, 0.95))
-    history = {"config": asdict(ft), "train": [], "eval": []}
-    path = os.path.join(out_dir, CHECKPOINT)
-    start = 0
-    refuse_pickles(out_dir)
-    if os.path.exists(path):
-        ck = read_checkpoint(path)
-        if {**asdict(FinetuneConfig()), **ck["config"]} != asdict(ft):    # fields added since: their defaults
-            raise ValueError(f"{path} was written by a run with a different configuration; use another out_dir "
-                             f"or delete it. Checkpoint: {ck['config']}")
-        model.load_state_dict(ck["weights"], strict=False)
-        opt.load_state_dict(ck["optimizer"])
-        history, start = ck["history"], ck["step"]
-    model.train()
-
-    def evaluate(step):
-        if eval_blocks is not None and (not history["eval"] or history["eval"][-1]["step"] != step):
-            history["eval"].append({"step": step, "loss": mean_loss(model, eval_blocks)})
-            if on_eval:
-                on_eval(history)
-
-    def save(step):
-        write_checkpoint(path, asdict(ft), step, history, opt.state_dict(), {n: p.detach() for n, p in params.items()})
-        atomic_write_json(history, os.path.join(out_dir, "history.json"))
-
-    if start == 0:
-        evaluate(0)
-    elif progress:
-        print(f"{desc}: resuming from step {start} of {ft.steps} ({path})")
-        if on_eval and history["eval"]:
-            on_eval(history)
-    bar = tqdm(range(start, ft.steps), desc=desc, initial=start, total=ft.steps, disable=not progress)
-    try:
-        _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path, prompts)
-    except (KeyboardInterrupt, TrainingDiverged):
-        if len(history["train"]) > start:    # history["train"] holds steps 0 .. done-1
-            save(len(history["train"]))      # every completed step is kept; run finetune again to resume
-        raise
-    if ft.lora_rank:
-        merge_lora(model)
-    model.eval()
-    return history
+    trainer = Trainer(model, ft, out_dir, Data(train_blocks, eval_blocks, chat_blocks, prompts), teacher, on_eval)
+    return trainer.run(progress, desc)
 
 
-def _loop(model, bar, ft, opt, params, train_blocks, chat_blocks, teacher, history, evaluate, save, path, prompts):
-    device = model.embed_tokens.weight.device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if ft.amp else nullcontext()
-    hidden = ft.method != "plain" and ft.hidden_weight > 0       # also match module outputs
-    for step in bar:                                   # one optimizer step per batch
+@dataclass
+class Data:
+    """What a fine-tune reads: training blocks, held-out blocks, teacher-written chat blocks, chat prompts."""
+    train: torch.Tensor
+    eval: torch.Tensor | None = None
+    chats: torch.Tensor | None = None
+    prompts: tuple[list[list[int]], int] | None = None
+
+
+class Trainer:
+    """One resumable fine-tune: the model, its optimizer and history, and the checkpoint that holds them.
+
+    Each step draws a batch (``batch``), computes the loss of ``ft.method`` (``loss``), clips and applies the
+    gradient; every ``eval_every`` steps it evaluates, every ``checkpoint_every`` it saves atomically, so a run
+    that is killed resumes from its last checkpoint when started again with the same configuration."""
+
+    def __init__(self, model, ft: FinetuneConfig, out_dir: str, data: Data, teacher=None, on_eval=None):
+        if ft.method != "plain" and teacher is None:
+            raise ValueError(f"method {ft.method!r} needs the teacher: the unconverted model")
+        if ft.method == "onpolicy" and not (data.prompts and data.prompts[0]):
+            raise ValueError("method 'onpolicy' needs prompts=(token ids of chat prompts, end-of-turn token id)")
+        self.model, self.ft, self.data, self.teacher, self.on_eval = model, ft, data, teacher, on_eval
+        self.out_dir, self.path = out_dir, os.path.join(out_dir, CHECKPOINT)
+        os.makedirs(out_dir, exist_ok=True)
+        if ft.freeze_embeddings:
+            model.embed_tokens.weight.requires_grad_(False)
+        for layer in model.layers[:ft.freeze_below]:
+            layer.requires_grad_(False)
+        if ft.lora_rank:
+            add_lora(model, ft.freeze_below, ft.lora_rank, seed=ft.seed)
+        self.params = trainable(model)
+        self.opt = torch.optim.AdamW(self.params.values(), lr=ft.lr, weight_decay=ft.weight_decay, betas=(0.9, 0.95))
+        self.history = {"config": asdict(ft), "train": [], "eval": []}
+        self.start = self._resume()
+        self.hidden = ft.method != "plain" and ft.hidden_weight > 0       # also match module outputs
+        chats = ft.method == "onpolicy" or (ft.method == "distill" and data.chats is not None)
+        self.n_chat = round(ft.batch * ft.chat_fraction) if chats else 0
+
+    def _resume(self) -> int:
+        refuse_pickles(self.out_dir)
+        if not os.path.exists(self.path):
+            return 0
+        ck = read_checkpoint(self.path)
+        if {**asdict(FinetuneConfig()), **ck["config"]} != asdict(self.ft):    # fields added since: their defaults
+            raise ValueError(f"{self.path} was written by a run with a different configuration; use another "
+                             f"out_dir or delete it. Checkpoint: {ck['config']}")
+        self.model.load_state_dict(ck["weights"], strict=False)
+        self.opt.load_state_dict(ck["optimizer"])
+        self.history = ck["history"]
+        return ck["step"]
+
+    def evaluate(self, step: int) -> None:
+        ev = self.history["eval"]
+        if self.data.eval is not None and (not ev or ev[-1]["step"] != step):
+            ev.append({"step": step, "loss": mean_loss(self.model, self.data.eval)})
+            if self.on_eval:
+                self.on_eval(self.history)
+
+    def save(self, step: int) -> None:
+        write_checkpoint(self.path, asdict(self.ft), step, self.history, self.opt.state_dict(),
+                         {n: p.detach() for n, p in self.params.items()})
+        atomic_write_json(self.history, os.path.join(self.out_dir, "history.json"))
+
+    def run(self, progress: bool = True, desc: str = "fine-tune") -> dict:
+        from tqdm.auto import tqdm
+        self.model.train()
+        if self.start == 0:
+            self.evaluate(0)
+        elif progress:
+            print(f"{desc}: resuming from step {self.start} of {self.ft.steps} ({self.path})")
+            if self.on_eval and self.history["eval"]:
+                self.on_eval(self.history)
+        bar = tqdm(range(self.start, self.ft.steps), desc=desc, initial=self.start, total=self.ft.steps,
+                   disable=not progress)
+        try:
+            for step in bar:
+                bar.set_postfix(loss=f"{self.step(step):.3f}")
+        except (KeyboardInterrupt, TrainingDiverged):
+            if len(self.history["train"]) > self.start:    # history["train"] holds steps 0 .. done-1
+                self.save(len(self.history["train"]))      # every completed step is kept; run again to resume
+            raise
+        if self.ft.lora_rank:
+            merge_lora(self.model)
+        self.model.eval()
+        return self.history
+
+    def batch(self, step: int):
+        """This step's tokens [batch, block] (text, then teacher-written chats) and, for ``onpolicy``, the student's
+        own sampled replies with their mask; every draw from this step's seed, so a resumed run draws the same."""
+        ft, device = self.ft, self.model.embed_tokens.weight.device
         step_seed = ft.seed * 1_000_003 + step
         gen = torch.Generator().manual_seed(step_seed)
-        chats = ft.method == "onpolicy" or (ft.method == "distill" and chat_blocks is not None)
-        n_chat = round(ft.batch * ft.chat_fraction) if chats else 0
-        rows = [_batch(train_blocks, ft.batch - n_chat, gen)]
-        if n_chat and ft.method == "distill":      # teacher-written chat blocks
-            rows.append(_batch(chat_blocks, n_chat, gen))
-        tokens = torch.cat(rows).to(device)
-        if n_chat and ft.method == "onpolicy":     # the student's own replies, this step's seed
-            sampled, mask = student_samples(model, prompts[0], n_chat, ft.reply_tokens, prompts[1], gen, step_seed)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, ft)
-        with autocast:
-            x = tokens[:, :-1]
-            logits, h_student = with_module_outputs(model, x, ft.freeze_below) if hidden else (model(x), None)
-            if ft.method == "plain":
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
-            else:
-                with torch.no_grad():
-                    teacher_logits, h_teacher = with_module_outputs(teacher, x, ft.freeze_below) if hidden else \
-                        (teacher(x), None)
-                loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature, ft.divergence)
-                if ft.method == "onpolicy" and n_chat:       # teacher scores the student's samples
-                    x = sampled[:, :-1].to(device)
-                    with torch.no_grad():
-                        teacher_logits = teacher(x)
-                    on = distill_loss(model(x), teacher_logits, sampled[:, 1:].to(device), ft.alpha, ft.temperature,
-                                      ft.divergence, mask.to(device))
-                    loss = (loss * tokens.shape[0] + on * n_chat) / (tokens.shape[0] + n_chat)
-                if hidden:
-                    loss = loss + ft.hidden_weight * hidden_loss(h_student, h_teacher)
+        rows = [_batch(self.data.train, ft.batch - self.n_chat, gen)]
+        if self.n_chat and ft.method == "distill":      # teacher-written chat blocks
+            rows.append(_batch(self.data.chats, self.n_chat, gen))
+        sampled = None
+        if self.n_chat and ft.method == "onpolicy":     # the student's own replies, this step's seed
+            prompts, eot = self.data.prompts
+            sampled = student_samples(self.model, prompts, self.n_chat, ft.reply_tokens, eot, gen, step_seed)
+        return torch.cat(rows).to(device), sampled
+
+    def loss(self, tokens: torch.Tensor, sampled) -> torch.Tensor:
+        """Next-token cross-entropy (plain) or the distillation loss against the teacher (``distill.py``)."""
+        ft, model, teacher, device = self.ft, self.model, self.teacher, tokens.device
+        x = tokens[:, :-1]
+        logits, h_student = with_module_outputs(model, x, ft.freeze_below) if self.hidden else (model(x), None)
+        if ft.method == "plain":
+            return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+        with torch.no_grad():
+            teacher_logits, h_teacher = with_module_outputs(teacher, x, ft.freeze_below) if self.hidden else \
+                (teacher(x), None)
+        loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature, ft.divergence)
+        if sampled is not None:                        # the teacher scores the student's samples
+            samples, mask = sampled
+            x = samples[:, :-1].to(device)
+            with torch.no_grad():
+                teacher_logits = teacher(x)
+            on = distill_loss(model(x), teacher_logits, samples[:, 1:].to(device), ft.alpha, ft.temperature,
+                              ft.divergence, mask.to(device))
+            loss = (loss * tokens.shape[0] + on * self.n_chat) / (tokens.shape[0] + self.n_chat)
+        if self.hidden:
+            loss = loss + ft.hidden_weight * hidden_loss(h_student, h_teacher)
+        return loss
+
+    def step(self, step: int) -> float:
+        """One optimizer step; returns its loss. Raises TrainingDiverged before applying a NaN or huge loss."""
+        ft = self.ft
+        tokens, sampled = self.batch(step)
+        lr = lr_at(step, ft)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast(tokens.device.type, dtype=torch.bfloat16) if ft.amp else nullcontext():
+            loss = self.loss(tokens, sampled)
         value = float(loss.detach())
         if not math.isfinite(value) or value > ft.max_loss:
             raise TrainingDiverged(f"step {step}: loss {value} (NaN or above max_loss={ft.max_loss}); the run "
-                                   f"stopped before applying it, and {path} keeps the last good state (step "
+                                   f"stopped before applying it, and {self.path} keeps the last good state (step "
                                    f"{step}). Lower lr (now {ft.lr}) and start again in a new out_dir.")
         loss.backward()
-        norm = float(torch.nn.utils.clip_grad_norm_(params.values(), ft.clip))
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        history["train"].append({"step": step, "loss": value, "lr": lr_at(step, ft), "grad_norm": norm})
-        bar.set_postfix(loss=f"{value:.3f}")
+        norm = float(torch.nn.utils.clip_grad_norm_(self.params.values(), ft.clip))
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.history["train"].append({"step": step, "loss": value, "lr": lr, "grad_norm": norm})
         done = step + 1
         if done % ft.eval_every == 0 or done == ft.steps:
-            evaluate(done)
+            self.evaluate(done)
         if done % ft.checkpoint_every == 0 or done == ft.steps:
-            save(done)
+            self.save(done)
+        return value

@@ -120,9 +120,9 @@ def plot_model_vs_measured(bench, cfg, hw: Hardware):
 
 
 def plot_gpu_measurements(rows: list[dict], comparison: list[dict], hw: Hardware):
-    """Left: every one-token projection timed on a GPU (``gpu_measure.projection_sweep`` rows) against its bytes,
+    """Left: every one-token projection timed on a GPU (``gpu_terms.projection_sweep`` rows) against its bytes,
     with the model's line ``kernel_us + bytes / (peak * mem_eff)``. Right: this package's compiled decode step per
-    layer (``gpu_calibrate.compiled_step_comparison``) next to the model's layer for gpt-fast's kernels."""
+    layer (``gpu_preset.compiled_step_comparison``) next to the model's layer for gpt-fast's kernels."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2))
     colors = {"llama-3-8b": "#55A868", "llama-3-70b": "#4C72B0"}
     for name, color in colors.items():

@@ -114,7 +114,7 @@ def _profiling() -> bool:
 def region(name: str):
     """Name a region for torch.profiler traces (and for Nsight Systems as an NVTX range on CUDA builds).
 
-    ``torch.cuda.nvtx`` raises on CPU-only builds (field-notes section 4), so it is used only when CUDA is present.
+    ``torch.cuda.nvtx`` raises on CPU-only builds, so it is used only when CUDA is present.
     Under ``torch.compile`` regions are skipped: the compiler does not trace profiler annotations.
     """
     global _NVTX

@@ -1,7 +1,9 @@
 """Run a package function on N ranks of a real ``torch.distributed`` process group and collect each rank's result.
 
-``run(fn, world_size, *args)`` spawns ``world_size`` processes (gloo on CPU, NCCL when there is a GPU per rank),
-calls ``fn(*args)`` on each after ``init_process_group`` and returns ``[result_of_rank_0, result_of_rank_1, ...]``.
+``run(fn, world_size, spec)`` spawns ``world_size`` processes (gloo on CPU, NCCL when there is a GPU per rank),
+calls ``fn(spec)`` on each after ``init_process_group`` and returns ``[result_of_rank_0, result_of_rank_1, ...]``.
+The package's workers take one frozen spec (``models.spec.RunSpec``); the launcher's own settings travel apart,
+in :class:`LaunchOptions`, so that no keyword of a worker can be taken by the launcher.
 Under ``torchrun`` the same call runs ``fn`` on *this* rank of the already-started job and all-gathers the results,
 so one entry point serves a notebook, a script and a multi-node ``torchrun`` launch.
 
@@ -25,12 +27,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-BACKENDS = ("gloo", "nccl")
-COMM_PRIORITIES = ("auto", "normal", "realtime")
 
 
 from ..util.atomic import atomic_path
 from .errors import CollectiveTimeout, LaunchError, PeerLost, RankError, looks_like_lost_peer
+from .options import BACKENDS, COMM_PRIORITIES, LaunchOptions  # noqa: F401  (re-exported)
 
 
 def under_torchrun() -> bool:
@@ -135,20 +136,22 @@ def _realtime_comm_threads(on: bool) -> None:
                           f"valid choices here: 'normal'") from e
 
 
-def _worker(rank, world_size, port, backend, timeout_s, threads, comm_priority, fn, args, kwargs, out_dir):
-    """Body of one spawned rank: init the group, call fn, write {ok, result | error, traceback} to out_dir."""
+def _worker(rank: int, world_size: int, options: LaunchOptions, call: tuple, out_dir: str):
+    """Body of one spawned rank: init the group, call fn, write {ok, result | error, traceback} to out_dir.
+    ``options`` has the resolved backend and port; ``call`` is (fn, args, kwargs)."""
+    fn, args, kwargs = call
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    if threads:
-        torch.set_num_threads(threads)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     payload = {"rank": rank}
     try:
-        _init_group(backend, timeout_s, comm_priority, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                    world_size=world_size)
-        device_for_rank(backend, rank)
+        _init_group(options.backend, options.timeout_s, options.comm_priority,
+                    init_method=f"tcp://127.0.0.1:{options.port}", rank=rank, world_size=world_size)
+        device_for_rank(options.backend, rank)
         payload.update(ok=True, result=fn(*args, **kwargs))
     except BaseException as e:  # noqa: BLE001 - everything a rank raises is reported to the parent
         payload.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(),
-                       timeout=_looks_like_timeout(e), time=time.time())
+                       timeout=looks_like_timeout(e), time=time.time())
     with atomic_path(os.path.join(out_dir, f"rank{rank}.pt")) as tmp:    # the parent never reads half a file
         torch.save(payload, tmp)
     if payload["ok"] and dist.is_initialized():
@@ -157,7 +160,8 @@ def _worker(rank, world_size, port, backend, timeout_s, threads, comm_priority, 
     os._exit(0 if payload["ok"] else 1)     # skip interpreter teardown that can block on a broken collective
 
 
-def _looks_like_timeout(e: BaseException) -> bool:
+def looks_like_timeout(e: BaseException) -> bool:
+    """True if ``e`` reads as a collective that timed out."""
     text = f"{type(e).__name__} {e}".lower()
     return "timed out" in text or "timeout" in text
 
@@ -174,38 +178,31 @@ def _check_picklable(fn):
                           f"or a closure") from e
 
 
-def run(fn, world_size: int, *args, backend: str | None = None, timeout_s: float = 60.0,
-        deadline_s: float | None = 900.0, threads: int | None = 1, port: int | None = None,
-        comm_priority: str = "auto", **kwargs) -> list:
+def run(fn, world_size: int, *args, options: LaunchOptions | None = None, **kwargs) -> list:
     """Run ``fn(*args, **kwargs)`` on ``world_size`` ranks and return the list of per-rank results.
 
-    backend: "gloo" or "nccl" (default: NCCL if there is a GPU per rank, else gloo).
-    timeout_s: how long one collective may wait before the rank fails (passed to init_process_group).
-    deadline_s: the whole job is killed after this many seconds (None: no limit besides timeout_s).
-    threads: intra-op threads per rank (1 by default: 2 threads per rank oversubscribe a 2-core CPU; None: leave
-    torch's default).
-    comm_priority: "realtime" gives gloo's communication threads a real-time scheduling class (Linux, root or
-    CAP_SYS_NICE; see ``_realtime_comm_threads``), "normal" leaves them alone, "auto" (default) uses realtime where
-    allowed. ``applied_comm_priority()`` tells a rank which one it got.
+    ``options`` (:class:`LaunchOptions`) says how the ranks start; every other argument goes to ``fn`` untouched.
     """
-    if world_size < 1:
-        raise LaunchError(f"world_size must be at least 1, got {world_size}")
-    if comm_priority not in COMM_PRIORITIES:
-        raise LaunchError(f"unknown comm_priority {comm_priority!r}; valid choices: {', '.join(COMM_PRIORITIES)}")
+    if not isinstance(world_size, int) or world_size < 1:
+        raise LaunchError(f"world_size must be an integer >= 1, got {world_size!r}")
+    options = options or LaunchOptions()
+    if not isinstance(options, LaunchOptions):
+        raise LaunchError(f"options must be a launch.LaunchOptions, got {type(options).__name__}")
     if under_torchrun():
-        return _run_under_torchrun(fn, world_size, args, kwargs, backend, timeout_s, threads, comm_priority)
-    backend = backend or default_backend(world_size)
+        return _run_under_torchrun(fn, world_size, args, kwargs, options)
+    backend = options.backend or default_backend(world_size)
     check_backend(backend, world_size)
     _check_picklable(fn)
-    port = free_port(port)
+    port = free_port(options.port)
     out_dir = tempfile.mkdtemp(prefix="ladder_edu_ranks_")
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(r, world_size, port, backend, timeout_s, threads, comm_priority, fn,
-                                               args, kwargs, out_dir), daemon=True) for r in range(world_size)]
+    resolved = options.replace(backend=backend, port=port)
+    procs = [ctx.Process(target=_worker, args=(r, world_size, resolved, (fn, args, kwargs), out_dir), daemon=True)
+             for r in range(world_size)]
     try:
         for p in procs:
             p.start()
-        return _collect(procs, out_dir, deadline_s, timeout_s)
+        return _collect(procs, out_dir, options.deadline_s, options.timeout_s)
     finally:
         for p in procs:
             if p.is_alive():
@@ -267,19 +264,19 @@ def _death_hint(exitcode) -> str:
     return "killed by a signal, out of memory, or a crash in native code"
 
 
-def _run_under_torchrun(fn, world_size, args, kwargs, backend, timeout_s, threads, comm_priority):
+def _run_under_torchrun(fn, world_size, args, kwargs, options: LaunchOptions):
     """torchrun started the ranks: init from its environment, run fn here, all-gather the results."""
     env_world = int(os.environ["WORLD_SIZE"])
     if env_world != world_size:
         raise LaunchError(f"world size mismatch: asked for {world_size} ranks but torchrun started {env_world}; "
                           f"make --tp equal --nproc_per_node x --nnodes")
-    if threads:
-        torch.set_num_threads(threads)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     if not dist.is_initialized():
-        backend = backend or ("nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo")
+        backend = options.backend or ("nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo")
         check_backend(backend, world_size)
         device_for_rank(backend, int(os.environ.get("LOCAL_RANK", 0)))
-        _init_group(backend, timeout_s, comm_priority)
+        _init_group(backend, options.timeout_s, options.comm_priority)
     try:
         result = fn(*args, **kwargs)
         gathered = [None] * world_size

@@ -24,14 +24,12 @@ import torch
 import torch.distributed as dist
 
 from ...tp import launch
-from ...models.config import ALL_VARIANTS, ModelConfig, variant_config
+from ...models.config import ALL_VARIANTS, ModelConfig
 from ...models.build import init_weights
 from ...models.model import DTYPES
+from ...models.spec import RunSpec
 from ...models.variants import example_tokens, run_step, variant_model
 from ...tp.parallel import TPGroup
-
-
-PHASES = ("prefill", "decode")
 
 
 def _sync(device: torch.device):
@@ -63,14 +61,15 @@ class _Timer:
             self.seconds = time.perf_counter() - self.t0
 
 
-def decode_worker(cfg: ModelConfig, variants: list[str], batch: int = 1, context: int = 64, steps: int = 16,
-                  rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
-                  phase: str = "decode", compile_mode: str | None = None) -> dict:
+def decode_worker(spec: RunSpec) -> dict:
     """Runs on every rank; returns {"times": {variant: [seconds per step, max over ranks]},
     "comm_priority": how this rank's communication threads were scheduled}. A decode step adds one token to a
     cache of ``context``; a prefill step processes a ``context``-token prompt from position 0. ``compile_mode``:
     decode steps run compiled (``compiled.CompiledDecode``; "auto" = CUDA graphs on a GPU), compiled before
     timing starts."""
+    cfg, variants, batch, context, steps = spec.cfg, list(spec.variants), spec.batch, spec.context, spec.steps
+    rounds, warmup, seed, dtype, phase, compile_mode = (spec.rounds, spec.warmup, spec.seed, spec.dtype, spec.phase,
+                                                        spec.compile_mode)
     tp = TPGroup.current()
     device = launch.current_device()
     full = init_weights(cfg, seed)
@@ -186,33 +185,23 @@ def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
     return res
 
 
-def decode_benchmark(cfg: ModelConfig, tp: int, variants=ALL_VARIANTS, batch: int = 1, context: int = 64,
-                     steps: int = 16, rounds: int = 6, warmup: int = 1, seed: int = 0, dtype: str = "float32",
-                     backend: str | None = None, timeout_s: float = 120.0,
-                     comm_priority: str = "auto", phase: str = "decode",
-                     compile_mode: str | None = None) -> DecodeBenchmark:
+def decode_benchmark(cfg: ModelConfig, tp: int, variants=ALL_VARIANTS, *, options: launch.LaunchOptions | None = None,
+                     **run) -> DecodeBenchmark:
     """Time decode (or prefill) steps of each variant on ``tp`` ranks, interleaved; see the module docstring.
-    ``compile_mode`` ("auto", or a torch.compile mode) times compiled decode steps instead of eager ones."""
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; valid choices: {', '.join(PHASES)}")
-    if compile_mode:
-        from ...models.compiled import MODES
-        if compile_mode not in ("auto",) + MODES:
-            raise ValueError(f"unknown compile mode {compile_mode!r}; valid choices: auto, {', '.join(MODES)}")
-        if phase != "decode":
-            raise ValueError("compile applies to decode steps (the Ladder paper compiled decode with CUDA graphs); "
-                             "use phase='decode' or drop compile")
-        timeout_s = max(timeout_s, 600.0)          # ranks compile at their own pace before the first barrier
-    variants = list(variants)
-    for v in variants:
-        variant_config(cfg, v, tp)                  # validates the names (and Kraken's degree)
-    if "iso" in variants and phase != "prefill":
-        raise ValueError("the 'iso' variant splits a prefill: use it with phase='prefill'")
-    cfg.check_tp(tp)
-    if context + steps > cfg.max_seq_len:
-        raise ValueError(f"context ({context}) + steps ({steps}) exceeds max_seq_len={cfg.max_seq_len}")
-    backend = backend or launch.default_backend(tp)
-    results = launch.run(decode_worker, tp, cfg, variants, batch, context, steps, rounds, warmup, seed, dtype, phase,
-                         compile_mode, backend=backend, timeout_s=timeout_s, comm_priority=comm_priority)
+    ``run``: the other fields of :class:`~ladder_edu.models.spec.RunSpec` (batch, context, steps, rounds, warmup,
+    seed, dtype, phase, compile_mode: "auto" or a torch.compile mode times compiled decode steps)."""
+    return benchmark(RunSpec(cfg, tp, tuple(variants), **run), options)
+
+
+def benchmark(spec: RunSpec, options: launch.LaunchOptions | None = None) -> DecodeBenchmark:
+    """``decode_benchmark`` for a ready spec. Collectives may wait 120 s (600 s when compiling: ranks compile at
+    their own pace before the first barrier) unless ``options`` say otherwise."""
+    spec.check_fits(spec.context + spec.steps, f"context {spec.context} + steps {spec.steps}")
+    options = options or launch.LaunchOptions(timeout_s=120.0)
+    if spec.compile_mode:
+        options = options.replace(timeout_s=max(options.timeout_s, 600.0))
+    backend = options.backend or launch.default_backend(spec.tp)
+    results = launch.run(decode_worker, spec.tp, spec, options=options.replace(backend=backend))
     r0 = results[0]
-    return summarize(cfg, tp, backend, batch, context, r0["times"], r0["comm_priority"], phase, r0["compiled"])
+    return summarize(spec.cfg, spec.tp, backend, spec.batch, spec.context, r0["times"], r0["comm_priority"],
+                     spec.phase, r0["compiled"])

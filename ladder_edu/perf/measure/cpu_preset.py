@@ -65,7 +65,8 @@ def measure_machine_worker(dim: int = 512, hidden: int = 1408, iters: int = 20) 
 def calibrate_this_machine(world: int = 2, comm_priority: str = "auto", iters: int = 20) -> Hardware:
     """A Hardware preset for this machine from micro-benchmarks on ``world`` gloo ranks (float32, 4 bytes)."""
     from ...tp import launch
-    m = launch.run(measure_machine_worker, world, comm_priority=comm_priority, iters=iters)[0]
+    m = launch.run(measure_machine_worker, world, iters=iters,
+                   options=launch.LaunchOptions(comm_priority=comm_priority))[0]
     eff = Efficiency(mem_eff=1.0, skinny_eff=1.0, flop_eff=1.0, kernel_us=m["kernel_us"], small_us=m["kernel_us"],
                      comm_us=0.0, interference=m["interference"])
     link = Link("measured", m["link_gbps"], 1.0, hop_us=m["link_latency_us"],

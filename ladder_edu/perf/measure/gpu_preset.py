@@ -2,7 +2,7 @@
 
 The model prices a projection as ``kernel_us + bytes / (HBM peak * mem_eff)`` in decode and ``kernel_us + flops /
 (tensor peak * flop_eff)`` in prefill (``perfmodel._kernels``). ``calibrate_gpu`` times every projection shape of
-the 8B and 70B models at TP 1-8 (``gpu_measure.projection_sweep``: CUDA graphs, weights cycled past L2) and fits
+the 8B and 70B models at TP 1-8 (``gpu_terms.projection_sweep``: CUDA graphs, weights cycled past L2) and fits
 those lines to the times, shape by shape, by least squares on relative error (``fit_projections``):
 
 * ``kernel_us`` and ``mem_eff``: intercept and slope of time against bytes for one token (GEMV);
@@ -147,7 +147,7 @@ out. ``PROFILED``: these also record their decode step's kernels (torch.profiler
 
 
 def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "") -> dict:
-    """Write ``projections.json`` and ``steps.json`` (``gpu_measure``) into ``out_dir``; returns both."""
+    """Write ``projections.json`` and ``steps.json`` (``gpu_terms``) into ``out_dir``; returns both."""
     import time
 
     import torch

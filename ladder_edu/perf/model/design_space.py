@@ -1,6 +1,7 @@
 """The design space of overlapping TP communication: one row per strategy, facts next to our own numbers.
 
-Facts come from the papers (papers.md); measured numbers from ``bench`` on this machine; modeled numbers from the
+Facts come from the papers (docs/references.md); measured numbers from ``bench`` on this machine; modeled numbers
+from the
 performance model (``perfmodel``) on hardware presets; quality of models trained from scratch from
 ``from_scratch``. Everything a row says that is not a citation is computed by the caller and passed in.
 """

@@ -1,7 +1,8 @@
 """Fit the performance model's seven efficiencies to the Ladder paper's Llama-3-70B table, and cross-validate.
 
 Data: tokens/s of Llama-3-70B, prompt 1024, 512 new tokens, fp16, gpt-fast with CUDA graphs, 8x H100 SXM, with
-NVLink and with NCCL_P2P_DISABLE=1 ("no NVLink"); TP 2/4/8 x batch 1/4/16/64 (papers.md 1.8(f), from the authors'
+NVLink and with NCCL_P2P_DISABLE=1 ("no NVLink"); TP 2/4/8 x batch 1/4/16/64 (Ladder Residual, arXiv 2501.06589,
+inference results; from the authors'
 ``tools/plot-70b.py``). It is the only table fitted; every other size, TP degree and node count is predicted.
 
 Fitted: the ``hardware.Efficiency`` fields one GPU cannot measure (``PARAMS``: the communication constants; the

@@ -7,11 +7,11 @@ Every constant has a source next to it. Three kinds:
   ``src/graph/tuning.cc``), and bus-bandwidth efficiencies reported by nccl-tests;
 * **measured** (``Efficiency``, compute): five numbers measured on an H100 80GB HBM3 SXM with
   ``ladder-edu calibrate-gpu --detail`` (``docs/gpu/run.sh``; rows in ``docs/gpu/h100/projections.json``, fitted by
-  ``gpu_calibrate.fit_projections``; a second machine gave the same to 1%: ``run1-projections.json``), and the
-  small kernels of a compiled decode step (``docs/gpu/h100/steps.json``, ``gpu_calibrate.small_kernel_cost``);
+  ``gpu_preset.fit_projections``; a second machine gave the same to 1%: ``run1-projections.json``), and the
+  small kernels of a compiled decode step (``docs/gpu/h100/steps.json``, ``gpu_preset.small_kernel_cost``);
 * **fitted** (``Efficiency``, communication): four numbers one GPU cannot measure, each bounded to a physically
   plausible range (``BOUNDS``), fitted by ``calibrate.fit`` on the Ladder paper's Llama-3-70B table only
-  (papers.md 1.8(f)) and reported with their spread over cross-validation folds.
+  (the Ladder paper's 70B table, docs/references.md) and reported with their spread over cross-validation folds.
 
 The H200 preset has its own measured compute constants (``docs/gpu/h200``); A100, A800 and RTX 4090 reuse the
 H100's (same software stack; no such GPU was lent to measure), and only their data-sheet numbers differ.
