@@ -10,7 +10,7 @@ import pytest
 
 LABS = Path(__file__).resolve().parents[1] / "notebooks" / "labs"
 ASSIGNMENTS = sorted(p.name for p in (LABS / "source").iterdir() if p.is_dir())
-LAB1 = "lab1_tensor_parallel_linear"
+LAB = "lab2_due_rule"                 # the round trip grades the quickest lab with real ranks
 
 
 def nbgrader(course: Path, *args) -> str:
@@ -46,13 +46,19 @@ def solution_lines(nb: dict) -> dict[str, set[str]]:
     return out
 
 
-def test_every_lab_has_graded_checks_and_solution_regions():
+def test_every_lab_has_objectives_graded_checks_deliverables_and_solution_regions():
     assert len(ASSIGNMENTS) >= 5
+    student_lines = 0
     for a in ASSIGNMENTS:
         nb = json.loads((LABS / "source" / a / f"{a}.ipynb").read_text())
-        graded = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
-        assert graded and all("assert " in "".join(c["source"]) for c in graded), a
-        assert solution_lines(nb), a
+        meta = [c["metadata"].get("nbgrader", {}) for c in nb["cells"]]
+        checks = [c for c, m in zip(nb["cells"], meta) if m.get("grade") and c["cell_type"] == "code"]
+        assert checks and all("assert " in "".join(c["source"]) for c in checks), a
+        assert any(m.get("grade") and c["cell_type"] == "markdown" for c, m in zip(nb["cells"], meta)), a
+        text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        assert "Learning objectives" in text and "## Deliverables" in text and "1. " in text, a
+        student_lines += sum(len(lines) for lines in solution_lines(nb).values())
+    assert student_lines >= 140, student_lines          # students write the pieces, not a line here and there
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -71,13 +77,21 @@ def test_the_release_contains_no_solution_code(course, assignment):
 
 
 def plant_wrong_answer(release: dict) -> dict:
-    """Lab 1 answered by a student who gives every rank rank 0's block (column-parallel) and gets row-parallel
-    right."""
-    answers = {"column_parallel": "def column_parallel(x, weight, rank, world):\n"
-                                  "    return x @ weight.chunk(world, dim=0)[0].T\n",
-               "row_parallel": "def row_parallel(x_shard, weight, rank, world):\n"
-                               "    y = x_shard @ weight.chunk(world, dim=1)[rank].T\n"
-                               "    dist.all_reduce(y)\n    return y\n"}
+    """Lab 2 answered by a student whose first loop ignores the lag (the most common mistake) and whose hybrid loop
+    is right."""
+    answers = {"forward_stream": "def forward_stream(x, modules, reduce, lag):\n"
+                                 "    for module in modules:\n"
+                                 "        x = x + reduce(module(x)).wait()\n"
+                                 "    return x\n",
+               "forward_hybrid": "def forward_hybrid(x, modules, lags, reduce):\n"
+                                 "    pending = deque()\n"
+                                 "    for module, lag in zip(modules, lags):\n"
+                                 "        while len(pending) > lag:\n"
+                                 "            x = x + pending.popleft().wait()\n"
+                                 "        pending.append(reduce(module(x)))\n"
+                                 "    while pending:\n"
+                                 "        x = x + pending.popleft().wait()\n"
+                                 "    return x\n"}
     for c in release["cells"]:
         gid = c["metadata"].get("nbgrader", {}).get("grade_id")
         if gid in answers:
@@ -86,20 +100,21 @@ def plant_wrong_answer(release: dict) -> dict:
 
 
 def test_autograde_gives_the_source_full_marks_and_a_wrong_submission_less_with_the_checks_message(course):
-    src = course / "source" / LAB1 / f"{LAB1}.ipynb"
+    src = course / "source" / LAB / f"{LAB}.ipynb"
     for student in ("instructor", "planted"):
-        (course / "submitted" / student / LAB1).mkdir(parents=True)
+        (course / "submitted" / student / LAB).mkdir(parents=True)
         nbgrader(course, "db", "student", "add", student)
-    shutil.copy(src, course / "submitted" / "instructor" / LAB1)
-    release = json.loads((course / "release" / LAB1 / f"{LAB1}.ipynb").read_text())
-    (course / "submitted" / "planted" / LAB1 / f"{LAB1}.ipynb").write_text(json.dumps(plant_wrong_answer(release)))
-    nbgrader(course, "autograde", LAB1, "--force")
-    nbgrader(course, "generate_feedback", LAB1, "--force")
+    shutil.copy(src, course / "submitted" / "instructor" / LAB)
+    release = json.loads((course / "release" / LAB / f"{LAB}.ipynb").read_text())
+    (course / "submitted" / "planted" / LAB / f"{LAB}.ipynb").write_text(json.dumps(plant_wrong_answer(release)))
+    nbgrader(course, "autograde", LAB, "--force")
+    nbgrader(course, "generate_feedback", LAB, "--force")
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        full = gb.find_submission(LAB1, "instructor")
-        planted = gb.find_submission(LAB1, "planted")
-        assert full.score == full.max_score > 0
-        assert 0 < planted.score < planted.max_score
-    feedback = (course / "feedback" / "planted" / LAB1 / f"{LAB1}.html").read_text()
-    assert "returned rank 0&#39;s slice" in feedback or "returned rank 0's slice" in feedback
+        full = gb.find_submission(LAB, "instructor")
+        planted = gb.find_submission(LAB, "planted")
+        # code_score: the autograded checks (the written deliverables are graded by hand)
+        assert full.code_score == full.max_code_score > 0
+        assert 0 < planted.code_score < planted.max_code_score
+    feedback = (course / "feedback" / "planted" / LAB / f"{LAB}.html").read_text()
+    assert "waits for every all-reduce before the next module" in feedback

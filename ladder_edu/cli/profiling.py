@@ -47,7 +47,7 @@ def cmd_profile(args) -> int:
     import matplotlib
     matplotlib.use("Agg")
     from ..profiling.overlap import analyze, load_trace, report_table
-    from ..profiling.timeline import draw_timeline
+    from ..teach.timeline import draw_timeline
     from ..profiling.trace import profile
     cfg = get_config(args.preset)
     traces = profile(cfg, args.arch, args.tp, args.phase, args.out, steps=args.steps, context=args.context,

@@ -63,14 +63,15 @@ def stream_worker(source: str, name: str) -> Verdict:
                 continue
             if lag and torch.allclose(got, reference_stream(x, modules, reduce, 0), atol=1e-5):
                 return Verdict(False, "with lag=1 (ladder) your loop waits for every all-reduce before the next "
-                               "module", "leave the newest `lag` pending outputs in flight: wait only while "
-                               "len(pending) > lag")
+                               "module", "a ladder module starts with the newest output still in flight: how many "
+                               "pending outputs may it leave unadded?")
             if torch.allclose(got, reference_stream(x, modules, reduce, lag, drain=False), atol=1e-5):
                 return Verdict(False, f"{arch}: the outputs still pending after the last module never joined "
-                               "the stream", "after the loop, wait for and add every pending output")
+                               "the stream", "the head needs the whole stream: what is still in flight at the end?")
             return Verdict(False, f"{arch} (lag {lag}): the stream differs by up to "
                            f"{float((got - want).abs().max()):.3g}",
-                           "x = x + pending.wait() for each due output, then module(x), then reduce(...) it")
+                           "each module reads the stream with every due output added; its own output joins "
+                           "later, once reduced")
     return Verdict(True)
 
 
@@ -78,3 +79,58 @@ def check_forward_stream(fn, world: int | None = None) -> Verdict:
     """``fn(x, modules, reduce, lag)`` -> the residual stream, for standard (lag 0), parallel block (its modules
     are whole layers, lag 0) and ladder (lag 1), each compared with the package's model on real ranks."""
     return run_check(stream_worker, fn, world=world)
+
+
+def reference_hybrid(x, modules, lags, reduce, lag_of_previous: bool = False):
+    """The due rule with a lag per module (``models/model.py``: the lag of the layer about to run)."""
+    pending = deque()
+    for i, module in enumerate(modules):
+        lag = lags[i - 1] if lag_of_previous and i else lags[i]
+        while len(pending) > lag:
+            x = x + pending.popleft().wait()
+        pending.append(reduce(module(x)))
+    while pending:
+        x = x + pending.popleft().wait()
+    return x
+
+
+def hybrid_worker(source: str, name: str) -> Verdict:
+    fn, problem = load(source, name)
+    if problem:
+        return failed(problem)
+    tp, dev = TPGroup.from_dist(), launch.current_device()
+    for k in (1, 2, 3):
+        cfg = get_config("tiny", n_layers=4, ladder_layers=k)
+        model = build_model(cfg, init_weights(cfg, 5), tp, device=dev)
+        tokens = torch.randint(0, cfg.vocab_size, (2, 6), generator=torch.Generator().manual_seed(1)).to(dev)
+        rope = (model.rope_cos, model.rope_sin)
+        modules = [fn_ for layer in model.layers for _, fn_ in layer.steps(0, rope)]
+        lags = [layer.lag for layer in model.layers for _ in layer.steps(0, rope)]
+        reduce = lambda out: all_reduce_async(out, tp)      # noqa: E731
+        with torch.no_grad():
+            x = model.embed_tokens(tokens)
+            got, problem = call(fn, x, modules, list(lags), reduce)
+            dist.barrier()
+            if problem:
+                return Verdict(False, f"top {k} of 4 layers ladder: {problem}")
+            if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+                return Verdict(False, f"returned {getattr(got, 'shape', type(got).__name__)}, expected the stream "
+                               f"of shape {tuple(x.shape)}")
+            if torch.allclose(model.head(got), model(tokens), atol=1e-4):
+                continue
+            if torch.allclose(got, reference_hybrid(x, modules, lags, reduce, lag_of_previous=True), atol=1e-5):
+                return Verdict(False, f"top {k} of 4 layers ladder: the boundary between a standard and a ladder "
+                               "layer is off by one module", "the module about to run decides how many outputs "
+                               "may stay in flight, not the one that just ran")
+            if torch.allclose(got, reference_hybrid(x, modules, [max(lags)] * len(lags), reduce), atol=1e-5):
+                return Verdict(False, f"top {k} of 4 layers ladder: every module used the ladder lag",
+                               "a hybrid model's standard layers still wait for every all-reduce")
+            return Verdict(False, f"top {k} of 4 layers ladder: the logits differ from the package's hybrid model",
+                           "one lag per module: the lag of the layer that module belongs to")
+    return Verdict(True, "checked against the package's hybrid model for k = 1, 2, 3 of 4 layers")
+
+
+def check_forward_hybrid(fn, world: int | None = None) -> Verdict:
+    """``fn(x, modules, lags, reduce)`` -> the residual stream of a hybrid model (one lag per module), compared
+    with the package's ``ladder_layers=k`` model on real ranks."""
+    return run_check(hybrid_worker, fn, world=world)

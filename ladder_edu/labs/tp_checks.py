@@ -80,3 +80,43 @@ def check_column_parallel(fn, world: int | None = None) -> Verdict:
 def check_row_parallel(fn, world: int | None = None) -> Verdict:
     """``fn(x_shard, weight, rank, world)`` -> the whole x @ weight.T on every rank (row-parallel + all-reduce)."""
     return run_check(row_worker, fn, world=world)
+
+
+COLUMN = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")       # output features split: rows
+ROW = ("o_proj", "down_proj")                                          # input features split: columns
+
+
+def shard_worker(source: str, name: str) -> Verdict:
+    rank, world = dist.get_rank(), dist.get_world_size()
+    fn, problem = load(source, name)
+    if problem:
+        return failed(problem)
+    g = torch.Generator().manual_seed(7)
+    d, f, kv = 8 * world, 6 * world, 4 * world
+    shapes = {"q_proj": (d, d), "k_proj": (kv, d), "v_proj": (kv, d), "o_proj": (d, d), "gate_proj": (f, d),
+              "up_proj": (f, d), "down_proj": (d, f), "input_layernorm": (d,)}
+    full = {k: torch.randn(*s, generator=g) for k, s in shapes.items()}
+    got, problem = call(fn, dict(full), rank, world)
+    if problem:
+        return failed(problem)
+    if not isinstance(got, dict) or set(got) != set(full):
+        return Verdict(False, f"returned {type(got).__name__} with keys {sorted(got) if isinstance(got, dict) else '-'}"
+                       f", expected the same keys as the input")
+    for k, w in full.items():
+        want = w.chunk(world, 0)[rank] if k in COLUMN else w.chunk(world, 1)[rank] if k in ROW else w
+        if tuple(got[k].shape) == tuple(want.shape) and torch.equal(got[k], want):
+            continue
+        if k not in COLUMN + ROW:
+            return Verdict(False, f"{k} was changed", "a norm's weight is used whole by every rank: keep it")
+        wrong = w.chunk(world, 1)[rank] if k in COLUMN else w.chunk(world, 0)[rank]
+        if tuple(got[k].shape) == tuple(wrong.shape) and torch.equal(got[k], wrong):
+            return Verdict(False, f"{k} is split along the wrong dimension", "which projections produce this "
+                           "rank's heads or features, and which consume them?")
+        return Verdict(False, f"{k}: shape {tuple(got[k].shape)}, expected {tuple(want.shape)} (rank {rank}'s "
+                       f"block)", "each rank keeps one contiguous block, the one its rank number names")
+    return Verdict(True)
+
+
+def check_shard_layer(fn, world: int | None = None) -> Verdict:
+    """``fn(state, rank, world)`` -> this rank's shard of one layer's weights {name: tensor} (Megatron's split)."""
+    return run_check(shard_worker, fn, world=world)

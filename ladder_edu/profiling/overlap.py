@@ -130,7 +130,9 @@ def classify(trace: dict) -> dict[str, list[Interval]]:
     if len(starts) == len(comm):     # k-th collective started <-> k-th collective gloo ran
         comm = [Interval(c.start, c.end, s["name"].split(":")[0], "allreduce", _layer(START_RE.match(s["name"])))
                 for s, c in zip(starts, comm)]
-    return {"compute": compute, "comm": comm, "wait": waits, "device": "cpu",
+    start_regions = [Interval(e["ts"], e["ts"] + e["dur"], e["name"], "start", _layer(START_RE.match(e["name"])))
+                     for e in starts]
+    return {"compute": compute, "comm": comm, "wait": waits, "start": start_regions, "device": "cpu",
             "in_flight": in_flight_windows(starts, waits)}
 
 

@@ -170,7 +170,7 @@ class Trainer:
         os.makedirs(out_dir, exist_ok=True)
         if ft.freeze_embeddings:
             model.embed_tokens.weight.requires_grad_(False)
-        for layer in model.layers[:ft.freeze_below]:
+        for layer in (model.layers[:ft.freeze_below] if ft.freeze_below else ()):    # Kraken has no .layers
             layer.requires_grad_(False)
         if ft.lora_rank:
             add_lora(model, ft.freeze_below, ft.lora_rank, seed=ft.seed)

@@ -7,8 +7,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from ..perf.model.critical_path import simulate, total_time
 
-RANK_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
-KIND_COLORS = {"attn": "#4C72B0", "mlp": "#55A868", "attn+mlp": "#8172B3", "allreduce": "#C44E52"}
+from .palette import MODULES as KIND_COLORS, RANKS as RANK_COLORS, VARIANTS
 
 
 def _matrix(ax, x, y, rows, cols, label, split=None, tp=1, cell=0.35):
@@ -142,8 +141,7 @@ def plot_bench(results):
     fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(results) + 2), 3.4))
     variants = [r.variant for r in results[0].rows]
     width = 0.8 / len(variants)
-    colors = {"standard": "#8C8C8C", "parallel": KIND_COLORS["attn+mlp"], "ladder": KIND_COLORS["attn"],
-              "upper_bound": "#DDDDDD"}
+    colors = VARIANTS
     for k, v in enumerate(variants):
         rows = [r.row(v) for r in results]
         xs = [i + (k - (len(variants) - 1) / 2) * width for i in range(len(results))]

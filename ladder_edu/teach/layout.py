@@ -20,11 +20,11 @@ ROLES = {"util": "atomic file writes",
          "tp": "process groups, launcher and its options, async all-reduce, column/row-parallel linears",
          "models": "config, run spec, layers, the decoder's due rule, Kraken, ISO, generation, compiled decode, "
                    "checkpoints",
-         "profiling": "torch.profiler traces, merging, overlap analysis, timelines, the overlap probe",
+         "profiling": "torch.profiler traces, merging, overlap analysis (compute, communication, room), the probe",
          "perf.model": "the performance model: hardware, NCCL's cost, kernels, critical path, fit, design space",
          "perf.measure": "benchmarks, the emulated rank, this machine's and a GPU's measured presets",
          "recovery": "fine-tune, distillation, evaluation, the conversion experiment, from scratch",
-         "teach": "diagrams, plots, widgets and lessons the notebooks show",
+         "teach": "one palette; diagrams, timelines, plots, widgets and lessons the notebooks show",
          "labs": "classroom exercises: checks that run the student's code on real ranks",
          "cli": "ladder-edu: one module per command group"}
 

@@ -25,15 +25,16 @@ def example_matrices(tokens: int = 2, d_in: int = 8, d_out: int = 8):
     return x, w
 
 
-def linear_demo() -> dict:
-    """On each rank: a column-parallel and a row-parallel split of the same y = x W^T.
+def linear_demo(tokens: int = 2, d_in: int = 8, d_out: int = 8) -> dict:
+    """On each rank: a column-parallel and a row-parallel split of the same y = x W^T (``example_matrices`` of
+    these sizes; d_in and d_out must divide by the number of ranks).
 
     column: rank r holds rows W_r of W (output features) and computes y[:, slice_r] = x W_r^T, no communication.
     row:    rank r holds columns W[:, slice_r] and x[:, slice_r]; its partial sum x_r W_r^T is not y until the
             all-reduce adds every rank's partial sum.
     """
     tp = TPGroup.from_dist()
-    x, w = example_matrices()
+    x, w = example_matrices(tokens, d_in, d_out)
     w_col = shard_tensor(w, 0, tp)
     y_col = x @ w_col.T
     w_row, x_row = shard_tensor(w, 1, tp), shard_tensor(x, 1, tp)

@@ -7,8 +7,7 @@ import matplotlib.pyplot as plt
 from ..perf.model.hardware import Hardware
 from ..perf.model.perfmodel import forward_time, predict
 
-VARIANT_COLORS = {"standard": "#8C8C8C", "parallel": "#8172B3", "ladder": "#4C72B0", "upper_bound": "#DDDDDD",
-                  "kraken": "#55A868", "iso": "#C44E52"}
+from .palette import BREAKDOWN, HIDDEN, VARIANTS as VARIANT_COLORS
 MARKERS = {"ladder": "o", "parallel": "s", "upper_bound": "^"}
 
 
@@ -39,12 +38,12 @@ def plot_validation(report: dict, cv: dict | None = None):
     return fig
 
 
-def plot_breakdown(parts: dict[str, dict], title: str = ""):
+def plot_breakdown(parts: dict[str, dict], title: str = "", ax=None):
     """Stacked bars: one decode step of each variant, split by kernel class and communication
-    (``explain.breakdown``); hidden communication is drawn beside the bar, since it costs no time."""
-    colors = {"weights": "#4C72B0", "attention": "#55A868", "small kernels": "#8172B3",
-              "LM head + sampling": "#937860", "overlap slow-down": "#DA8BC3", "exposed communication": "#C44E52"}
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    (``explain.breakdown``); hidden communication is drawn beside the bar, hatched, since it costs no time.
+    ``ax``: draw into this axes (a grid of breakdowns) instead of a new figure."""
+    colors = BREAKDOWN
+    fig, ax = plt.subplots(figsize=(7, 3.6)) if ax is None else (ax.figure, ax)
     names = list(parts)
     bottom = [0.0] * len(names)
     for key, color in colors.items():
@@ -52,11 +51,11 @@ def plot_breakdown(parts: dict[str, dict], title: str = ""):
         ax.bar(names, vals, bottom=bottom, color=color, label=key, edgecolor="black", lw=0.4)
         bottom = [b + x for b, x in zip(bottom, vals)]
     hidden = [1e3 * max(0.0, parts[v]["hidden communication"]) for v in names]
-    ax.bar([i + 0.42 for i in range(len(names))], hidden, width=0.12, color="#EEAAAA", hatch="//",
-           label="hidden communication (under compute)")
+    ax.bar([i + 0.42 for i in range(len(names))], hidden, width=0.12, color=HIDDEN, hatch="//",
+           edgecolor="black", lw=0.4, label="hidden communication (under compute)")
     ax.set_ylabel("ms per decode step")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

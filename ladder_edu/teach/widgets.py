@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 from IPython.display import display
 
 from ..profiling.overlap import classify, load_trace
-from ..profiling.timeline import draw_timeline
+from .timeline import draw_timeline
 
 
 def timeline_explorer(traces: dict[str, list[str]]):

@@ -166,7 +166,7 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "") -
     return {"projections": proj, "steps": {**head, "rows": steps}}
 
 
-H100_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "gpu", "h100")
+H100_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "gpu", "h100")
 """The H100 measurements the presets cite (in a checkout of the repository)."""
 
 

@@ -1,4 +1,5 @@
-"""Fit the performance model's seven efficiencies to the Ladder paper's Llama-3-70B table, and cross-validate.
+"""Fit the performance model's four communication constants to the Ladder paper's Llama-3-70B table, and
+cross-validate (the five compute constants are measured on a GPU, not fitted).
 
 Data: tokens/s of Llama-3-70B, prompt 1024, 512 new tokens, fp16, gpt-fast with CUDA graphs, 8x H100 SXM, with
 NVLink and with NCCL_P2P_DISABLE=1 ("no NVLink"); TP 2/4/8 x batch 1/4/16/64 (Ladder Residual, arXiv 2501.06589,

@@ -1,14 +1,17 @@
 """Nsight-style timelines from traces: per rank a compute lane and a communication lane, one variant above the
-other on the same time scale, so hidden and exposed communication can be seen."""
+other on the same time scale, so hidden and exposed communication can be seen.
+
+The compute lane is the main thread: module regions, the start of each all-reduce (on a CPU, the main thread hands
+the tensor to gloo), and the waits. Where the compute lane is white, the main thread is doing none of these: the
+Python between regions, or the thread descheduled while gloo's threads run on the same cores. The communication
+lane is gloo's threads (CPU) or the NCCL kernels (GPU)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 
-from .overlap import Interval, classify, load_trace
-
-COLORS = {"attn": "#4C72B0", "mlp": "#55A868", "attn+mlp": "#8172B3", "lm_head": "#937860", "conj": "#937860",
-          "compute": "#4C72B0", "allreduce": "#C44E52", "wait": "#BBBBBB"}
+from ..profiling.overlap import Interval, classify, load_trace
+from .palette import MODULES as COLORS
 
 
 def step_window(parts: dict, step: int = -1) -> tuple[float, float]:
@@ -45,7 +48,8 @@ def draw_timeline(traces: dict[str, list[str]], step: int = -1, layers: tuple[in
     end_ms, start_ms = 0.0, float("inf")
     for k, (variant, r, prt, lo, hi) in enumerate(rows):
         base = (len(rows) - 1 - k) * 2.3
-        lanes = [("compute", prt["compute"] + prt["wait"], base + 1.0), ("comm", prt["comm"], base)]
+        main = prt["compute"] + prt["wait"] + prt.get("start", [])
+        lanes = [("compute", main, base + 1.0), ("comm", prt["comm"], base)]
         for lane, intervals, y in lanes:
             sel = _select(intervals, lo, hi, layers)
             bars = [((i.start - lo) / 1e3, (i.end - i.start) / 1e3) for i in sel]
@@ -60,12 +64,13 @@ def draw_timeline(traces: dict[str, list[str]], step: int = -1, layers: tuple[in
     start_ms = 0.0 if layers is None or start_ms == float("inf") else start_ms
     ax.set_xlim(start_ms, end_ms + 0.02 * (end_ms - start_ms) if end_ms else 1)
     ax.set_xlabel("ms since the start of the step")
-    kinds = ["attn", "mlp", "attn+mlp", "lm_head", "allreduce", "wait"]
+    kinds = ["attn", "mlp", "attn+mlp", "lm_head", "start", "wait", "allreduce"]
     ax.legend([Patch(color=COLORS[c]) for c in kinds], ["attention", "MLP", "attn+MLP", "LM head",
-                                                         "all-reduce (comm thread)", "waiting for an all-reduce"],
-              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=6, fontsize=8, frameon=False)
+                                                         "starting an all-reduce", "waiting for an all-reduce",
+                                                         "all-reduce (comm lane)"],
+              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=7, fontsize=8, frameon=False)
     what = f"layers {layers[0]}-{layers[1]}" if layers else "one step"
-    ax.set_title(title or f"Timeline of {what}, per rank: compute lane (main thread) and communication lane",
-                 fontsize=10)
+    ax.set_title(title or f"Timeline of {what}, every rank drawn: main thread (compute, start, wait) and "
+                          f"communication lane; white = neither", fontsize=10)
     fig.tight_layout()
     return fig

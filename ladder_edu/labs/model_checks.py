@@ -1,0 +1,141 @@
+"""Lab 3, part 1: a model of one decode step from first principles, written by the student before any measurement.
+
+Three pieces, each checked against the formula and against the misconceptions that give a plausible wrong number:
+
+* ring all-reduce of B bytes over n ranks, per-hop latency alpha, bus bandwidth beta (NCCL's ring, Patarasuk &
+  Yuan's bandwidth-optimal all-reduce): t = 2 (n - 1) alpha + 2 (n - 1) / n * B / beta;
+* roofline of one matmul that reads W bytes and does F flops on a GPU of bandwidth bw and peak P:
+  t = max(W / bw, F / P) (decode reads every weight once per token, so W / bw wins);
+* the two-lane schedule of n modules, each computing c and then all-reducing a: standard waits for every
+  all-reduce, t = n (c + a); ladder leaves the newest one in flight, t = c + (n - 1) max(c, a) + a
+  = n max(c, a) + min(c, a) (``perf.model.critical_path``: the first module's compute and the last all-reduce
+  cannot hide; in between, the slower lane sets the pace).
+Units: microseconds, bytes, GB/s, TFLOP/s.
+"""
+from __future__ import annotations
+
+import inspect
+import textwrap
+
+from ..perf.model import critical_path as cp
+from .runner import Verdict, call, failed, load
+
+
+def allreduce_us(nbytes: float, world: int, alpha_us: float, bus_gbps: float) -> float:
+    if world == 1:
+        return 0.0
+    return 2 * (world - 1) * alpha_us + 2 * (world - 1) / world * nbytes / (bus_gbps * 1e3)
+
+
+def roofline_us(weight_bytes: float, flops: float, hbm_gbps: float, tflops: float) -> float:
+    return max(weight_bytes / (hbm_gbps * 1e3), flops / (tflops * 1e6))
+
+
+def schedule_us(compute_us: float, comm_us: float, n_modules: int, lag: int) -> float:
+    lanes = cp.Lanes()
+    for _ in range(n_modules):
+        cp.step(lanes, cp.Module(compute_us, comm_us, lag), 0.0)
+    return cp.finish(lanes)
+
+
+def _student(fn):
+    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
+    return (None, failed(problem)) if problem else (fn2, None)
+
+
+def _run_cases(fn, cases, reference, wrong) -> Verdict:
+    fn2, bad = _student(fn)
+    if bad:
+        return bad
+    for args in cases:
+        got, problem = call(fn2, *args)
+        if problem:
+            return failed(problem)
+        want = reference(*args)
+        if not isinstance(got, (int, float)):
+            return Verdict(False, f"{args}: returned {type(got).__name__}, expected a number of microseconds")
+        if abs(got - want) <= 1e-6 * max(1.0, abs(want)):
+            continue
+        for alt, problem_text, hint in wrong:
+            if abs(got - alt(*args)) <= 1e-6 * max(1.0, abs(want)):
+                return Verdict(False, f"{args}: {problem_text} (you said {got:.4g}, the formula gives {want:.4g})",
+                               hint)
+        return Verdict(False, f"{args}: you said {got:.4g} us, the formula gives {want:.4g} us",
+                       "check the units: bytes / (GB/s) is nanoseconds, not microseconds")
+    return Verdict(True, f"checked {len(cases)} cases")
+
+
+def check_allreduce_model(fn) -> Verdict:
+    """``fn(nbytes, world, alpha_us, bus_gbps)`` -> microseconds of a ring all-reduce."""
+    cases = [(16384, 8, 2.0, 300.0), (8 << 20, 8, 2.0, 300.0), (16384, 2, 5.0, 25.0), (1 << 30, 4, 1.0, 100.0),
+             (4096, 1, 2.0, 300.0)]
+    wrong = [(lambda b, n, a, w: a + b / (w * 1e3), "latency and bandwidth are paid once, as for one copy",
+              "a ring all-reduce is a reduce-scatter then an all-gather: 2 (n - 1) steps, each a latency and "
+              "1/n of the data"),
+             (lambda b, n, a, w: (n - 1) * a + (n - 1) / n * b / (w * 1e3), "that is half an all-reduce",
+              "a reduce-scatter alone leaves each rank 1/n of the sum: the all-gather that follows costs as much"),
+             (lambda b, n, a, w: 2 * (n - 1) * a + 2 * (n - 1) / n * b / (w * 1e6), "off by 1000",
+              "1 GB/s moves 1000 bytes per microsecond"),
+             (lambda b, n, a, w: 2 * (n - 1) * a + 2 * (n - 1) / n * b / w, "off by 1000",
+              "1 GB/s moves 1000 bytes per microsecond")]
+    return _run_cases(fn, cases, allreduce_us, wrong)
+
+
+def check_roofline(fn) -> Verdict:
+    """``fn(weight_bytes, flops, hbm_gbps, tflops)`` -> microseconds of one matmul by the roofline."""
+    cases = [(2 * 8192 * 1024, 2 * 8192 * 1024, 3350.0, 989.0), (2 * 8192 * 1024, 2 * 8192 * 1024 * 512, 3350.0,
+             989.0), (1e6, 1e6, 100.0, 1.0)]
+    wrong = [(lambda w, f, bw, p: w / (bw * 1e3) + f / (p * 1e6), "you added the memory and compute times",
+              "reading and computing overlap: the slower of the two sets the time"),
+             (lambda w, f, bw, p: w / (bw * 1e3), "you counted memory only",
+              "with many tokens per step a matmul becomes compute-bound"),
+             (lambda w, f, bw, p: f / (p * 1e6), "you counted compute only",
+              "one token per step reads every weight once: memory time dominates")]
+    return _run_cases(fn, cases, roofline_us, wrong)
+
+
+def check_schedule(fn) -> Verdict:
+    """``fn(compute_us, comm_us, n_modules, lag)`` -> microseconds of n modules under the due rule (lag 0 or 1)."""
+    cases = [(10.0, 4.0, 8, 0), (10.0, 4.0, 8, 1), (3.0, 5.0, 8, 1), (5.0, 5.0, 160, 1), (5.0, 0.0, 4, 1),
+             (2.0, 3.0, 1, 1)]
+    wrong = [(lambda c, a, n, lag: n * max(c, a) if lag else n * (c + a), "every all-reduce hid, the last one too",
+              "nothing follows the last module: its all-reduce is exposed"),
+             (lambda c, a, n, lag: n * c if lag else n * (c + a), "you assumed communication always hides",
+              "an all-reduce longer than the next module's compute makes that module wait")]
+    return _run_cases(fn, cases, schedule_us, wrong)
+
+
+def check_fit_alpha_beta(fn) -> Verdict:
+    """``fn(sizes_bytes, times_us)`` -> (alpha_us, beta_gbps): the line t = alpha + bytes / beta fitted by least
+    squares to measured all-reduce times (the latency is the intercept, the bandwidth the inverse slope)."""
+    import random
+    fn2, bad = _student(fn)
+    if bad:
+        return bad
+    rng = random.Random(4)
+    for alpha, gbps in ((370.0, 1.4), (20.0, 150.0)):
+        sizes = [1 << k for k in range(10, 26)]
+        times = [(alpha + s / (gbps * 1e3)) * (1 + 0.02 * rng.uniform(-1, 1)) for s in sizes]
+        got, problem = call(fn2, sizes, times)
+        if problem:
+            return failed(problem)
+        try:
+            a, b = map(float, got)
+        except (TypeError, ValueError):
+            return Verdict(False, f"returned {got!r}, expected (alpha_us, beta_gbps)")
+        n = len(sizes)
+        mx, my = sum(sizes) / n, sum(times) / n
+        slope = sum((x - mx) * (y - my) for x, y in zip(sizes, times)) / sum((x - mx) ** 2 for x in sizes)
+        want_a, want_b = my - slope * mx, 1 / (slope * 1e3)
+        if abs(a - want_a) <= 0.05 * want_a + 1e-6 and abs(b - want_b) <= 0.05 * want_b:
+            continue
+        if abs(b - want_b) > 0.05 * want_b and abs(b - 1 / (want_b * 1e-6)) < 0.05 / (want_b * 1e-6):
+            return Verdict(False, f"bandwidth {b:.4g}: you returned the slope, not the bandwidth",
+                           "the slope is microseconds per byte; a bandwidth is bytes per second")
+        if abs(a) < 1e-9:
+            return Verdict(False, "your line goes through the origin", "a latency is the time of an empty message: "
+                           "the line's intercept")
+        return Verdict(False, f"alpha {a:.4g} us, beta {b:.4g} GB/s; the fit gives {want_a:.4g} us, "
+                       f"{want_b:.4g} GB/s", "fit time against bytes with both a slope and an intercept; GB/s is "
+                       "1000 bytes per microsecond")
+    return Verdict(True, "checked on a gloo-like and an NVLink-like link")

@@ -1,0 +1,199 @@
+"""The costs the course rests on, measured by the student: an all-reduce (alpha-beta), prefill against decode, and
+the noise of a benchmark.
+
+* All-reduce: time t(B) of a blocking all-reduce of B bytes on real ranks, fitted by t = alpha + B / beta (least
+  squares): alpha is what an empty message costs (latency), beta the bandwidth. A message is *latency-bound* when
+  B / beta << alpha: a decode step's all-reduce carries batch x dim values (16 KiB for a 70B model at batch 1 in
+  bfloat16), far below the crossover B* = alpha x beta.
+* Prefill against decode: a prefill runs the whole prompt (T tokens) in one forward pass and writes its keys and
+  values into the KV cache; a decode step runs one token, reading every weight and the whole cache once. Per token,
+  decode does the same arithmetic as prefill but moves T times more bytes: it is memory-bound.
+* Noise: the same benchmark repeated gives a spread, not a number; a difference between two variants is real when
+  it is larger than the spread of each (interleaved runs, medians, p10-p90).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.distributed as dist
+
+from ..models.build import init_weights
+from ..models.config import ModelConfig
+from ..models.model import Transformer
+from ..tp import launch
+from ..tp.parallel import TPGroup
+from .palette import ATTN, COMM, PHASES, VARIANTS
+
+SIZES = tuple(1 << k for k in range(10, 26, 1))          # 1 KiB .. 32 MiB
+
+
+def allreduce_sweep_worker(sizes=SIZES, reps: int = 7) -> dict:
+    """Runs on every rank: {bytes: median seconds of a blocking float32 all-reduce, the slowest rank's}."""
+    device = launch.current_device()
+    out = {}
+    for nbytes in sizes:
+        t = torch.ones(max(1, nbytes // 4), device=device)
+        dist.all_reduce(t)                                   # warm-up (buffers, connections)
+        times = []
+        for _ in range(reps):
+            dist.barrier()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            dist.all_reduce(t)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        slowest = torch.tensor([statistics.median(times)], dtype=torch.float64, device=device)
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+        out[nbytes] = float(slowest)
+    return out
+
+
+def sequence_parallel_worker(tokens: int = 512, dim: int = 1024, reps: int = 7) -> dict:
+    """Runs on every rank: median seconds of what one prefill module communicates, both ways (float32):
+    tensor parallelism's all-reduce of the [tokens, dim] output, and sequence parallelism's reduce-scatter (each
+    rank keeps tokens/n rows of the sum, for its norm and residual add) followed by the all-gather that rebuilds
+    the whole input of the next column-parallel linear."""
+    device, n = launch.current_device(), dist.get_world_size()
+    x = torch.randn(tokens, dim, device=device)
+    part = torch.empty(tokens // n, dim, device=device)
+    whole = torch.empty(tokens, dim, device=device)
+
+    def timed(fn):
+        fn()
+        times = []
+        for _ in range(reps):
+            dist.barrier()
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        slowest = torch.tensor([statistics.median(times)], dtype=torch.float64, device=device)
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+        return float(slowest)
+    ar = timed(lambda: dist.all_reduce(x.clone()))
+    rs = timed(lambda: dist.reduce_scatter_single(part, x.clone()))
+    ag = timed(lambda: dist.all_gather_single(whole, part))
+    return {"bytes": 4 * tokens * dim, "all_reduce_s": ar, "reduce_scatter_s": rs, "all_gather_s": ag}
+
+
+def fit_alpha_beta(sizes, seconds) -> tuple[float, float]:
+    """(alpha seconds, beta bytes/s) of the least-squares line t = alpha + B / beta."""
+    n = len(sizes)
+    mx, my = sum(sizes) / n, sum(seconds) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(sizes, seconds)) / sum((x - mx) ** 2 for x in sizes)
+    return my - slope * mx, 1.0 / slope
+
+
+def decode_message_bytes(cfg: ModelConfig, batch: int = 1, bytes_per_value: int = 2) -> int:
+    """What one decode all-reduce carries: the stream of ``batch`` tokens, ``dim`` values each."""
+    return batch * cfg.dim * bytes_per_value
+
+
+def prefill_and_decode(cfg: ModelConfig, context: int = 64, reps: int = 5) -> dict:
+    """On one device: seconds of a ``context``-token prefill and of one decode step after it (medians), with the
+    bytes each reads (weights once, plus the KV cache for decode) and the flops each does."""
+    model = Transformer.from_full_state_dict(cfg, init_weights(cfg), TPGroup.single())
+    prompt = torch.randint(0, cfg.vocab_size, (1, context), generator=torch.Generator().manual_seed(0))
+    params = sum(p.numel() for p in model.parameters())
+    kv_bytes = 2 * cfg.n_layers * context * cfg.n_kv_heads * cfg.head_dim * 4
+    pre, dec = [], []
+    with torch.no_grad():
+        for _ in range(reps):
+            model.setup_cache(1, context + 1)
+            t0 = time.perf_counter()
+            model(prompt)
+            pre.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            model(prompt[:, -1:], start=context)
+            dec.append(time.perf_counter() - t0)
+    return {"context": context, "prefill_s": statistics.median(pre), "decode_s": statistics.median(dec),
+            "weight_bytes": 4 * params, "kv_cache_bytes": kv_bytes,
+            "prefill_flops": 2 * params * context, "decode_flops": 2 * params}
+
+
+def plot_allreduce(sweep: dict, fit: tuple[float, float], nccl: dict | None = None, decode_bytes: int | None = None):
+    """Measured all-reduce times against bytes (log-log), the alpha-beta line, NCCL's model for comparison, and
+    where a decode step's message falls."""
+    import matplotlib.pyplot as plt
+    sizes = sorted(sweep)
+    alpha, beta = fit
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    ax.loglog(sizes, [1e6 * sweep[s] for s in sizes], "o", color=COMM, label="measured here (median, slowest rank)")
+    ax.loglog(sizes, [1e6 * (alpha + s / beta) for s in sizes], "-", color=COMM, alpha=0.6,
+              label=f"fit: alpha {1e6 * alpha:.0f} us, beta {beta / 1e9:.2f} GB/s")
+    if nccl:
+        ax.loglog(sizes, [1e6 * nccl[s] for s in sizes], "--", color=ATTN, label="NCCL's model, 8 H100s on NVLink")
+    if decode_bytes:
+        ax.axvline(decode_bytes, color="#333333", lw=0.8, ls=":")
+        ax.text(decode_bytes * 1.1, ax.get_ylim()[0] * 1.5, "a 70B decode\nall-reduce (batch 1)", fontsize=8)
+    ax.set_xlabel("bytes per all-reduce")
+    ax.set_ylabel("microseconds")
+    ax.set_title("What an all-reduce costs: latency-bound on the left, bandwidth-bound on the right", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prefill_decode(r: dict):
+    """Per token: time, bytes read and flops of a prefill and of a decode step."""
+    import matplotlib.pyplot as plt
+    t = r["context"]
+    rows = {"time per token (us)": (1e6 * r["prefill_s"] / t, 1e6 * r["decode_s"]),
+            "bytes read per token (KB)": (r["weight_bytes"] / t / 1e3,
+                                          (r["weight_bytes"] + r["kv_cache_bytes"]) / 1e3),
+            "flops per token (M)": (r["prefill_flops"] / t / 1e6, r["decode_flops"] / 1e6)}
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, (name, (p, d)) in zip(axes, rows.items()):
+        ax.bar(["prefill", "decode"], [p, d], color=[PHASES["prefill"], PHASES["decode"]], edgecolor="black", lw=0.4)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(f"Prefill of {t} tokens against one decode step after it, per token (one CPU process)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_noise(runs: list, variants=("standard", "ladder")):
+    """Each repeat of a benchmark as a dot with its p10-p90 bar, per variant: the spread to compare a difference to."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for k, v in enumerate(variants):
+        for i, bench in enumerate(runs):
+            row = bench.row(v)
+            x = k + (i - (len(runs) - 1) / 2) * 0.08
+            ax.errorbar(x, row.median_ms, yerr=[[row.median_ms - row.p10_ms], [row.p90_ms - row.median_ms]],
+                        fmt="o", color=VARIANTS.get(v, "#333333"), capsize=3)
+    ax.set_xticks(range(len(variants)), variants)
+    ax.set_ylabel("ms per decode step")
+    ax.set_title(f"{len(runs)} repeats of the same benchmark: median and p10-p90 of each", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sequence_parallel(r: dict):
+    """Left: the data flow of one module under TP and under sequence parallelism. Right: the measured times."""
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1.6, 1]})
+    steps = [("TP", ["norm (all tokens)", "column-parallel", "row-parallel", "ALL-REDUCE", "residual (all tokens)"]),
+             ("TP + SP", ["norm (tokens/n)", "ALL-GATHER", "column-parallel", "row-parallel", "REDUCE-SCATTER",
+                          "residual (tokens/n)"])]
+    for y, (name, boxes) in zip((1, 0), steps):
+        for x, box in enumerate(boxes):
+            comm = box.isupper()
+            a.text(x * 1.6, y, box.lower() if comm else box, ha="center", va="center", fontsize=7.5,
+                   bbox=dict(boxstyle="round", fc=COMM if comm else "#EEEEEE", ec="black", lw=0.5,
+                             alpha=0.8 if comm else 1))
+        a.text(-1.4, y, name, ha="right", va="center", fontsize=9, weight="bold")
+    a.set_xlim(-2.6, 9)
+    a.set_ylim(-0.6, 1.6)
+    a.axis("off")
+    a.set_title("One module of a prefill: where the collectives go", fontsize=9)
+    names = ["all-reduce", "reduce-scatter", "all-gather", "RS + AG"]
+    vals = [r["all_reduce_s"], r["reduce_scatter_s"], r["all_gather_s"], r["reduce_scatter_s"] + r["all_gather_s"]]
+    b.bar(names, [1e3 * v for v in vals], color=[COMM, COMM, COMM, "#DD8452"], edgecolor="black", lw=0.4)
+    b.set_ylabel("ms (median, slowest rank)")
+    b.set_title(f"Measured here: {r['bytes'] / 2 ** 20:.0f} MiB per module", fontsize=9)
+    b.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig
