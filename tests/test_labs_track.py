@@ -1,6 +1,7 @@
 """The labs' build-it exercises: TP MLP and GQA attention on real ranks, the decode-step model, the room of a
 profile, the distillation loss and the choice of layers. Each check passes the solution and names the
-misconception of each planted wrong answer."""
+misconception of each planted wrong answer. The right answers of the checks that start ranks are run by the labs'
+answer keys under nbval (notebooks/labs/source), so here those checks meet only the wrong ones."""
 import gzip
 import json
 import math
@@ -17,13 +18,6 @@ from ladder_edu.profiling.overlap import analyze
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "gloo_ladder_tiny_rank0.json.gz")
 
 
-def tp_mlp(x, w_gate, w_up, w_down, rank, world):
-    f = w_gate.shape[0] // world
-    rows = slice(rank * f, (rank + 1) * f)
-    h = F.silu(x @ w_gate[rows].T) * (x @ w_up[rows].T)  # noqa: F821 - the ranks provide F
-    y = h @ w_down[:, rows].T
-    dist.all_reduce(y)  # noqa: F821
-    return y
 
 
 def tp_mlp_no_all_reduce(x, w_gate, w_up, w_down, rank, world):
@@ -37,20 +31,6 @@ def tp_mlp_relu(x, w_gate, w_up, w_down, rank, world):
     return y
 
 
-def tp_attention(x, wq, wk, wv, wo, n_heads, n_kv_heads, rank, world, kv_of=None, causal=True):
-    hd = wq.shape[0] // n_heads
-    hq, hk = n_heads // world, n_kv_heads // world
-    q = (x @ wq[rank * hq * hd:(rank + 1) * hq * hd].T).reshape(x.shape[0], hq, hd).transpose(0, 1)
-    k = (x @ wk[rank * hk * hd:(rank + 1) * hk * hd].T).reshape(x.shape[0], hk, hd).transpose(0, 1)
-    v = (x @ wv[rank * hk * hd:(rank + 1) * hk * hd].T).reshape(x.shape[0], hk, hd).transpose(0, 1)
-    group = hq // hk
-    k, v = k.repeat_interleave(group, 0), v.repeat_interleave(group, 0)
-    scores = q @ k.transpose(1, 2) / math.sqrt(hd)
-    mask = torch.triu(torch.ones(x.shape[0], x.shape[0], dtype=torch.bool), 1)
-    o = (scores.masked_fill(mask, float("-inf")).softmax(-1) @ v).transpose(0, 1).reshape(x.shape[0], -1)
-    y = o @ wo[:, rank * hq * hd:(rank + 1) * hq * hd].T
-    dist.all_reduce(y)  # noqa: F821
-    return y
 
 
 def tp_attention_not_causal(x, wq, wk, wv, wo, n_heads, n_kv_heads, rank, world):
@@ -77,14 +57,13 @@ def tp_attention_interleaved_groups(x, wq, wk, wv, wo, n_heads, n_kv_heads, rank
     return (s.softmax(-1) @ v).transpose(0, 1).reshape(x.shape[0], -1) @ wo.T
 
 
-@pytest.mark.parametrize("fn,said", [(tp_mlp, None), (tp_mlp_no_all_reduce, "only its partial sum"),
-                                     (tp_mlp_relu, "not SiLU")])
+@pytest.mark.parametrize("fn,said", [(tp_mlp_no_all_reduce, "only its partial sum"), (tp_mlp_relu, "not SiLU")])
 def test_tp_mlp_check(fn, said):
     v = check_tp_mlp(fn)
     assert v.passed if said is None else (not v.passed and said in v.problem), str(v)
 
 
-@pytest.mark.parametrize("fn,said", [(tp_attention, None), (tp_attention_not_causal, "attended to later tokens"),
+@pytest.mark.parametrize("fn,said", [(tp_attention_not_causal, "attended to later tokens"),
                                      (tp_attention_interleaved_groups, "wrong kv heads")])
 def test_tp_attention_check(fn, said):
     v = check_tp_attention(fn)
@@ -210,15 +189,6 @@ def test_conversion_checks(check, fn, said):
         assert "top k by position" in v.hint
 
 
-def forward_hybrid(x, modules, lags, reduce):
-    pending = deque()  # noqa: F821 - the ranks provide deque
-    for module, lag in zip(modules, lags):
-        while len(pending) > lag:
-            x = x + pending.popleft().wait()
-        pending.append(reduce(module(x)))
-    while pending:
-        x = x + pending.popleft().wait()
-    return x
 
 
 def forward_hybrid_previous_lag(x, modules, lags, reduce):
@@ -233,7 +203,7 @@ def forward_hybrid_previous_lag(x, modules, lags, reduce):
     return x
 
 
-@pytest.mark.parametrize("fn,said", [(forward_hybrid, None), (forward_hybrid_previous_lag, "off by one module")])
+@pytest.mark.parametrize("fn,said", [(forward_hybrid_previous_lag, "off by one module")])
 def test_forward_hybrid_check(fn, said):
     from ladder_edu.labs import check_forward_hybrid
     v = check_forward_hybrid(fn)
@@ -314,16 +284,6 @@ def test_distill_step_check(fn, said):
     assert v.passed if said is None else (not v.passed and said in v.problem), str(v)
 
 
-def shard_layer(state, rank, world):
-    out = {}
-    for name, w in state.items():
-        if name in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"):
-            out[name] = w.chunk(world, dim=0)[rank]
-        elif name in ("o_proj", "down_proj"):
-            out[name] = w.chunk(world, dim=1)[rank]
-        else:
-            out[name] = w
-    return out
 
 
 def shard_layer_all_rows(state, rank, world):
@@ -342,7 +302,7 @@ def fit_through_origin(sizes, times):
     return 0.0, 1 / (slope * 1e3)
 
 
-@pytest.mark.parametrize("fn,said", [(shard_layer, None), (shard_layer_all_rows, "wrong dimension")])
+@pytest.mark.parametrize("fn,said", [(shard_layer_all_rows, "wrong dimension")])
 def test_shard_layer_check(fn, said):
     from ladder_edu.labs import check_shard_layer
     v = check_shard_layer(fn)
