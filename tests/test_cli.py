@@ -23,8 +23,8 @@ def test_check_hybrid(capsys):
 
 def test_check_compiled_decode(capsys):
     """Greedy tokens of compiled decode on 2 gloo ranks equal those of the eager model on one device."""
-    assert main(["check", "--arch", "ladder", "--tp", "2", "--compile"]) == 0
-    assert "PASS  ladder, compiled decode" in capsys.readouterr().out
+    assert main(["check", "--arch", "standard", "--tp", "2", "--compile"]) == 0
+    assert "PASS  standard, compiled decode" in capsys.readouterr().out
 
 
 def test_check_fails_with_exit_1_on_mismatch(capsys):

@@ -1,6 +1,5 @@
 """The overlap analysis: exact numbers on hand-made traces, an independent check on a real gloo fixture, sane
 numbers on plain torch.profiler code, and ladder exposing less communication than standard in a live profile."""
-import json
 import os
 
 import pytest
@@ -136,37 +135,6 @@ def test_live_profile_room_is_zero_for_standard_and_positive_for_ladder(tmp_path
                 assert len(parts["in_flight"]) == len(parts["comm"])
             else:
                 assert rep.room_us == 0, (variant, rank, rep.room_us)
-
-
-def test_live_profile_ladder_exposes_less_communication(tmp_path):
-    """A coarse relation, not a timing threshold: standard waits for every all-reduce, ladder hides some.
-
-    Run with gloo's threads in the real-time class: in the normal class the scheduler's wake-up delays stretch the
-    all-reduces themselves by milliseconds at random, and the relation is not stable on a 2-core machine.
-    """
-    from ladder_edu.cli import main
-    if os.geteuid() != 0:
-        pytest.skip("needs root (or CAP_SYS_NICE) for real-time communication threads")
-    seen = []
-    for attempt in range(3):              # a measured relation on 2 shared cores: it must hold in one of 3 runs
-        out = tmp_path / f"prof{attempt}"
-        assert main(["profile", "--preset", "small", "--arch", "standard,ladder", "--tp", "2", "--steps", "4",
-                     "--comm-priority", "realtime", "--out", str(out)]) == 0
-        for name in ["overlap.json", "timeline.png", "timeline_layers.png", "standard.merged.trace.json",
-                     "ladder.merged.trace.json", "traces/standard/rank0.pt.trace.json",
-                     "traces/ladder/rank1.pt.trace.json"]:
-            assert (out / name).exists(), name
-        report = json.loads((out / "overlap.json").read_text())["variants"]
-        exposed = {v: sum(r["per_step"]["exposed_comm_us"] for r in reps) for v, reps in report.items()}
-        overlapped = {v: sum(r["per_step"]["overlapped_us"] for r in reps) for v, reps in report.items()}
-        seen.append((exposed, overlapped))
-        if exposed["ladder"] < exposed["standard"] and overlapped["ladder"] > overlapped["standard"]:
-            break
-    else:
-        pytest.fail(f"ladder never exposed less communication than standard in 3 profiles: {seen}")
-    merged = json.loads((out / "ladder.merged.trace.json").read_text())["traceEvents"]
-    assert {e["args"]["name"] for e in merged if e.get("name") == "process_name"} == {"rank 0", "rank 1"}
-    assert any(e.get("name") == "L3.mlp:wait" and e["pid"] == "rank 1" for e in merged)
 
 
 def test_quiet_profiler_stderr_drops_only_usdt_lines(capfd):
