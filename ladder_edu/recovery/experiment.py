@@ -18,7 +18,8 @@ import torch
 
 from .distill import chat_prompts, pack, teacher_chats
 from .evaluate import CHAT, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: for notebooks)
-from .finetune import FinetuneConfig, atomic_write_json, finetune
+from ..util.atomic import write_json
+from .finetune import FinetuneConfig, finetune
 from .safe_io import load_model_dir, load_tensors, save_model_dir, save_tensors
 from ..models.generate import generate
 from ..models.model import Transformer
@@ -116,7 +117,7 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
                 result["recovery"][run] = {
                     key: recovery(rows["converted"][key], rows[run][key], rows["control"][key])
                     for key in ("ppl", "loss")}
-    atomic_write_json(result, os.path.join(out_dir, "results.json"))
+    write_json(os.path.join(out_dir, "results.json"), result)
     return result
 
 
@@ -132,7 +133,7 @@ def _prompts(out_dir: str, original, tok, source: str, max_prompts: int | None, 
     path = os.path.join(out_dir, f"self_prompts_{seed}.json")
     if not os.path.exists(path):
         subjects = SUBJECTS if max_prompts is None else SUBJECTS[:max(1, max_prompts // 8)]
-        atomic_write_json(self_prompts(original, tok, None, seed, subjects), path)
+        write_json(path, self_prompts(original, tok, None, seed, subjects))
     with open(path) as f:
         return json.load(f)[:max_prompts]
 

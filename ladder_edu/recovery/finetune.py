@@ -92,11 +92,6 @@ def lr_at(step: int, ft: FinetuneConfig) -> float:
     return ft.min_lr + (ft.lr - ft.min_lr) * (1 + math.cos(math.pi * min(p, 1.0))) / 2
 
 
-def atomic_write_json(obj, path: str) -> None:
-    """json.dump to ``path + ".tmp"``, then rename over ``path``."""
-    atomic.write_json(path, obj)
-
-
 def write_checkpoint(path: str, config: dict, step: int, history: dict, optimizer: dict, weights: dict) -> None:
     """Weights and AdamW tensors in safetensors; config, step, history and the optimizer's scalars in its header."""
     tensors = {f"weights.{n}": t for n, t in weights.items()}
@@ -205,7 +200,7 @@ class Trainer:
     def save(self, step: int) -> None:
         write_checkpoint(self.path, asdict(self.ft), step, self.history, self.opt.state_dict(),
                          {n: p.detach() for n, p in self.params.items()})
-        atomic_write_json(self.history, os.path.join(self.out_dir, "history.json"))
+        atomic.write_json(os.path.join(self.out_dir, "history.json"), self.history)
 
     def run(self, progress: bool = True, desc: str = "fine-tune") -> dict:
         from tqdm.auto import tqdm

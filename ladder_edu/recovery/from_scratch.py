@@ -16,7 +16,8 @@ import torch
 
 from ..models.config import ModelConfig, kraken_config
 from .evaluate import corpus_split, mean_loss
-from .finetune import FinetuneConfig, atomic_write_json, finetune
+from ..util.atomic import write_json
+from .finetune import FinetuneConfig, finetune
 from ..models.build import build_model, init_weights
 
 ARCHS_COMPARED = ("standard", "parallel", "ladder", "kraken")
@@ -60,7 +61,7 @@ def compare(out_dir: str, steps: int = 300, seeds=(0, 1), archs=ARCHS_COMPARED, 
         ppl = [math.exp(r["loss"]) for r in runs]
         result["archs"][arch] = {"ppl": ppl, "mean_ppl": statistics.mean(ppl),
                                  "spread": max(ppl) - min(ppl), "params": runs[0]["params"]}
-    atomic_write_json(result, os.path.join(out_dir, "from_scratch.json"))
+    write_json(os.path.join(out_dir, "from_scratch.json"), result)
     return result
 
 

@@ -22,7 +22,7 @@ from ..perf.model.hardware import HARDWARE
 from ..perf.model.perfmodel import predict
 from .experiment import RECIPE, build, load, measure, recipe_name, run_recovery
 from .evaluate import blocks, corpus_split
-from .finetune import atomic_write_json
+from ..util.atomic import write_json
 
 KS = (0, 4, 8, 12, 15, 20, 30)
 RECOVER_KS = (4, 8, 15, 20)
@@ -79,7 +79,7 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
     original = _read(os.path.join(out_dir, "original.json"))
     if original is None:
         original = measure(build(cfg, loaded[1]), tok, held, probe_limit)
-        atomic_write_json(original, os.path.join(out_dir, "original.json"))
+        write_json(os.path.join(out_dir, "original.json"), original)
     points = []
     for k in sorted(set(ks) | set(recover_ks)):
         path = os.path.join(out_dir, f"k{k}", "point.json")
@@ -87,7 +87,7 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
         if "converted" not in point:
             point["converted"] = measure(build(cfg, loaded[1], ladder_layers=k), tok, held, probe_limit)
             point["predicted"] = predicted_speedups(k, cfg.n_layers)
-            atomic_write_json(point, path)
+            write_json(path, point)
         if k in recover_ks and (point.get("recovered_by") != name or point.get("steps") != steps):
             dest = os.path.join(out_dir, f"k{k}", name)
             _share_teacher_chats(out_dir, dest)
@@ -96,11 +96,11 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
                                loaded=loaded, known_rows={"original": original, "converted": point["converted"]},
                                progress=progress, max_prompts=max_prompts, **recipe)  # converted layers train
             point.update(recovered=res["rows"][run], recovered_by=name, steps=steps)
-            atomic_write_json(point, path)
+            write_json(path, point)
         points.append(point)
     result = {"original": original, "points": points, "steps": steps, "recipe": {**recipe, "name": name,
               "freeze_below": "n_layers - k"}, "eval_blocks": eval_blocks, "probe_limit": probe_limit}
-    atomic_write_json(result, os.path.join(out_dir, "frontier.json"))
+    write_json(os.path.join(out_dir, "frontier.json"), result)
     return result
 
 
