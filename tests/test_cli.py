@@ -22,9 +22,10 @@ def test_check_hybrid(capsys):
 
 
 def test_check_compiled_decode(capsys):
-    """Greedy tokens of compiled decode on 2 gloo ranks equal those of the eager model on one device."""
-    assert main(["check", "--arch", "standard", "--tp", "2", "--compile"]) == 0
-    assert "PASS  standard, compiled decode" in capsys.readouterr().out
+    """Greedy tokens of compiled decode on 2 gloo ranks equal those of the eager model on one device: a hybrid
+    whose ladder layers are a set (0 and 2 of 4) rather than the top k."""
+    assert main(["check", "--arch", "standard", "--ladder-layers", "0,2", "--tp", "2", "--compile"]) == 0
+    assert "PASS  standard (layers 0,2 ladder), compiled decode" in capsys.readouterr().out
 
 
 def test_check_fails_with_exit_1_on_mismatch(capsys):

@@ -35,8 +35,8 @@ def test_bad_specs(capsys):
     with pytest.raises(SystemExit) as e:
         main(["evaluate", "--model", "nonsense"])
     assert e.value.code == 2 and "must be original, converted:K" in capsys.readouterr().err
-    assert main(["evaluate", "--model", "converted:99", "--probe-limit", "1", "--eval-blocks", "1"]) == 2
-    assert "K must be in [0, 30]" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "converted:4,40", "--probe-limit", "1", "--eval-blocks", "1"]) == 2
+    assert "distinct layer indices in [0, 29]" in capsys.readouterr().err
 
 
 def test_bad_files(model_dir, tmp_path, capsys):

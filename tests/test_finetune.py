@@ -26,7 +26,7 @@ import sys, time, torch
 sys.path.insert(0, {tests!r})
 from test_finetune import CFG, DATA, FT, fresh
 from ladder_edu.recovery.finetune import FinetuneConfig, finetune
-finetune(fresh(), DATA, FinetuneConfig(**FT), {out!r}, DATA[:4], progress=False,
+finetune(fresh(), DATA, FinetuneConfig(**{ft!r}), {out!r}, DATA[:4], progress=False,
          on_eval=lambda h: time.sleep(0.2))
 """
 
@@ -47,12 +47,13 @@ def test_learning_rate_schedule():
         FinetuneConfig(method="lora")
 
 
-def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path):
+@pytest.mark.parametrize("ft", [FT, {**FT, "train_layers": [1, 3]}], ids=["top-layers", "a-set-of-layers"])
+def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path, ft):
     ref = fresh()
-    ref_hist = finetune(ref, DATA, FinetuneConfig(**FT), str(tmp_path / "ref"), DATA[:4], progress=False)
+    ref_hist = finetune(ref, DATA, FinetuneConfig(**ft), str(tmp_path / "ref"), DATA[:4], progress=False)
     assert ref_hist["eval"][-1]["loss"] < ref_hist["eval"][0]["loss"]           # it learns
     out = tmp_path / "run"
-    code = CHILD.format(tests=os.path.dirname(__file__), out=str(out))
+    code = CHILD.format(tests=os.path.dirname(__file__), out=str(out), ft=ft)
     child = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 120
     while time.time() < deadline and child.poll() is None:
@@ -65,8 +66,13 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path)
     saved = read_checkpoint(str(out / CHECKPOINT))["step"]
     assert 10 <= saved < FT["steps"], saved
     model = fresh()
-    hist = finetune(model, DATA, FinetuneConfig(**FT), str(out), DATA[:4], progress=False)
+    hist = finetune(model, DATA, FinetuneConfig(**ft), str(out), DATA[:4], progress=False)
     assert [h["step"] for h in hist["train"]] == list(range(FT["steps"]))
+    if ft.get("train_layers"):                                 # of the layers, only the chosen ones changed
+        start = fresh().state_dict()
+        for k, v in model.state_dict().items():
+            if k.startswith("layers."):
+                assert (int(k.split(".")[1]) in ft["train_layers"]) != torch.equal(v, start[k]), k
     for k, v in weights(ref).items():
         torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=1e-6)
 

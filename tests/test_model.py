@@ -65,6 +65,19 @@ def test_hybrid_ladder_converts_last_k_layers(k):
     torch.testing.assert_close(m(TOKENS), reference(m, ladder_from_module=2 * (n - k)), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("layers", [(0,), (1,), (2,), (0, 2), (1, 3), (0, 1, 3)])
+@torch.no_grad()
+def test_any_set_of_ladder_layers_matches_its_reference(layers):
+    """Layer j ladder: its attention (module 2j) and its MLP (2j+1) read the stream one module stale."""
+    m = _model(arch="standard", ladder_layers=layers)
+    assert [layer.arch for layer in m.layers] == ["ladder" if j in layers else "standard" for j in range(4)]
+    r = [m.embed_tokens(TOKENS)] * 2
+    for i, h in enumerate(_modules(m)):
+        r.append(h(r[-2] if i // 2 in layers else r[-1]) + r[-1])
+    torch.testing.assert_close(m(TOKENS), _head(m, r[-1]), rtol=0, atol=1e-5)
+    assert (m(TOKENS) - reference(m, 10**9)).abs().max() > 1e-3, "a ladder layer must change the dataflow"
+
+
 @torch.no_grad()
 def test_hybrid_extremes_equal_standard_and_ladder():
     full = init_weights(get_config("tiny"), seed=3)

@@ -130,8 +130,31 @@ def test_hybrid_ladder_lies_between_standard_and_ladder():
     assert ts[0] == pytest.approx(forward_time("standard", CFG, NVL, 8, 1, 1, 1536))
     assert ts[-1] == pytest.approx(forward_time("ladder", CFG, NVL, 8, 1, 1, 1536))
     assert ts[0] > ts[1] > ts[2] > ts[3]
-    with pytest.raises(ValueError, match=r"ladder_layers must be in \[0, 80\]"):
+    with pytest.raises(ValueError, match=r"must be between 0 and n_layers=80"):
         forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=81)
+    with pytest.raises(ValueError, match=r"distinct layer indices in \[0, 79\]"):
+        forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=(3, 80))
+
+
+def test_a_lone_ladder_layer_by_hand():
+    """Three layers, every module 1 unit of compute and 1 of all-reduce: standard takes 6 x (1 + 1) = 12. Layer 1
+    alone ladder hides AR(L0.mlp) under L1.attn and AR(L1.attn) under L1.mlp: 10. Layers 1 and 2 also hide
+    AR(L1.mlp) and AR(L2.attn): 8; layers 0 and 2 hide 1 + 2 (layer 0 has no module before it): 9."""
+    t = {s: cp.total_time(cp.simulate("ladder", 3, 1.0, 1.0, 1.0, s)) for s in ((), (1,), (1, 2), (0, 2))}
+    assert t == {(): 12.0, (1,): 10.0, (1, 2): 8.0, (0, 2): 9.0}
+    assert cp.total_time(cp.simulate("standard", 3, 1.0, 1.0, 1.0)) == 12.0
+
+
+def test_the_performance_model_counts_ladder_layers_by_position():
+    """Any k ladder layers past layer 0 hide the same all-reduces, so on the critical path the set costs what the
+    top k cost (up to the interference of where the overlap happens); the top k equals the integer k."""
+    top = forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=20)
+    assert top == forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=tuple(range(60, 80)))
+    spread = forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=tuple(range(1, 80, 4)))
+    assert spread == pytest.approx(top, rel=0.01)
+    lone = forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=(40,))
+    std = forward_time("standard", CFG, NVL, 8, 1, 1, 1536)
+    assert std > lone > top
 
 
 def test_orderings_breakdown_and_tp1():

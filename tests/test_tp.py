@@ -7,7 +7,8 @@ from ladder_edu.tp import launch
 from ladder_edu.models.check import check, compare
 
 CASES = [dict(arch="standard"), dict(arch="parallel"), dict(arch="parallel", parallel_shared_norm=True),
-         dict(arch="ladder"), dict(arch="standard", ladder_layers=2)]
+         dict(arch="ladder"), dict(arch="standard", ladder_layers=2), dict(arch="standard", ladder_layers=(0, 2)),
+         dict(arch="standard", ladder_layers=(1,))]
 
 
 @pytest.mark.parametrize("tp", [2, 4])

@@ -72,6 +72,27 @@ def int_list(lo=1):
     return parse
 
 
+def ladder_layers():
+    """``K`` (the top K layers) or comma-separated layer indices (``4,5,9``; one layer: ``7,``). The range is
+    checked against the model once it is known (``config.parse_ladder_layers``)."""
+    def parse(text: str):
+        text = text.strip()
+        try:
+            if "," in text:
+                items = tuple(int(x) for x in text.split(",") if x.strip())
+                if items and min(items) >= 0:
+                    return items
+            elif int(text) >= 0:
+                return int(text)
+        except ValueError:
+            pass
+        raise argparse.ArgumentTypeError(f"must be K >= 0 (the top K layers) or comma-separated layer indices >= 0 "
+                                         f"(e.g. 4,5,9; one layer: 7,), got {text!r}")
+    parse.bad_examples = ["", "x", "-1", "1,-2", ","]
+    parse.valid = "K >= 0 (the top K layers) or comma-separated layer indices"
+    return parse
+
+
 def choice_list(valid):
     """A comma-separated list of names from ``valid``."""
     def parse(text: str):

@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict
 
 from ..models.config import PRESETS, get_config
-from .common import floats, ints, out_dir, out_file, say, write_json
+from .common import floats, ints, ladder_layers, out_dir, out_file, say, write_json
 
 
 def what_if(text: str):
@@ -59,8 +59,9 @@ def add_parsers(sub):
     pred.add_argument("--batch", type=ints(1), default=1, help="batch size (default: 1)")
     pred.add_argument("--prompt", type=ints(1), default=1024, help="prompt tokens (default: 1024)")
     pred.add_argument("--generate", type=ints(1), default=512, help="new tokens (default: 512)")
-    pred.add_argument("--ladder-layers", type=ints(0), default=None, metavar="K",
-                      help="hybrid ladder: only the top K layers are ladder (default: all)")
+    pred.add_argument("--ladder-layers", type=ladder_layers(), default=None, metavar="K|I,J,..",
+                      help="hybrid ladder: only the top K layers, or the layers I,J,.. (one layer: I,), are ladder "
+                           "(default: all)")
     pred.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", type=what_if,
                       help="what-if: override a hardware field, e.g. --set link_gbps=25 --set kernel_us=5")
     pred.add_argument("--explain", nargs="?", const="-", default=None, metavar="PNG", type=out_file,
@@ -107,7 +108,9 @@ def cmd_predict(args) -> int:
     cfg = get_config(args.model)
     pred = predict(cfg, hw, args.tp, args.batch, args.prompt, args.generate, nodes=args.nodes,
                    ladder_layers=args.ladder_layers)
-    hybrid = f", ladder = top {args.ladder_layers} of {cfg.n_layers} layers" if args.ladder_layers is not None else ""
+    k = args.ladder_layers
+    hybrid = "" if k is None else (f", ladder = layers {','.join(map(str, k))} of {cfg.n_layers}" if isinstance(
+        k, tuple) else f", ladder = top {k} of {cfg.n_layers} layers")
     say(f"model: {cfg.name} on {hw.name} ({hw.note}), TP={args.tp} on {args.nodes} node(s), batch {args.batch}, "
         f"prompt {args.prompt}, {args.generate} new tokens{hybrid}")
     say(f"  {'variant':12s} {'prefill ms':>11s} {'decode ms':>10s} {'tokens/s':>10s} {'speedup':>8s}")

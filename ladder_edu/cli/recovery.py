@@ -23,12 +23,14 @@ source.bad_examples = ["/no/such/model.gguf", "smollm3"]
 
 
 def model_spec(text: str) -> str:
-    """original, converted:K (K an integer >= 0), or an existing directory."""
+    """original, converted:K (K an integer >= 0), converted:I,J,.. (layer indices), or an existing directory."""
     k = text.partition(":")[2]
-    if text == "original" or (text.startswith("converted:") and k.isdigit()) or os.path.isdir(text):
+    layers = k.replace(",", "")
+    if text == "original" or (text.startswith("converted:") and layers.isdigit()) or os.path.isdir(text):
         return text
-    raise argparse.ArgumentTypeError(f"must be original, converted:K (K layers made ladder, K >= 0) or a model "
-                                     f"directory written by ladder-edu finetune, got {text!r}")
+    raise argparse.ArgumentTypeError(f"must be original, converted:K (the top K layers made ladder, K >= 0), "
+                                     f"converted:I,J,.. (those layers) or a model directory written by ladder-edu "
+                                     f"finetune, got {text!r}")
 
 
 model_spec.bad_examples = ["nonsense", "converted:x", "converted:-1", "/no/such/dir"]
@@ -102,6 +104,30 @@ def add_parsers(sub):
     fr.add_argument("--plot", metavar="PNG", type=out_file, help="also draw the frontier to PNG")
     fr.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
 
+    from ..recovery.convert import STAGES
+    cv = sub.add_parser("convert", help="choose which layers to make ladder, repair them in closed form, distill",
+                        description="Score every layer of the pretrained model by how far converting it alone moves "
+                                    "the model from the original (KL on text the original wrote), choose K layers "
+                                    "greedily (re-scoring every few), convert them, refit each converted module's "
+                                    "output projection by least squares, then distill; the top K, converted, for "
+                                    "comparison. Prints every layer's score and the chosen set and saves both to "
+                                    "OUT/results.json; every model is saved to its own directory. Rerun to resume.")
+    cv.add_argument("--choose", type=ints(0), default=15, metavar="K", help="layers to convert (default: 15)")
+    cv.add_argument("--steps", type=ints(1), default=100, help="distillation steps per trained model (default: 100)")
+    cv.add_argument("--stages", default=list(STAGES), type=choice_list(STAGES),
+                    help=f"comma-separated from {', '.join(STAGES)} (default: all)")
+    cv.add_argument("--every", type=ints(1), default=5, help="re-score the remaining layers after every N chosen "
+                                                             "(default: 5)")
+    cv.add_argument("--calib-blocks", type=ints(1), default=32,
+                    help="blocks of 256 tokens of the original's text for the least-squares repair (default: 32)")
+    cv.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
+    cv.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
+    cv.add_argument("--max-prompts", type=ints(1), default=None,
+                    help="use only the first N questions the original wrote (default: all; fewer: quicker)")
+    cv.add_argument("--out", default="runs/convert", type=out_dir, help="results and models (default: runs/convert)")
+    cv.add_argument("--plot", metavar="PNG", type=out_file, help="also draw each layer's cost to PNG")
+    cv.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+
     fs = sub.add_parser("from-scratch", help="train small standard, parallel, ladder and Kraken models from scratch",
                         description="The Ladder paper's Table 3 in miniature: identical data (bytes of Python's "
                                     "documentation), budget and seeds; validation perplexity per seed.")
@@ -169,5 +195,24 @@ def cmd_frontier(args) -> int:
     return 0
 
 
-COMMANDS = {"finetune": cmd_finetune, "from-scratch": cmd_from_scratch, "evaluate": cmd_evaluate,
+def cmd_convert(args) -> int:
+    from ..recovery.convert import run_conversion, table
+    result = run_conversion(args.out, args.choose, args.steps, eval_blocks=args.eval_blocks, every=args.every,
+                            calib_blocks=args.calib_blocks, probe_limit=args.probe_limit, max_prompts=args.max_prompts,
+                            stages=args.stages)
+    scores = result["choice"]["scores"]
+    say("cost of converting each layer alone (KL to the original, nats/token): " +
+        ", ".join(f"{j}: {float(v):.3f}" for j, v in sorted(scores.items(), key=lambda kv: int(kv[0]))))
+    say(table(result))
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        from ..teach.recoveryplots import plot_layer_costs
+        plot_layer_costs(result).savefig(args.plot, dpi=110)
+        say(f"wrote {args.plot}")
+    write_json(args.json, result)
+    return 0
+
+
+COMMANDS = {"convert": cmd_convert, "finetune": cmd_finetune, "from-scratch": cmd_from_scratch, "evaluate": cmd_evaluate,
             "frontier": cmd_frontier}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..models.config import ARCHS, BENCH_VARIANTS, get_config
 from ..tp import launch
-from .common import add_common, add_priority, floats, ints, launch_options, out_file, say, write_json
+from .common import add_common, add_priority, floats, ints, ladder_layers, launch_options, out_file, say, write_json
 
 
 def add_parsers(sub):
@@ -28,8 +28,9 @@ def add_parsers(sub):
     add_common(check, "tiny")
     check.add_argument("--arch", choices=ARCHS, default="standard", help="block architecture (default: standard)")
     check.add_argument("--tp", type=ints(1), default=2, help="number of ranks (default: 2)")
-    check.add_argument("--ladder-layers", type=ints(0), default=0, metavar="K",
-                       help="hybrid ladder: make only the last K layers ladder (with --arch standard)")
+    check.add_argument("--ladder-layers", type=ladder_layers(), default=0, metavar="K|I,J,..",
+                       help="hybrid ladder (with --arch standard): the top K layers, or the layers I,J,.. (one "
+                            "layer: I,)")
     check.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="compute dtype (default: float32; its tolerance is 1e-4)")
     check.add_argument("--tolerance", type=floats(0), default=None,

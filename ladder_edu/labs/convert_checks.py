@@ -135,7 +135,7 @@ def check_distill_step(fn) -> Verdict:
         loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     student, teacher2, opt2 = pair()
     for step in range(2):
         got, problem = call(fn2, student, teacher2, tokens, opt2, 2.0)

@@ -99,8 +99,9 @@ def hybrid_worker(source: str, name: str) -> Verdict:
     if problem:
         return failed(problem)
     tp, dev = TPGroup.from_dist(), launch.current_device()
-    for k in (1, 2, 3):
+    for k in (1, 2, 3, (1,), (0, 2)):                  # the top k, and sets of layers anywhere
         cfg = get_config("tiny", n_layers=4, ladder_layers=k)
+        which = f"top {k} of 4 layers ladder" if isinstance(k, int) else f"layers {k} of 4 ladder"
         model = build_model(cfg, init_weights(cfg, 5), tp, device=dev)
         tokens = torch.randint(0, cfg.vocab_size, (2, 6), generator=torch.Generator().manual_seed(1)).to(dev)
         rope = (model.rope_cos, model.rope_sin)
@@ -112,25 +113,26 @@ def hybrid_worker(source: str, name: str) -> Verdict:
             got, problem = call(fn, x, modules, list(lags), reduce)
             dist.barrier()
             if problem:
-                return Verdict(False, f"top {k} of 4 layers ladder: {problem}")
+                return Verdict(False, f"{which}: {problem}")
             if not isinstance(got, torch.Tensor) or got.shape != x.shape:
                 return Verdict(False, f"returned {getattr(got, 'shape', type(got).__name__)}, expected the stream "
                                f"of shape {tuple(x.shape)}")
             if torch.allclose(model.head(got), model(tokens), atol=1e-4):
                 continue
             if torch.allclose(got, reference_hybrid(x, modules, lags, reduce, lag_of_previous=True), atol=1e-5):
-                return Verdict(False, f"top {k} of 4 layers ladder: the boundary between a standard and a ladder "
+                return Verdict(False, f"{which}: the boundary between a standard and a ladder "
                                "layer is off by one module", "the module about to run decides how many outputs "
                                "may stay in flight, not the one that just ran")
             if torch.allclose(got, reference_hybrid(x, modules, [max(lags)] * len(lags), reduce), atol=1e-5):
-                return Verdict(False, f"top {k} of 4 layers ladder: every module used the ladder lag",
+                return Verdict(False, f"{which}: every module used the ladder lag",
                                "a hybrid model's standard layers still wait for every all-reduce")
-            return Verdict(False, f"top {k} of 4 layers ladder: the logits differ from the package's hybrid model",
+            return Verdict(False, f"{which}: the logits differ from the package's hybrid model",
                            "one lag per module: the lag of the layer that module belongs to")
-    return Verdict(True, "checked against the package's hybrid model for k = 1, 2, 3 of 4 layers")
+    return Verdict(True, "checked against the package's hybrid model for the top 1, 2, 3 of 4 layers and for "
+                         "layers (1,) and (0, 2)")
 
 
 def check_forward_hybrid(fn, world: int | None = None) -> Verdict:
     """``fn(x, modules, lags, reduce)`` -> the residual stream of a hybrid model (one lag per module), compared
-    with the package's ``ladder_layers=k`` model on real ranks."""
+    with the package's hybrid models (the top k layers, and sets of layers) on real ranks."""
     return run_check(hybrid_worker, fn, world=world)

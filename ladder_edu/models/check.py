@@ -52,7 +52,7 @@ def tp_check_worker(spec: RunSpec, with_reference: bool = True) -> dict:
 @dataclass
 class CheckResult:
     arch: str
-    ladder_layers: int
+    ladder_layers: int | tuple
     tp: int
     preset: str
     dtype: str
@@ -69,7 +69,9 @@ class CheckResult:
         return asdict(self)
 
     def summary(self) -> str:
-        name = self.arch + (f" (last {self.ladder_layers} layers ladder)" if self.ladder_layers else "")
+        k = self.ladder_layers
+        name = self.arch + ((f" (layers {','.join(map(str, k))} ladder)" if isinstance(k, (tuple, list))
+                             else f" (last {k} layers ladder)") if k else "")
         name += ", compiled decode" if self.compiled else ""
         verdict = "PASS" if self.passed else "FAIL"
         return (f"{verdict}  {name:<34} TP={self.tp} vs 1 device  max|logit diff| = {self.max_abs_diff:.2e} "

@@ -24,7 +24,9 @@ class ModelConfig:
     """A Llama-style decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP.
 
     ``arch`` picks the block dataflow; ``ladder_layers=k`` with ``arch="standard"`` makes only the last k layers
-    ladder (the authors' Hybrid-Ladder adaptation of Llama-3.1-8B used k=16 of 32).
+    ladder (the authors' Hybrid-Ladder adaptation of Llama-3.1-8B used k=16 of 32); ``ladder_layers=(4, 5, 9)``
+    (any set of layer indices, stored sorted) makes exactly those layers ladder. ``ladder_set`` is the set either
+    way.
     """
 
     dim: int = 64
@@ -38,7 +40,7 @@ class ModelConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
     arch: str = "standard"
-    ladder_layers: int = 0
+    ladder_layers: int | tuple[int, ...] = 0
     parallel_shared_norm: bool = False
     comm: str = "all_reduce"
     kraken_degree: int = 2
@@ -61,7 +63,17 @@ class ModelConfig:
                              f"(grouped-query attention shares each kv head among n_heads/n_kv_heads query heads)")
         if self.arch != "kraken" and (self.dim // self.n_heads) % 2:
             raise ValueError(f"head_dim={self.dim // self.n_heads} must be even for rotary embeddings")
-        if not 0 <= self.ladder_layers <= self.n_layers:
+        if isinstance(self.ladder_layers, (list, tuple, set, frozenset)):
+            layers = tuple(sorted(int(i) for i in self.ladder_layers))
+            bad = [i for i in layers if not 0 <= i < self.n_layers]
+            if bad or len(set(layers)) != len(layers):
+                raise ValueError(f"ladder_layers={list(self.ladder_layers)} must be distinct layer indices in "
+                                 f"[0, {self.n_layers - 1}]")
+            object.__setattr__(self, "ladder_layers", layers)
+        elif isinstance(self.ladder_layers, bool) or not isinstance(self.ladder_layers, int):
+            raise ValueError(f"ladder_layers must be an integer k (the top k layers) or a set of layer indices, "
+                             f"got {self.ladder_layers!r}")
+        elif not 0 <= self.ladder_layers <= self.n_layers:
             raise ValueError(f"ladder_layers={self.ladder_layers} must be between 0 and n_layers={self.n_layers}")
         if self.arch == "kraken":
             n = self.kraken_degree
@@ -78,11 +90,16 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.dim // self.n_heads
 
+    @property
+    def ladder_set(self) -> frozenset[int]:
+        """The indices of the hybrid's ladder layers: the top k for an integer k, else the given set."""
+        if isinstance(self.ladder_layers, tuple):
+            return frozenset(self.ladder_layers)
+        return frozenset(range(self.n_layers - self.ladder_layers, self.n_layers))
+
     def layer_arch(self, i: int) -> str:
-        """The architecture of layer i: hybrid ladder makes layers ``n_layers-k .. n_layers-1`` ladder."""
-        if self.ladder_layers and i >= self.n_layers - self.ladder_layers:
-            return "ladder"
-        return self.arch
+        """The architecture of layer i: "ladder" if i is in ``ladder_set``, else ``arch``."""
+        return "ladder" if i in self.ladder_set else self.arch
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
@@ -141,6 +158,18 @@ PRESETS: dict[str, ModelConfig] = {
     "bloom-176b": ModelConfig(name="bloom-176b", dim=14336, n_layers=70, n_heads=112, n_kv_heads=112,
                               ffn_dim=50176, vocab_size=250880, max_seq_len=2048),
 }
+
+
+def parse_ladder_layers(text: str, n_layers: int) -> int | tuple[int, ...]:
+    """``"15"`` -> 15 (the top 15 layers), ``"4,5,9"`` -> (4, 5, 9); a ValueError names the valid forms."""
+    text = str(text).strip()
+    try:
+        value = tuple(int(t) for t in text.split(",") if t.strip()) if "," in text else int(text)
+    except ValueError:
+        raise ValueError(f"ladder layers {text!r}: give K (the top K layers, 0..{n_layers}) or comma-separated "
+                         f"layer indices in [0, {n_layers - 1}], e.g. 4,5,9") from None
+    ModelConfig(n_layers=n_layers, ladder_layers=value)          # validates the range
+    return value
 
 
 def get_config(preset: str, **overrides) -> ModelConfig:

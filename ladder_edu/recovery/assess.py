@@ -1,6 +1,7 @@
 """Evaluate any model on any text and any probe: what ``ladder-edu evaluate`` runs.
 
-A model SPEC is ``original`` (the pretrained checkpoint), ``converted:K`` (the same weights, top K layers ladder)
+A model SPEC is ``original`` (the pretrained checkpoint), ``converted:K`` (the same weights, top K layers ladder),
+``converted:4,5,6`` (those layers ladder)
 or a model directory written by ``ladder-edu finetune`` (``safe_io``: config.json + model.safetensors). Each text
 file gives a held-out perplexity and mean loss in blocks of 256 tokens (as in notebook 05); a probe file is a JSON
 list of {"q": question, "a": [accepted answers]} (``data/probe.json``'s format), scored as ``evaluate.run_probe``.
@@ -53,21 +54,18 @@ def resolve(spec: str, source: str = "smollm2"):
     """(name, config, full weights) for a model SPEC (module docstring)."""
     from ..models.pretrained import load_checkpoint
     if spec == "original" or spec.startswith("converted:"):
-        k = 0
-        if spec != "original":
-            try:
-                k = int(spec.split(":", 1)[1])
-            except ValueError:
-                raise ValueError(f"model spec {spec!r}: K in converted:K must be an integer") from None
+        from ..models.config import parse_ladder_layers
         cfg, state = load_checkpoint(source)
-        if not 0 <= k <= cfg.n_layers:
-            raise ValueError(f"model spec {spec!r}: K must be in [0, {cfg.n_layers}] for this {cfg.n_layers}-layer "
-                             f"model")
+        try:
+            k = 0 if spec == "original" else parse_ladder_layers(spec.split(":", 1)[1], cfg.n_layers)
+        except ValueError as e:
+            raise ValueError(f"model spec {spec!r}: {e}") from None
         return spec, cfg.replace(ladder_layers=k, max_seq_len=min(cfg.max_seq_len, 1024)), state
     if os.path.isdir(spec):
         cfg, state = load_model_dir(spec)
         return spec, cfg, state
-    raise ValueError(f"model spec {spec!r}: valid choices are original, converted:K (K layers made ladder), or a "
+    raise ValueError(f"model spec {spec!r}: valid choices are original, converted:K (the top K layers made "
+                     f"ladder), converted:I,J,.. (those layers), or a "
                      f"directory written by ladder-edu finetune (config.json + model.safetensors)")
 
 

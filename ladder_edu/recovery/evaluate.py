@@ -3,6 +3,9 @@
 * **Corpus.** Python's own documentation, ``pydoc_data.topics`` (ships with every CPython). Its topics, sorted by
   name, are split by position: topic i is held out when i % 5 == 0 (16 of 79 topics on CPython 3.11), the rest is
   training text. The split is fixed; the same text is never trained on and evaluated.
+* **Out-of-domain text.** CPython's ``LICENSE.txt`` (the history of Python's releases and the licenses' legal
+  prose; it ships with CPython next to the standard library). Nothing here trains on it, so a recovery that
+  lowers the pydoc perplexity by adapting to Python's documentation shows here whether it kept the original model.
 * **Perplexity** = exp(mean next-token negative log-likelihood) over non-overlapping blocks of the held-out text.
 * **Probe.** Short questions written for this project (``data/probe.json``), asked in the chat format; a reply
   counts when one of the accepted answers appears as a whole word in the first line of its greedy reply (at most
@@ -32,6 +35,17 @@ def corpus_split() -> tuple[str, str]:
     held = [topics[k] for i, k in enumerate(keys) if i % 5 == 0]
     train = [topics[k] for i, k in enumerate(keys) if i % 5 != 0]
     return "\n\n".join(train), "\n\n".join(held)
+
+
+def out_of_domain_text() -> tuple[str, str]:
+    """(name, text) of the out-of-domain evaluation text (module docstring); a clear error if it is missing."""
+    import sysconfig
+    path = os.path.join(sysconfig.get_paths()["stdlib"], "LICENSE.txt")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"the out-of-domain text {path} is missing from this Python installation; pass "
+                                f"any text file with ladder-edu evaluate --text FILE instead")
+    with open(path, encoding="utf-8") as f:
+        return "CPython LICENSE.txt", f.read()
 
 
 def blocks(tokenizer, text: str, block: int = 256, limit: int | None = None) -> torch.Tensor:

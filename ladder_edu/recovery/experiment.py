@@ -88,16 +88,10 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
     chat = prompt_ids = None
     method = ft_overrides.pop("method")                                         # how the "distill" run learns
     if "distill" in runs:
-        prompts = _prompts(out_dir, original, tok, ft_overrides["prompts"], max_prompts, seed)
+        prompts = recipe_prompts(out_dir, original, tok, ft_overrides["prompts"], max_prompts, seed)
         if method == "onpolicy":                                                # the student answers these itself
             prompt_ids = ([tok(CHAT.format(q=p)).input_ids for p in prompts], tok.convert_tokens_to_ids("<|im_end|>"))
-        key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:8]       # new prompts, new replies
-        chat_path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{key}.safetensors")
-        if os.path.exists(chat_path):
-            chat = load_tensors(chat_path)[0]["blocks"]
-        else:
-            chat = pack(teacher_chats(original, tok, prompts, chat_tokens, progress), train.shape[1])
-            save_tensors(chat_path, {"blocks": chat}, {"prompts": len(prompts), "chat_tokens": chat_tokens})
+        chat = teacher_chat_blocks(out_dir, original, tok, prompts, chat_tokens, train.shape[1], progress)
     for run in runs:
         ft = FinetuneConfig(steps=steps, method=method if run == "distill" else "plain", seed=seed,
                             warmup=min(10, max(1, steps // 10)), **ft_overrides)
@@ -121,7 +115,20 @@ def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=R
     return result
 
 
-def _prompts(out_dir: str, original, tok, source: str, max_prompts: int | None, seed: int) -> list[str]:
+def teacher_chat_blocks(out_dir: str, original, tok, prompts: list[str], chat_tokens: int, block: int,
+                        progress: bool = True) -> torch.Tensor:
+    """[n, block] blocks of the original's chat turns (each prompt and its greedy reply of at most ``chat_tokens``),
+    written once to ``out_dir`` (named by the prompts' hash: new prompts, new replies) and read back after."""
+    key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:8]
+    path = os.path.join(out_dir, f"teacher_chats_{chat_tokens}_{key}.safetensors")
+    if os.path.exists(path):
+        return load_tensors(path)[0]["blocks"]
+    chat = pack(teacher_chats(original, tok, prompts, chat_tokens, progress), block)
+    save_tensors(path, {"blocks": chat}, {"prompts": len(prompts), "chat_tokens": chat_tokens})
+    return chat
+
+
+def recipe_prompts(out_dir: str, original, tok, source: str, max_prompts: int | None, seed: int) -> list[str]:
     """The chat prompts: from templates (``distill.chat_prompts``: everyday nouns and the training split's Python
     topics) or written by the original model (``prompts.self_prompts``, saved to ``out_dir`` and reused)."""
     if source == "templates":

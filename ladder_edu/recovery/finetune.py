@@ -64,6 +64,7 @@ class FinetuneConfig:
     checkpoint_every: int = 20       # (a checkpoint of SmolLM2-135M is 1.3 GB and takes about 3 s to write)
     freeze_embeddings: bool = True    # a conversion changes the dataflow, not the vocabulary
     freeze_below: int = 0             # keep layers 0 .. k-1 frozen (a hybrid conversion leaves them unchanged)
+    train_layers: list | None = None  # train only these layers (the converted ones of a chosen set); None: all
     amp: bool = True                  # bf16 autocast (weights and AdamW stay float32)
     max_loss: float = 20.0            # divergence guard
     seed: int = 0
@@ -79,6 +80,10 @@ class FinetuneConfig:
             raise ValueError("lora_rank must be >= 0 and reply_tokens >= 1")
         if self.steps < 1 or self.batch < 1 or self.warmup < 0 or self.lr <= 0:
             raise ValueError("steps and batch must be >= 1, warmup >= 0 and lr > 0")
+        if self.train_layers is not None:
+            self.train_layers = sorted(int(i) for i in self.train_layers)
+            if self.freeze_below or self.lora_rank:
+                raise ValueError("train_layers cannot be combined with freeze_below or lora_rank: give one of them")
 
 
 class TrainingDiverged(RuntimeError):
@@ -167,6 +172,12 @@ class Trainer:
             model.embed_tokens.weight.requires_grad_(False)
         for layer in (model.layers[:ft.freeze_below] if ft.freeze_below else ()):    # Kraken has no .layers
             layer.requires_grad_(False)
+        if ft.train_layers is not None:
+            bad = [i for i in ft.train_layers if not 0 <= i < len(model.layers)]
+            if bad:
+                raise ValueError(f"train_layers {bad} out of range: the model has layers 0..{len(model.layers) - 1}")
+            for i, layer in enumerate(model.layers):
+                layer.requires_grad_(i in ft.train_layers)
         if ft.lora_rank:
             add_lora(model, ft.freeze_below, ft.lora_rank, seed=ft.seed)
         self.params = trainable(model)

@@ -116,3 +116,23 @@ def plot_frontier(result: dict, key: str = "llama-3-8b TP8 b1"):
     ax.set_title("top k layers ladder: open = converted, filled = recovered", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_layer_costs(result: dict):
+    """The cost of converting each layer alone (KL to the original on text it wrote, log scale), the chosen
+    layers filled and the top k outlined: which layers matter, and that the top k are not the cheapest."""
+    scores = {int(j): float(v) for j, v in result["choice"]["scores"].items()}
+    chosen, k = set(result["chosen"]), result["k"]
+    n = max(scores) + 1
+    top = set(range(n - k, n))
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    for j, v in sorted(scores.items()):
+        ax.bar(j, v, color=RUN_COLORS["distill"] if j in chosen else "#DDDDDD",
+               edgecolor=RUN_COLORS["converted"] if j in top else "none", lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer converted alone")
+    ax.set_ylabel("KL to the original (nats/token)")
+    ax.set_title(f"filled: the {len(chosen)} layers chosen greedily; red outline: the top {k}", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

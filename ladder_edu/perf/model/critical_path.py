@@ -124,8 +124,12 @@ def finish(lanes: Lanes) -> float:
     return max(lanes.compute_free, lanes.comm_free)
 
 
-def modules(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: float) -> list[Module]:
-    """The module sequence of one forward pass of ``variant`` (every all-reduce ``t_comm``)."""
+def modules(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: float,
+            ladder_layers=None) -> list[Module]:
+    """The module sequence of one forward pass of ``variant`` (every all-reduce ``t_comm``). For "ladder",
+    ``ladder_layers`` (a set of layer indices; None: all) says which layers have lag 1: with compute at least as
+    long as an all-reduce, each ladder layer i > 0 hides two all-reduces wherever it sits (the previous module's
+    and its attention's; its MLP's only when layer i+1 is ladder too, and that is then counted for i+1)."""
     if variant not in PREFILL_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(PREFILL_VARIANTS)}")
     comm = 0.0 if variant == "upper_bound" else t_comm
@@ -137,15 +141,16 @@ def modules(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: fl
     if variant == "kraken":
         return [m for i in range(n_layers) for m in (Module(t_attn, 0.0, NO_WAIT, f"L{i}.attn", "attn"),
                                                      Module(t_mlp, comm, 0, f"L{i}.mlp", "mlp"))]
-    lag = 1 if variant == "ladder" else 0
-    return [Module(c, comm, lag, f"L{i}.{kind}", kind) for i in range(n_layers)
+    ladder = set(range(n_layers) if ladder_layers is None else ladder_layers) if variant == "ladder" else set()
+    return [Module(c, comm, int(i in ladder), f"L{i}.{kind}", kind) for i in range(n_layers)
             for kind, c in (("attn", t_attn), ("mlp", t_mlp))]
 
 
-def simulate(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: float) -> list[Event]:
+def simulate(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: float,
+             ladder_layers=None) -> list[Event]:
     """The events of one forward pass with no interference (times in any unit): the idealised schedule."""
     lanes = Lanes(events=[])
-    for m in modules(variant, n_layers, t_attn, t_mlp, t_comm):
+    for m in modules(variant, n_layers, t_attn, t_mlp, t_comm, ladder_layers):
         step(lanes, m, 0.0)
     return lanes.events
 

@@ -140,10 +140,23 @@ class Pass:
     algo: str
 
 
+def ladder_positions(cfg: ModelConfig, ladder_layers=None) -> frozenset[int]:
+    """The ladder layers of a hybrid: None -> all, k -> the top k, a set -> itself (ValueError if out of range)."""
+    L = cfg.n_layers
+    if ladder_layers is None:
+        return frozenset(range(L))
+    try:
+        return cfg.replace(arch="standard", ladder_layers=ladder_layers).ladder_set
+    except ValueError as e:
+        raise ValueError(f"ladder_layers for {cfg.name}: {e}") from None
+
+
 def forward(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
             nodes: int = 1, ladder_layers: int | None = None) -> Pass:
     """A forward pass (a prefill of ``new_tokens`` or one decode step) of ``variant`` on the critical path.
-    ``ladder_layers``: for "ladder", how many of the top layers are ladder (None: all; the hybrid model)."""
+    ``ladder_layers``: for "ladder", which layers are ladder (None: all; k: the top k; a set of indices: those
+    layers, each at its position: a ladder layer hides the all-reduce before it and its attention's, and its MLP's
+    only if the next layer is ladder too)."""
     if variant not in ALL_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(ALL_VARIANTS)}")
     check_nodes(hw, tp, nodes)
@@ -153,13 +166,15 @@ def forward(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, n
         runs = [([cp.Module(mods[0][1].compute, 0.0, 1), cp.Module(mods[1][1].compute, mods[1][1].comm, 0)], L)]
     else:
         mods = layer_modules(variant, cfg, hw, tp, batch, new_tokens, keys, nodes)
-        k = L if ladder_layers is None else ladder_layers
-        if variant != "ladder" or not 0 <= k <= L:
-            if variant == "ladder":
-                raise ValueError(f"ladder_layers must be in [0, {L}] for {cfg.name}, got {ladder_layers}")
-            k = 0
-        layer = [cp.Module(m.compute, m.comm, 0) for _, m in mods]
-        runs = [(layer, L - k), ([cp.Module(m.compute, m.comm, 1) for _, m in mods], k)]
+        ladder = ladder_positions(cfg, ladder_layers) if variant == "ladder" else frozenset()
+        kinds = [[cp.Module(m.compute, m.comm, lag) for _, m in mods] for lag in (0, 1)]
+        runs = []                                     # runs of consecutive layers of one kind, in order
+        for i in range(L):
+            lag = int(i in ladder)
+            if runs and runs[-1][0] is kinds[lag]:
+                runs[-1] = (kinds[lag], runs[-1][1] + 1)
+            else:
+                runs.append((kinds[lag], 1))
     msg_dim = kraken_config(cfg, max(tp, 2)).dim if variant == "kraken" else cfg.dim
     lanes = cp.Lanes()
     for layer, count in runs:

@@ -1,0 +1,150 @@
+"""Convert by choice, repair in closed form, then distill: what ``ladder-edu convert`` runs, stage by stage.
+
+1. **original**: the pretrained model, measured (pydoc held-out perplexity, out-of-domain perplexity, probe, and
+   the *generation score*: KL(original || model) on held-out replies the original wrote itself).
+2. **teacher text**: the original writes questions about everyday subjects and answers them (``experiment``'s
+   recipe text; nothing shares a word with the probe). Its first ``score_blocks`` blocks score, the rest calibrate
+   the repair and train.
+3. **choice** (``choose.py``): every layer's cost alone, and the greedy choice of ``k`` layers (the order of
+   addition is kept, so its prefixes are the choices for smaller k).
+4. **converted**: the top k and the chosen k, no training.
+5. **repaired** (``repair.py``): the chosen k with every converted module's output projection refit by least
+   squares; no training.
+6. **distilled**: from the repaired model and, at the same budget, from the unrepaired one: distillation from the
+   original (``experiment.RECIPE``), training only the converted layers; the fine-tune's evaluations are its
+   loss on the held-out teacher replies (a generation score, in its history), not perplexity.
+
+Each stage is written to ``out_dir/results.json`` as it finishes and every model to its own directory (``ladder-edu
+evaluate --model DIR``); a rerun skips finished stages and resumes a fine-tune from its checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import torch
+
+from .choose import choose_layers, divergence, teacher_log_probs
+from .evaluate import blocks, corpus_split, mean_loss, out_of_domain_text, run_probe
+from .experiment import RECIPE, build, load, recipe_prompts, teacher_chat_blocks
+from .finetune import FinetuneConfig, finetune
+from .repair import repair
+from .safe_io import is_model_dir, load_model_dir, save_model_dir
+from ..util.atomic import write_json
+
+STAGES = ("original", "choice", "top", "chosen", "repaired", "repaired+distill", "chosen+distill")
+
+
+class Texts:
+    """Everything a model is measured on, tokenized once."""
+
+    def __init__(self, tok, chat: torch.Tensor, eval_blocks: int, score_blocks: int):
+        train_text, held_text = corpus_split()
+        self.train = blocks(tok, train_text)
+        self.held = blocks(tok, held_text, limit=eval_blocks)
+        self.ood_name, ood = out_of_domain_text()
+        self.ood = blocks(tok, ood, limit=eval_blocks)
+        if len(chat) < 2:
+            raise ValueError(f"the original's text fills {len(chat)} block(s) of 256 tokens; at least 2 are needed "
+                             f"(one to score, one to calibrate): allow more prompts (max_prompts)")
+        score_blocks = min(score_blocks, len(chat) // 2)
+        self.score, self.calib = chat[:score_blocks], chat[score_blocks:]
+
+
+def measure_all(model, tok, texts: Texts, teacher_logp, probe_limit=None) -> dict:
+    """Perplexity on the pydoc held-out split and on the out-of-domain text, the generation score, the probe."""
+    held, ood = mean_loss(model, texts.held), mean_loss(model, texts.ood)
+    probe = run_probe(model, tok, limit=probe_limit)
+    return {"ppl": math.exp(held), "loss": held, "ood_ppl": math.exp(ood), "ood_loss": ood,
+            "gen_kl": divergence(model, teacher_logp, texts.score), "probe": probe["score"],
+            "probe_correct": probe["correct"], "probe_total": probe["total"], "replies": probe["replies"][:8]}
+
+
+def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "smollm2", eval_blocks: int = 16,
+                   score_blocks: int = 8, calib_blocks: int = 32, every: int = 5, choose_k: int | None = None,
+                   probe_limit: int | None = None, max_prompts: int | None = None, chat_tokens: int = 48,
+                   stages=STAGES, seed: int = 0, progress: bool = True, loaded=None) -> dict:
+    """The stages of the module docstring that are in ``stages``, resumably; returns the results dict.
+    ``choose_k`` (default k) layers are chosen greedily; the first k of them are converted."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "results.json")
+    result = json.load(open(path)) if os.path.exists(path) else {}
+    if result.get("k", k) != k:
+        raise ValueError(f"{path} holds a run with k={result['k']}; use another --out or delete it")
+    result.update(k=k, steps=steps)
+    torch.manual_seed(seed)
+    cfg, state, tok = loaded or load(source)
+    original = build(cfg, state)
+    prompts = recipe_prompts(out_dir, original, tok, "self", max_prompts, seed)
+    chat = teacher_chat_blocks(out_dir, original, tok, prompts, chat_tokens, 256, progress)
+    texts = Texts(tok, chat, eval_blocks, score_blocks)
+    result["texts"] = {"held": len(texts.held), "ood": texts.ood_name, "ood_blocks": len(texts.ood),
+                       "score_blocks": len(texts.score), "calib_blocks": min(calib_blocks, len(texts.calib))}
+    teacher_logp = teacher_log_probs(original, texts.score)
+
+    def save():
+        write_json(path, result)
+
+    def row(name, model):
+        result.setdefault("rows", {})[name] = measure_all(model, tok, texts, teacher_logp, probe_limit)
+        save()
+
+    rows = result.setdefault("rows", {})
+    if "original" in stages and "original" not in rows:
+        row("original", original)
+    if "choice" not in result:
+        result["choice"] = choose_layers(cfg, state, texts.score, choose_k or k, every, progress)
+        save()
+    chosen = tuple(sorted(result["choice"]["order"][:k]))
+    result["chosen"] = list(chosen)
+    top = tuple(range(cfg.n_layers - k, cfg.n_layers))
+    if "top" in stages and "top" not in rows:
+        row("top", build(cfg, state, ladder_layers=top))
+    if "chosen" in stages and "chosen" not in rows:
+        row("chosen", build(cfg, state, ladder_layers=chosen))
+    repaired_dir = os.path.join(out_dir, "repaired")
+    needs_repair = any(s in stages for s in ("repaired", "repaired+distill"))
+    if needs_repair and not is_model_dir(repaired_dir):
+        model = build(cfg, state, ladder_layers=chosen)
+        result["repair"] = repair(model, original, texts.calib[:calib_blocks], progress=progress)
+        save_model_dir(repaired_dir, model.cfg, model.state_dict(), {"stage": "repaired", "source": source})
+        save()
+    if "repaired" in stages and "repaired" not in rows:
+        rcfg, rstate = load_model_dir(repaired_dir)
+        row("repaired", build(rcfg, rstate))
+    for name, start in (("repaired+distill", "repaired"), ("chosen+distill", "chosen")):
+        if name not in stages or name in rows:
+            continue
+        if start == "repaired":
+            rcfg, rstate = load_model_dir(repaired_dir)
+            model = build(rcfg, rstate)
+        else:
+            model = build(cfg, state, ladder_layers=chosen)
+        ft = FinetuneConfig(steps=steps, method=RECIPE["method"], prompts=RECIPE["prompts"], lr=RECIPE["lr"],
+                            chat_fraction=RECIPE["chat_fraction"], seed=seed, warmup=min(10, max(1, steps // 10)),
+                            train_layers=list(chosen), eval_every=max(1, steps // 4),
+                            checkpoint_every=max(1, steps // 4))
+        run_dir = os.path.join(out_dir, name)
+        history = finetune(model, texts.train, ft, run_dir, texts.score, teacher=original, chat_blocks=texts.calib,
+                           progress=progress, desc=name)
+        result.setdefault("histories", {})[name] = history
+        save_model_dir(os.path.join(run_dir, "model"), model.cfg, model.state_dict(), {"stage": name})
+        row(name, model)
+        del model
+    save()
+    return result
+
+
+def table(result: dict) -> str:
+    """One line per measured model: perplexities, generation score, probe."""
+    names = {"original": "original", "top": f"top {result['k']}, converted",
+             "chosen": f"chosen {result['k']}, converted", "repaired": "chosen, repaired (closed form)",
+             "repaired+distill": "chosen, repaired + distill", "chosen+distill": "chosen + distill (no repair)"}
+    lines = [f"{'model':<32} {'pydoc ppl':>9} {'LICENSE ppl':>11} {'gen KL':>7} {'probe':>7}"]
+    for key, r in result.get("rows", {}).items():
+        lines.append(f"{names.get(key, key):<32} {r['ppl']:9.2f} {r['ood_ppl']:11.2f} {r['gen_kl']:7.3f} "
+                     f"{r['probe_correct']:>3d}/{r['probe_total']:<3d}")
+    if "chosen" in result:
+        lines.append(f"chosen layers: {','.join(map(str, result['chosen']))}")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Choosing the ladder layers and repairing them in closed form, on toy models with known answers."""
+import pytest
+import torch
+
+from ladder_edu import Transformer, get_config, init_weights
+from ladder_edu.models.config import parse_ladder_layers
+from ladder_edu.recovery.choose import choose_layers, scan
+from ladder_edu.recovery.repair import least_squares, module_outputs, relative_error, repair
+
+CFG = get_config("tiny", n_layers=4, init_std=0.08)
+MODULES = [(1, "attn"), (1, "mlp"), (2, "attn"), (2, "mlp")]
+
+
+def markov_text(n, length, gen, vocab=12):
+    """Structured toy text: a Markov chain over a few tokens (random token ids have nothing a map can learn)."""
+    P = torch.softmax(3 * torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(7)), -1)
+    x = torch.zeros(n, length, dtype=torch.long)
+    x[:, 0] = torch.randint(0, vocab, (n,), generator=gen)
+    for t in range(1, length):
+        x[:, t] = torch.multinomial(P[x[:, t - 1]], 1, generator=gen)[:, 0]
+    return x
+
+
+def model(state, layers=()):
+    return Transformer.from_full_state_dict(CFG.replace(ladder_layers=layers), {k: v.clone() for k, v in state.items()})
+
+
+def test_least_squares_recovers_a_planted_map_and_ridge_pulls_to_the_old_weight():
+    g = torch.Generator().manual_seed(0)
+    z, w = torch.randn(500, 16, generator=g), torch.randn(8, 16, generator=g)
+    w0 = torch.randn(8, 16, generator=g)
+    torch.testing.assert_close(least_squares(z, z @ w.T, w0, ridge=0.0).float(), w, atol=1e-4, rtol=0)
+    far = least_squares(z, z @ w.T, w0, ridge=1e6).float()
+    assert (far - w0).abs().max() < 1e-3
+
+
+@torch.no_grad()
+def test_closed_form_repair_at_least_halves_the_error_on_held_out_text():
+    """Layers 1 and 2 ladder: on text it was not fitted on, every repaired module's output is at least twice as
+    close to the original's (relative squared error), and so are the logits."""
+    state, g = init_weights(CFG, 0), torch.Generator().manual_seed(0)
+    original, converted = model(state), model(state, (1, 2))
+    calib, held = markov_text(32, 64, g), markov_text(16, 64, g)
+    want = module_outputs(original, held, MODULES)
+    before = {k: relative_error(v, want[k]) for k, v in module_outputs(converted, held, MODULES).items()}
+    logits_before = relative_error(converted(held), original(held))
+    report = repair(converted, original, calib)
+    assert [(r["layer"], r["module"]) for r in report] == MODULES
+    assert all(r["after"] < r["before"] for r in report)
+    after = {k: relative_error(v, want[k]) for k, v in module_outputs(converted, held, MODULES).items()}
+    for k in MODULES:
+        assert after[k] <= 0.5 * before[k], (k, before[k], after[k])
+    assert relative_error(converted(held), original(held)) <= 0.5 * logits_before
+    assert set(converted.state_dict()) == set(original.state_dict())        # no new parameters
+
+
+@torch.no_grad()
+def test_the_scan_finds_the_layer_whose_conversion_changes_nothing():
+    """Zero layer 3's output projections: its modules write nothing, so converting it alone costs 0 and the
+    greedy choice takes it first; the costs are KL divergences (>= 0)."""
+    state = init_weights(CFG, 0)
+    state["layers.3.self_attn.o_proj.weight"].zero_()
+    state["layers.3.mlp.down_proj.weight"].zero_()
+    tokens = markov_text(4, 32, torch.Generator().manual_seed(1))
+    costs = scan(CFG, state, tokens)
+    assert sorted(costs) == [0, 1, 2, 3] and costs[3] < 1e-6 and min(costs[j] for j in (1, 2)) > 1e-4
+    assert min(costs.values()) >= 0
+    choice = choose_layers(CFG, state, tokens, 3, every=2)
+    assert choice["order"][0] == 3 and choice["chosen"] == sorted(choice["order"]) and len(choice["chosen"]) == 3
+    assert [r["base"] for r in choice["rounds"]] == [[], choice["order"][:2]]      # re-scored after 2
+    with pytest.raises(ValueError, match=r"k must be in \[0, 4\]"):
+        choose_layers(CFG, state, tokens, 5)
+
+
+def test_ladder_layer_specs_parse_or_name_the_valid_forms():
+    assert parse_ladder_layers("15", 30) == 15 and parse_ladder_layers("4,5,6", 30) == (4, 5, 6)
+    assert parse_ladder_layers("7,", 30) == (7,)
+    assert get_config("tiny", ladder_layers=[3, 1]).ladder_layers == (1, 3)
+    for bad, msg in (("x", "give K"), ("4,40", r"in \[0, 29\]"), ("31", "between 0 and n_layers=30"),
+                     ("2,2", "distinct")):
+        with pytest.raises(ValueError, match=msg):
+            parse_ladder_layers(bad, 30)

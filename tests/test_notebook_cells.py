@@ -1,0 +1,46 @@
+"""Static checks on the stored notebooks: what nbval compares must be the same on every machine.
+
+nbval (lax mode) compares the stored outputs of cells marked ``# NBVAL_CHECK_OUTPUT``, stderr included, so a
+stored warning carrying a file path fails on any checkout at another path. Every course notebook ends with its
+exercises.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
+LABS = sorted((ROOT / "notebooks" / "labs" / "source").glob("*/*.ipynb"))
+
+
+def code_cells(path):
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("path", COURSE + LABS, ids=lambda p: p.stem)
+def test_checked_cells_store_no_stderr(path):
+    for n, cell in enumerate(code_cells(path), 1):
+        if "NBVAL_CHECK_OUTPUT" not in "".join(cell["source"]):
+            continue
+        streams = [o for o in cell.get("outputs", []) if o.get("name") == "stderr"]
+        assert not streams, f"{path.name} code cell {n} is checked by nbval and stores stderr: {streams[0]['text']!r}"
+
+
+@pytest.mark.parametrize("path", COURSE + LABS, ids=lambda p: p.stem)
+def test_checked_cells_store_no_paths(path):
+    for n, cell in enumerate(code_cells(path), 1):
+        if "NBVAL_CHECK_OUTPUT" not in "".join(cell["source"]):
+            continue
+        text = json.dumps(cell.get("outputs", []))
+        assert str(ROOT) not in text and "/tmp/" not in text, f"{path.name} code cell {n} stores a machine path"
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
+def test_course_notebooks_end_with_exercises(path):
+    cells = json.loads(path.read_text())["cells"]
+    heads = [(i, "".join(c["source"]).count("### Exercise")) for i, c in enumerate(cells) if c["cell_type"] == "markdown"]
+    heads = [(i, k) for i, k in heads if k]
+    assert sum(k for _, k in heads) >= 3, f"{path.name} has {sum(k for _, k in heads)} exercises"
+    assert heads[0][0] > len(cells) // 2, f"{path.name}: exercises should close the notebook"
