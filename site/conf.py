@@ -19,6 +19,8 @@ include_patterns = ["site/index.md", "site/api.md", "README.md", "docs/**.md", "
                     "notebooks/labs/README.md"]
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 nb_execution_mode = "off"                 # the committed outputs are the course; the site never re-runs them
+# A widget cannot run on a static page: show the PNG its display data carries instead (teach/widgets.Explorer).
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 myst_heading_anchors = 3
 myst_enable_extensions = ["dollarmath"]
 suppress_warnings = ["myst.header"]       # notebooks number their sections "## 1. ..." after an H1 of their own

@@ -80,3 +80,29 @@ def test_ladder_layer_specs_parse_or_name_the_valid_forms():
                      ("2,2", "distinct")):
         with pytest.raises(ValueError, match=msg):
             parse_ladder_layers(bad, 30)
+
+
+def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypatch):
+    """ladder-edu convert's stages end to end on a tiny model with SmolLM2's tokenizer (the pretrained model's
+    own run is documented in docs/recovery.md); a rerun recomputes nothing, and every model it saved loads."""
+    from ladder_edu.models.pretrained import load_tokenizer
+    from ladder_edu.recovery import convert
+    from ladder_edu.recovery.safe_io import load_model_dir
+    cfg = get_config("tiny", vocab_size=49152, max_seq_len=512, n_layers=3)
+    loaded = (cfg, init_weights(cfg, 0), load_tokenizer("smollm2"))
+    kw = dict(k=1, steps=2, eval_blocks=1, score_blocks=1, calib_blocks=2, every=1, probe_limit=1, max_prompts=24,
+              prompt_source="templates", progress=False, loaded=loaded)
+    r = convert.run_conversion(str(tmp_path), **kw)
+    assert set(r["rows"]) == {"original", "top", "chosen", "repaired", "repaired+distill", "chosen+distill"}
+    assert r["rows"]["original"]["gen_kl"] == pytest.approx(0, abs=1e-6)
+    assert len(r["chosen"]) == 1 and r["choice"]["order"][0] == r["chosen"][0] and len(r["repair"]) == 2
+    for row in r["rows"].values():
+        assert {"ppl", "ood_ppl", "gen_kl", "probe_correct"} <= set(row)
+    for d in ("repaired", "repaired+distill/model", "chosen+distill/model"):
+        assert load_model_dir(str(tmp_path / d))[0].ladder_set == set(r["chosen"])
+    monkeypatch.setattr(convert, "choose_layers", lambda *a, **k: pytest.fail("the choice was recomputed"))
+    monkeypatch.setattr(convert, "repair", lambda *a, **k: pytest.fail("the repair was recomputed"))
+    again = convert.run_conversion(str(tmp_path), **kw)
+    assert again["rows"] == r["rows"]
+    with pytest.raises(ValueError, match="holds a run with k=1"):
+        convert.run_conversion(str(tmp_path), **{**kw, "k": 2})

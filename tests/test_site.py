@@ -3,6 +3,7 @@
 headings and its figures loaded."""
 import functools
 import http.server
+import json
 import shutil
 import subprocess
 import sys
@@ -68,5 +69,8 @@ def test_a_notebook_page_shows_its_headings_and_figures_in_a_real_browser(browse
         "return Array.from(document.images).map(i => [i.currentSrc, i.complete, i.naturalWidth, i.naturalHeight])")
     figures = [i for i in images if "_images" in i[0] or i[0].startswith("data:image")]
     assert figures, f"{name}: no figures on the page"
+    stored = sum("image/png" in o.get("data", {}) for c in json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+                 ["cells"] for o in c.get("outputs", []))
+    assert len(figures) >= stored, f"{name}: {stored} pictures stored (widgets' included), {len(figures)} shown"
     broken = [i[0][:80] for i in images if not (i[1] and i[2] > 0 and i[3] > 0)]
     assert not broken, f"{name}: images that did not load: {broken}"

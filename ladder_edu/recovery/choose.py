@@ -54,17 +54,19 @@ def scan(cfg, state: dict, tokens: torch.Tensor, base=(), candidates=None, teach
             for j in tqdm(todo, desc=f"scan ({len(base)} chosen)", disable=not progress)}
 
 
-def choose_layers(cfg, state: dict, tokens: torch.Tensor, k: int, every: int = 5, progress: bool = False) -> dict:
+def choose_layers(cfg, state: dict, tokens: torch.Tensor, k: int, every: int = 5, candidates=None,
+                  progress: bool = False) -> dict:
     """Greedy choice of k ladder layers (module docstring). Returns {"scores": the one-layer scan, "rounds": each
     round's scores, "order": the layers in the order they were added, "chosen": the k layers sorted,
-    "cost": cost(chosen)}."""
-    if not 0 <= k <= cfg.n_layers or every < 1:
-        raise ValueError(f"k must be in [0, {cfg.n_layers}] and every >= 1, got k={k}, every={every}")
+    "cost": cost(chosen)}. ``candidates``: the layers that may be chosen (default: all)."""
+    pool = list(range(cfg.n_layers) if candidates is None else candidates)
+    if not 0 <= k <= len(pool) or every < 1:
+        raise ValueError(f"k must be in [0, {len(pool)}] and every >= 1, got k={k}, every={every}")
     teacher_logp = teacher_log_probs(converted(cfg, state, ()), tokens)
     chosen: list[int] = []
     rounds = []
     while len(chosen) < k:
-        scores = scan(cfg, state, tokens, tuple(chosen), teacher_logp=teacher_logp, progress=progress)
+        scores = scan(cfg, state, tokens, tuple(chosen), pool, teacher_logp=teacher_logp, progress=progress)
         rounds.append({"base": list(chosen), "scores": scores})
         chosen += sorted(scores, key=scores.get)[:min(every, k - len(chosen))]
     cost = divergence(converted(cfg, state, chosen), teacher_logp, tokens) if chosen else 0.0

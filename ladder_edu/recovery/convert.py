@@ -64,9 +64,12 @@ def measure_all(model, tok, texts: Texts, teacher_logp, probe_limit=None) -> dic
 def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "smollm2", eval_blocks: int = 16,
                    score_blocks: int = 8, calib_blocks: int = 32, every: int = 5, choose_k: int | None = None,
                    probe_limit: int | None = None, max_prompts: int | None = None, chat_tokens: int = 48,
-                   stages=STAGES, seed: int = 0, progress: bool = True, loaded=None) -> dict:
+                   stages=STAGES, candidates=None, prompt_source: str = "self", seed: int = 0, progress: bool = True,
+                   loaded=None) -> dict:
     """The stages of the module docstring that are in ``stages``, resumably; returns the results dict.
-    ``choose_k`` (default k) layers are chosen greedily; the first k of them are converted."""
+    ``choose_k`` (default k) layers are chosen greedily from ``candidates`` (default: all); the first k of them
+    are converted. ``prompt_source``: who writes the chat prompts the original answers ("self", the recipe, or
+    "templates"); ``loaded`` = (config, weights, tokenizer) replaces the pretrained checkpoint."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "results.json")
     result = json.load(open(path)) if os.path.exists(path) else {}
@@ -75,8 +78,9 @@ def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "s
     result.update(k=k, steps=steps)
     torch.manual_seed(seed)
     cfg, state, tok = loaded or load(source)
+    result["n_layers"] = cfg.n_layers
     original = build(cfg, state)
-    prompts = recipe_prompts(out_dir, original, tok, "self", max_prompts, seed)
+    prompts = recipe_prompts(out_dir, original, tok, prompt_source, max_prompts, seed)
     chat = teacher_chat_blocks(out_dir, original, tok, prompts, chat_tokens, 256, progress)
     texts = Texts(tok, chat, eval_blocks, score_blocks)
     result["texts"] = {"held": len(texts.held), "ood": texts.ood_name, "ood_blocks": len(texts.ood),
@@ -94,7 +98,7 @@ def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "s
     if "original" in stages and "original" not in rows:
         row("original", original)
     if "choice" not in result:
-        result["choice"] = choose_layers(cfg, state, texts.score, choose_k or k, every, progress)
+        result["choice"] = choose_layers(cfg, state, texts.score, choose_k or k, every, candidates, progress)
         save()
     chosen = tuple(sorted(result["choice"]["order"][:k]))
     result["chosen"] = list(chosen)
@@ -148,3 +152,37 @@ def table(result: dict) -> str:
     if "chosen" in result:
         lines.append(f"chosen layers: {','.join(map(str, result['chosen']))}")
     return "\n".join(lines)
+
+
+def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recover_ks=(8, 12), steps: int = 100,
+                    progress: bool = True, **kwargs) -> dict:
+    """For each k: the top k and the first k layers of ``choice_from``'s greedy choice (``out_dir/results.json`` of
+    a ``run_conversion`` with ``choose_k >= max(ks)``), converted; for the k in ``recover_ks`` also repaired and
+    distilled; and the speed-up the performance model predicts (``frontier.predicted_speedups``). Each k runs in
+    ``out_dir/k<k>`` and resumes there; the original's text is shared with ``choice_from``."""
+    import glob
+    import shutil
+    from .frontier import predicted_speedups
+    with open(os.path.join(choice_from, "results.json")) as f:
+        main = json.load(f)
+    order = main["choice"]["order"]
+    if max(ks) > len(order):
+        raise ValueError(f"{choice_from} chose {len(order)} layers; the frontier needs {max(ks)} (choose_k)")
+    points = []
+    for k in ks:
+        d = os.path.join(out_dir, f"k{k}")
+        os.makedirs(d, exist_ok=True)
+        for path in glob.glob(os.path.join(choice_from, "teacher_chats_*")) + \
+                glob.glob(os.path.join(choice_from, "self_prompts_*")):
+            if not os.path.exists(os.path.join(d, os.path.basename(path))):
+                shutil.copyfile(path, os.path.join(d, os.path.basename(path)))
+        if not os.path.exists(os.path.join(d, "results.json")):
+            write_json(os.path.join(d, "results.json"), {"k": k, "choice": main["choice"],
+                                                          "rows": {"original": main["rows"]["original"]}})
+        stages = ("top", "chosen", "repaired", "repaired+distill") if k in recover_ks else ("top", "chosen")
+        r = run_conversion(d, k, steps, stages=stages, progress=progress, **kwargs)
+        r["predicted"] = predicted_speedups(k, r["n_layers"])
+        points.append(r)
+    result = {"original": main["rows"]["original"], "points": points, "steps": steps}
+    write_json(os.path.join(out_dir, "frontier.json"), result)
+    return result

@@ -101,6 +101,24 @@ def plot_prediction(cfg, hw: Hardware, tp: int, batch: int, ax=None):
     return ax.figure
 
 
+def modelled_ms(bench, cfg, hw: Hardware) -> dict[str, float]:
+    """{variant: the calibrated model's ms per decoded token} for the benchmark's shape (mid-run context)."""
+    return {r.variant: 1e3 * forward_time(r.variant, cfg, hw, bench.tp, bench.batch, 1, bench.context + 8)
+            for r in bench.rows}
+
+
+def model_vs_measured(bench, cfg, hw: Hardware) -> str:
+    """A table: measured median and p10-p90, the model, the model's miss in % of the median, and whether the
+    model lies inside the measured p10-p90 range."""
+    model = modelled_ms(bench, cfg, hw)
+    lines = [f"  {'variant':12s} {'measured':>9s} {'p10-p90':>13s} {'model':>7s} {'miss':>6s}  inside p10-p90"]
+    for r in bench.rows:
+        m = model[r.variant]
+        lines.append(f"  {r.variant:12s} {r.median_ms:9.2f} {r.p10_ms:6.2f}-{r.p90_ms:<6.2f} {m:7.2f} "
+                     f"{100 * (m / r.median_ms - 1):+5.0f}%  {'yes' if r.p10_ms <= m <= r.p90_ms else 'no'}")
+    return "\n".join(lines)
+
+
 def plot_model_vs_measured(bench, cfg, hw: Hardware):
     """Measured decode ms/token (bars, p10-p90 whiskers) with the calibrated model's prediction (black marks)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
@@ -108,7 +126,7 @@ def plot_model_vs_measured(bench, cfg, hw: Hardware):
     ax.bar(names, [r.median_ms for r in bench.rows], color=[VARIANT_COLORS[v] for v in names], edgecolor="black",
            yerr=[[r.median_ms - r.p10_ms for r in bench.rows], [r.p90_ms - r.median_ms for r in bench.rows]],
            capsize=4, label="measured")
-    model = [1e3 * forward_time(v, cfg, hw, bench.tp, bench.batch, 1, bench.context + 8) for v in names]
+    model = list(modelled_ms(bench, cfg, hw).values())
     ax.scatter(names, model, marker="_", s=900, color="black", linewidths=3, label="model", zorder=3)
     ax.set_ylabel("ms per decoded token")
     ax.set_title(f"this machine: {cfg.name}, TP={bench.tp} ({bench.backend}), measured vs calibrated model",

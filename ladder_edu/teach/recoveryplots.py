@@ -136,3 +136,45 @@ def plot_layer_costs(result: dict):
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
+
+
+def plot_chosen_frontier(result: dict, key: str = "llama-3-8b TP8 b1"):
+    """Probe answers kept against the predicted speed-up, one column per k: the top k converted (red ring), the
+    chosen k converted (green ring), the chosen k repaired and distilled (green dot)."""
+    fig, ax = plt.subplots(figsize=(6.6, 4))
+    base = result["original"]["probe_correct"]
+    marks = (("top", dict(facecolors="none", edgecolors=RUN_COLORS["converted"]), "top k, converted"),
+             ("chosen", dict(facecolors="none", edgecolors=RUN_COLORS["distill"]), "chosen k, converted"),
+             ("repaired+distill", dict(color=RUN_COLORS["distill"]), "chosen k, repaired + distilled"))
+    for name, style, label in marks:
+        pts = [(p["predicted"][key], p["rows"][name]["probe_correct"] / base, p["k"]) for p in result["points"]
+               if name in p.get("rows", {})]
+        if pts:
+            ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], s=45, label=label, **style)
+    for p in result["points"]:
+        ax.annotate(f"k={p['k']}", (p["predicted"][key], 0.02), fontsize=7, ha="center")
+    ax.axhline(48 / 50, color="black", lw=0.6, ls="--")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel(f"predicted tokens/s speed-up over standard ({key.replace(' b', ', batch ')}, H100 NVLink)")
+    ax.set_ylabel("probe answers kept (vs the original)")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 0.06))
+    fig.tight_layout()
+    return fig
+
+
+def plot_repair(report: list[dict]):
+    """Each converted module's relative output error to the original (|h - h_original|^2 / |h_original|^2), before
+    and after its closed-form refit, on the calibration text, in the order the modules were repaired."""
+    fig, ax = plt.subplots(figsize=(7.2, 3.2))
+    names = [f"L{r['layer']}.{r['module']}" for r in report]
+    x = range(len(report))
+    ax.bar([i - 0.2 for i in x], [r["before"] for r in report], 0.4, color=RUN_COLORS["converted"],
+           label="converted (stale input)")
+    ax.bar([i + 0.2 for i in x], [r["after"] for r in report], 0.4, color=RUN_COLORS["distill"],
+           label="output projection refit")
+    ax.set_xticks(list(x), names, rotation=90, fontsize=7)
+    ax.set_ylabel("relative output error")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

@@ -9,6 +9,30 @@ from ..profiling.overlap import classify, load_trace
 from .timeline import draw_timeline
 
 
+class Explorer(W.VBox):
+    """A box of controls and a figure that also carries a PNG of its latest drawing in its display data, so a
+    static view of the notebook (the course website, GitHub) shows the picture where the live widget cannot run."""
+
+    png: bytes | None = None
+
+    def show(self, fig) -> None:
+        """Display ``fig`` in the box's output area and keep its PNG for the static views."""
+        import io
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        self.png = buf.getvalue()
+        display(fig)
+        plt.close(fig)
+
+    def _repr_mimebundle_(self, **kwargs):
+        import base64
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if self.png is not None:
+            data = bundle[0] if isinstance(bundle, tuple) else bundle
+            data["image/png"] = base64.b64encode(self.png).decode()
+        return bundle
+
+
 def timeline_explorer(traces: dict[str, list[str]]):
     """Pick the ranks, the profiled step and the window of layers to draw; returns the widget box.
 
@@ -27,14 +51,12 @@ def timeline_explorer(traces: dict[str, list[str]]):
         with out:
             out.clear_output(wait=True)
             full = layers.value == (0, n_layers - 1)
-            fig = draw_timeline(traces, step=step.value, layers=None if full else layers.value,
-                                ranks=None if rank.value < 0 else [rank.value])
-            display(fig)
-            plt.close(fig)
+            box.show(draw_timeline(traces, step=step.value, layers=None if full else layers.value,
+                                   ranks=None if rank.value < 0 else [rank.value]))
 
     for w in (rank, step, layers):
         w.observe(redraw, names="value")
-    box = W.VBox([W.HBox([rank, step, layers]), out])
+    box = Explorer([W.HBox([rank, step, layers]), out])
     box.redraw = redraw
     return box
 
@@ -60,12 +82,10 @@ def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
             cfg = PRESETS[model_w.value]
             tp = tp_w.value if tp_w.value in cfg.valid_tp_degrees() else max(cfg.valid_tp_degrees())
             hw = base.with_(link_gbps=bw_w.value, comm_us=lat_w.value, name=f"{hardware} (edited)")
-            fig = plot_prediction(cfg, hw, tp, batch_w.value)
-            display(fig)
-            plt.close(fig)
+            box.show(plot_prediction(cfg, hw, tp, batch_w.value))
 
     for w in (model_w, tp_w, batch_w, bw_w, lat_w):
         w.observe(redraw, names="value")
-    box = W.VBox([W.HBox([model_w, tp_w, batch_w]), W.HBox([bw_w, lat_w]), out])
+    box = Explorer([W.HBox([model_w, tp_w, batch_w]), W.HBox([bw_w, lat_w]), out])
     box.redraw = redraw
     return box
