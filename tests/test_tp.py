@@ -7,8 +7,7 @@ from ladder_edu.tp import launch
 from ladder_edu.models.check import check, compare
 
 CASES = [dict(arch="standard"), dict(arch="parallel"), dict(arch="parallel", parallel_shared_norm=True),
-         dict(arch="ladder"), dict(arch="standard", ladder_layers=2), dict(arch="standard", ladder_layers=(0, 2)),
-         dict(arch="standard", ladder_layers=(1,))]
+         dict(arch="ladder"), dict(arch="standard", ladder_layers=2), dict(arch="standard", ladder_layers=(0, 2))]
 
 
 @pytest.mark.parametrize("tp", [2, 4])
@@ -18,6 +17,11 @@ def test_tp_equals_single_device(kw, tp):
     assert res.max_abs_diff < 1e-4, res.summary()
     assert res.ranks_agree and res.tokens_equal, res.summary()
     assert res.passed
+
+
+def test_a_lone_ladder_layer_in_the_middle_equals_one_device():
+    res = check(get_config("tiny", ladder_layers=(1,)), 2, batch=2, prompt_len=12, new_tokens=6)
+    assert res.passed and res.max_abs_diff < 1e-4, res.summary()
 
 
 def test_check_detects_a_wrong_model():

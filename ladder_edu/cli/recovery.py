@@ -117,7 +117,7 @@ def add_parsers(sub):
     fr.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
     fr.add_argument("--chosen-from", metavar="DIR", type=convert_dir, default=None,
                     help="compare the top k with the first k layers chosen by a ladder-edu convert run in DIR "
-                         "(converted, and repaired + distilled for --recover k's) instead of recovering the top k")
+                         "(converted, and distilled for --recover k's) instead of recovering the top k")
     fr.add_argument("--plot", metavar="PNG", type=out_file, help="also draw the frontier to PNG")
     fr.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
 
@@ -170,9 +170,10 @@ def _add_recipe(p):
 
 def cmd_finetune(args) -> int:
     if args.runs is None:                              # the recipe: ladder-edu convert with its defaults
+        from ..recovery.convert import RECIPE_STAGES
         ns = argparse.Namespace(out=args.out or "runs/convert", choose=args.ladder_layers, steps=args.steps,
                                 eval_blocks=args.eval_blocks, every=5, calib_blocks=32, probe_limit=args.probe_limit,
-                                max_prompts=None, stages=None, plot=None, json=args.json)
+                                max_prompts=None, stages=list(RECIPE_STAGES), plot=None, json=args.json)
         return cmd_convert(ns)
     from ..recovery.experiment import run_recovery, table
     runs = args.runs

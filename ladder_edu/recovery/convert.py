@@ -1,4 +1,4 @@
-"""Convert by choice, repair in closed form, then distill: what ``ladder-edu convert`` runs, stage by stage.
+"""Choose the layers, convert, distill (the recipe), and the closed-form repair beside it: ``ladder-edu convert``.
 
 1. **original**: the pretrained model, measured (pydoc held-out perplexity, out-of-domain perplexity, probe, and
    the *generation score*: KL(original || model) on held-out replies the original wrote itself).
@@ -10,9 +10,10 @@
 4. **converted**: the top k and the chosen k, no training.
 5. **repaired** (``repair.py``): the chosen k with every converted module's output projection refit by least
    squares; no training.
-6. **distilled**: from the repaired model and, at the same budget, from the unrepaired one: distillation from the
-   original (``experiment.RECIPE``), training only the converted layers; the fine-tune's evaluations are its
-   loss on the held-out teacher replies (a generation score, in its history), not perplexity.
+6. **distilled**: from the unrepaired chosen model (the recipe, ``RECIPE_STAGES``) and, at the same budget, from the
+   repaired one: distillation from the original (``experiment.RECIPE``), training only the converted layers; the
+   fine-tune's evaluations are its loss on the held-out teacher replies (a generation score, in its history), not
+   perplexity. Measured on SmolLM2 the repair loses (it fits the calibration text; docs/recovery.md).
 
 Each stage is written to ``out_dir/results.json`` as it finishes and every model to its own directory (``ladder-edu
 evaluate --model DIR``); a rerun skips finished stages and resumes a fine-tune from its checkpoint.
@@ -34,6 +35,9 @@ from .safe_io import is_model_dir, load_model_dir, save_model_dir
 from ..util.atomic import write_json
 
 STAGES = ("original", "choice", "top", "chosen", "repaired", "repaired+distill", "chosen+distill")
+RECIPE_STAGES = ("original", "choice", "top", "chosen", "chosen+distill")
+"""What ``ladder-edu finetune`` runs: the recipe (the chosen layers, distilled) and what it is compared with; the
+closed-form repair, measured by ``ladder-edu convert``, loses (docs/recovery.md)."""
 
 
 class Texts:
@@ -144,7 +148,7 @@ def table(result: dict) -> str:
     """One line per measured model: perplexities, generation score, probe."""
     names = {"original": "original", "top": f"top {result['k']}, converted",
              "chosen": f"chosen {result['k']}, converted", "repaired": "chosen, repaired (closed form)",
-             "repaired+distill": "chosen, repaired + distill", "chosen+distill": "chosen + distill (no repair)"}
+             "repaired+distill": "chosen, repaired + distill", "chosen+distill": "chosen + distill (the recipe)"}
     lines = [f"{'model':<32} {'pydoc ppl':>9} {'LICENSE ppl':>11} {'gen KL':>7} {'probe':>7}"]
     for key, r in result.get("rows", {}).items():
         lines.append(f"{names.get(key, key):<32} {r['ppl']:9.2f} {r['ood_ppl']:11.2f} {r['gen_kl']:7.3f} "
@@ -154,11 +158,11 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recover_ks=(8, 12), steps: int = 100,
+def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recover_ks=(12,), steps: int = 100,
                     progress: bool = True, **kwargs) -> dict:
     """For each k: the top k and the first k layers of ``choice_from``'s greedy choice (``out_dir/results.json`` of
-    a ``run_conversion`` with ``choose_k >= max(ks)``), converted; for the k in ``recover_ks`` also repaired and
-    distilled; and the speed-up the performance model predicts (``frontier.predicted_speedups``). Each k runs in
+    a ``run_conversion`` with ``choose_k >= max(ks)``), converted; for the k in ``recover_ks`` also distilled (the
+    recipe: ``chosen+distill``); and the speed-up the performance model predicts (``frontier.predicted_speedups``). Each k runs in
     ``out_dir/k<k>`` and resumes there; the original's text is shared with ``choice_from``."""
     import glob
     import shutil
@@ -179,7 +183,7 @@ def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recov
         if not os.path.exists(os.path.join(d, "results.json")):
             write_json(os.path.join(d, "results.json"), {"k": k, "choice": main["choice"],
                                                           "rows": {"original": main["rows"]["original"]}})
-        stages = ("top", "chosen", "repaired", "repaired+distill") if k in recover_ks else ("top", "chosen")
+        stages = ("top", "chosen", "chosen+distill") if k in recover_ks else ("top", "chosen")
         r = run_conversion(d, k, steps, stages=stages, progress=progress, **kwargs)
         r["predicted"] = predicted_speedups(k, r["n_layers"])
         points.append(r)

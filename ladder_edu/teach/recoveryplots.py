@@ -140,12 +140,12 @@ def plot_layer_costs(result: dict):
 
 def plot_chosen_frontier(result: dict, key: str = "llama-3-8b TP8 b1"):
     """Probe answers kept against the predicted speed-up, one column per k: the top k converted (red ring), the
-    chosen k converted (green ring), the chosen k repaired and distilled (green dot)."""
+    chosen k converted (green ring), the chosen k distilled (green dot)."""
     fig, ax = plt.subplots(figsize=(6.6, 4))
     base = result["original"]["probe_correct"]
     marks = (("top", dict(facecolors="none", edgecolors=RUN_COLORS["converted"]), "top k, converted"),
              ("chosen", dict(facecolors="none", edgecolors=RUN_COLORS["distill"]), "chosen k, converted"),
-             ("repaired+distill", dict(color=RUN_COLORS["distill"]), "chosen k, repaired + distilled"))
+             ("chosen+distill", dict(color=RUN_COLORS["distill"]), "chosen k, distilled"))
     for name, style, label in marks:
         pts = [(p["predicted"][key], p["rows"][name]["probe_correct"] / base, p["k"]) for p in result["points"]
                if name in p.get("rows", {})]
@@ -176,5 +176,24 @@ def plot_repair(report: list[dict]):
     ax.set_ylabel("relative output error")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def plot_distill_runs(histories: dict[str, dict]):
+    """Left: the distillation loss (KL to the original) per step of each run. Right: the loss on held-out replies
+    the original wrote (the generation score the runs are compared by), at each evaluation."""
+    colors = {"repaired+distill": RUN_COLORS["distill"], "chosen+distill": RUN_COLORS["plain"]}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for run, h in histories.items():
+        a.plot([e["step"] for e in h["train"]], [e["loss"] for e in h["train"]], color=colors.get(run), lw=1,
+               label=run)
+        b.plot([e["step"] for e in h["eval"]], [e["loss"] for e in h["eval"]], "o-", color=colors.get(run),
+               label=run)
+    a.set(title="KL to the original (training batches)", xlabel="step")
+    b.set(title="loss on held-out replies of the original", xlabel="step")
+    for ax in (a, b):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
