@@ -170,6 +170,13 @@ def _add_recipe(p):
 
 def cmd_finetune(args) -> int:
     if args.runs is None:                              # the recipe: ladder-edu convert with its defaults
+        defaults = {"source": "smollm2", "method": RECIPE["method"], "prompts": RECIPE["prompts"], "lr": RECIPE["lr"],
+                    "chat_fraction": RECIPE["chat_fraction"], "divergence": "forward", "lora_rank": 0,
+                    "reply_tokens": 48, "chat_tokens": 48, "hidden_weight": 0.0, "freeze_below": None}
+        changed = [name for name, value in defaults.items() if getattr(args, name) != value]
+        if changed:
+            raise ValueError(f"--{changed[0].replace('_', '-')} applies to the top-k comparison only: add --runs "
+                             f"(from {', '.join(RUNS)}), or use ladder-edu convert for the recipe's options")
         from ..recovery.convert import RECIPE_STAGES
         ns = argparse.Namespace(out=args.out or "runs/convert", choose=args.ladder_layers, steps=args.steps,
                                 eval_blocks=args.eval_blocks, every=5, calib_blocks=32, probe_limit=args.probe_limit,
