@@ -168,6 +168,17 @@ def _add_recipe(p):
                    help=f"peak learning rate (default: {RECIPE['lr']})")
 
 
+def _plot(path: str | None, name: str, result: dict) -> None:
+    """Draw ``result`` with ``teach.recoveryplots.<name>`` to the PNG ``path`` (nothing without a path)."""
+    if not path:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    from ..teach import recoveryplots
+    getattr(recoveryplots, name)(result).savefig(path, dpi=110)
+    say(f"wrote {path}")
+
+
 def cmd_finetune(args) -> int:
     if args.runs is None:                              # the recipe: ladder-edu convert with its defaults
         defaults = {"source": "smollm2", "method": RECIPE["method"], "prompts": RECIPE["prompts"], "lr": RECIPE["lr"],
@@ -218,19 +229,13 @@ def cmd_frontier(args) -> int:
     result = frontier(args.out, args.ks, args.recover, args.steps, eval_blocks=args.eval_blocks,
                       probe_limit=args.probe_limit, lr=args.lr, method=args.method, prompts=args.prompts)
     say(table(result))
-    if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        from ..teach.recoveryplots import plot_frontier
-        plot_frontier(result).savefig(args.plot, dpi=110)
-        say(f"wrote {args.plot}")
+    _plot(args.plot, "plot_frontier", result)
     write_json(args.json, result)
     return 0
 
 
 def cmd_convert(args) -> int:
-    from ..recovery.convert import run_conversion, table
-    from ..recovery.convert import STAGES
+    from ..recovery.convert import STAGES, run_conversion, table
     result = run_conversion(args.out, args.choose, args.steps, eval_blocks=args.eval_blocks, every=args.every,
                             calib_blocks=args.calib_blocks, probe_limit=args.probe_limit, max_prompts=args.max_prompts,
                             stages=args.stages or STAGES)
@@ -238,12 +243,7 @@ def cmd_convert(args) -> int:
     say("cost of converting each layer alone (KL to the original, nats/token): " +
         ", ".join(f"{j}: {float(v):.3f}" for j, v in sorted(scores.items(), key=lambda kv: int(kv[0]))))
     say(table(result))
-    if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        from ..teach.recoveryplots import plot_layer_costs
-        plot_layer_costs(result).savefig(args.plot, dpi=110)
-        say(f"wrote {args.plot}")
+    _plot(args.plot, "plot_layer_costs", result)
     write_json(args.json, result)
     return 0
 
@@ -255,12 +255,7 @@ def _chosen_frontier(args) -> int:
     for p in result["points"]:
         say(f"k = {p['k']}: predicted {', '.join(f'{k} {v:.3f}x' for k, v in p['predicted'].items())}")
         say(table(p))
-    if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        from ..teach.recoveryplots import plot_chosen_frontier
-        plot_chosen_frontier(result).savefig(args.plot, dpi=110)
-        say(f"wrote {args.plot}")
+    _plot(args.plot, "plot_chosen_frontier", result)
     write_json(args.json, result)
     return 0
 

@@ -76,7 +76,10 @@ def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "s
     "templates"); ``loaded`` = (config, weights, tokenizer) replaces the pretrained checkpoint."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "results.json")
-    result = json.load(open(path)) if os.path.exists(path) else {}
+    result = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            result = json.load(f)
     if result.get("k", k) != k:
         raise ValueError(f"{path} holds a run with k={result['k']}; use another --out or delete it")
     result.update(k=k, steps=steps)
@@ -164,9 +167,7 @@ def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recov
     a ``run_conversion`` with ``choose_k >= max(ks)``), converted; for the k in ``recover_ks`` also distilled (the
     recipe: ``chosen+distill``); and the speed-up the performance model predicts (``frontier.predicted_speedups``). Each k runs in
     ``out_dir/k<k>`` and resumes there; the original's text is shared with ``choice_from``."""
-    import glob
-    import shutil
-    from .frontier import predicted_speedups
+    from .frontier import share_teacher_chats, predicted_speedups
     with open(os.path.join(choice_from, "results.json")) as f:
         main = json.load(f)
     order = main["choice"]["order"]
@@ -175,11 +176,7 @@ def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recov
     points = []
     for k in ks:
         d = os.path.join(out_dir, f"k{k}")
-        os.makedirs(d, exist_ok=True)
-        for path in glob.glob(os.path.join(choice_from, "teacher_chats_*")) + \
-                glob.glob(os.path.join(choice_from, "self_prompts_*")):
-            if not os.path.exists(os.path.join(d, os.path.basename(path))):
-                shutil.copyfile(path, os.path.join(d, os.path.basename(path)))
+        share_teacher_chats(choice_from, d)
         if not os.path.exists(os.path.join(d, "results.json")):
             write_json(os.path.join(d, "results.json"), {"k": k, "choice": main["choice"],
                                                           "rows": {"original": main["rows"]["original"]}})

@@ -41,7 +41,7 @@ def predicted_speedups(k: int, n_layers: int, batches=(1, 16)) -> dict[str, floa
     return out
 
 
-def _share_teacher_chats(out_dir: str, dest: str) -> None:
+def share_teacher_chats(out_dir: str, dest: str) -> None:
     """The original's prompts and chat replies do not depend on k: copy any already written into ``dest``."""
     import glob
     import shutil
@@ -90,7 +90,7 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, sourc
             write_json(path, point)
         if k in recover_ks and (point.get("recovered_by") != name or point.get("steps") != steps):
             dest = os.path.join(out_dir, f"k{k}", name)
-            _share_teacher_chats(out_dir, dest)
+            share_teacher_chats(out_dir, dest)
             run = "plain" if recipe["method"] == "plain" else "distill"
             res = run_recovery(dest, k, steps, (run,), source, eval_blocks, probe_limit,
                                loaded=loaded, known_rows={"original": original, "converted": point["converted"]},

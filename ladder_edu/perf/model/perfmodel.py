@@ -28,6 +28,8 @@ after a P-token prompt (the Ladder benchmark: P = 1024, G = 512) takes one prefi
 """
 from __future__ import annotations
 
+from itertools import groupby
+
 from dataclasses import dataclass
 
 from ...models.config import ALL_VARIANTS, ModelConfig, kraken_config
@@ -168,13 +170,8 @@ def forward(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, n
         mods = layer_modules(variant, cfg, hw, tp, batch, new_tokens, keys, nodes)
         ladder = ladder_positions(cfg, ladder_layers) if variant == "ladder" else frozenset()
         kinds = [[cp.Module(m.compute, m.comm, lag) for _, m in mods] for lag in (0, 1)]
-        runs = []                                     # runs of consecutive layers of one kind, in order
-        for i in range(L):
-            lag = int(i in ladder)
-            if runs and runs[-1][0] is kinds[lag]:
-                runs[-1] = (kinds[lag], runs[-1][1] + 1)
-            else:
-                runs.append((kinds[lag], 1))
+        runs = [(kinds[lag], len(list(g)))              # runs of consecutive layers of one kind, in order
+                for lag, g in groupby(int(i in ladder) for i in range(L))]
     msg_dim = kraken_config(cfg, max(tp, 2)).dim if variant == "kraken" else cfg.dim
     lanes = cp.Lanes()
     for layer, count in runs:
