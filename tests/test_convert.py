@@ -1,4 +1,6 @@
 """Choosing the ladder layers and repairing them in closed form, on toy models with known answers."""
+import json
+
 import pytest
 import torch
 
@@ -93,16 +95,41 @@ def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypa
     kw = dict(k=1, steps=2, eval_blocks=1, score_blocks=1, calib_blocks=2, every=1, probe_limit=1, max_prompts=24,
               prompt_source="templates", progress=False, loaded=loaded)
     r = convert.run_conversion(str(tmp_path), **kw)
-    assert set(r["rows"]) == {"original", "top", "chosen", "repaired", "repaired+distill", "chosen+distill"}
+    assert set(r["rows"]) == set(convert.STAGES) - {"choice"}
     assert r["rows"]["original"]["gen_kl"] == pytest.approx(0, abs=1e-6)
     assert len(r["chosen"]) == 1 and r["choice"]["order"][0] == r["chosen"][0] and len(r["repair"]) == 2
     for row in r["rows"].values():
         assert {"ppl", "ood_ppl", "gen_kl", "probe_correct"} <= set(row)
-    for d in ("repaired", "repaired+distill/model", "chosen+distill/model"):
+    for d in ("repaired", *(f"{name}/model" for name in convert.TRAINED)):
         assert load_model_dir(str(tmp_path / d))[0].ladder_set == set(r["chosen"])
+    assert set(r["histories"]["chosen+progressive"]) == {"group1", "group2", "group3"}
+    assert r["histories"]["chosen+distill:replies"]["selected"]["step"] in (0, 1, 2)
+    from ladder_edu.teach.recoveryplots import plot_distill_runs, stage_history
+    train, evals = stage_history(r["histories"], "chosen+match+distill")     # continues after the matching
+    assert [e["step"] for e in train] == [2, 3] and evals[0]["step"] == 2
+    assert [e["step"] for e in stage_history(r["histories"], "chosen+progressive")[0]] == [0, 1, 2, 3]
+    assert len(plot_distill_runs(r["histories"]).axes[1].lines) == len(convert.TRAINED)
     monkeypatch.setattr(convert, "choose_layers", lambda *a, **k: pytest.fail("the choice was recomputed"))
     monkeypatch.setattr(convert, "repair", lambda *a, **k: pytest.fail("the repair was recomputed"))
     again = convert.run_conversion(str(tmp_path), **kw)
     assert again["rows"] == r["rows"]
+    # progressive conversion resumes group by group: with its model gone, every group's checkpoint is complete
+    import shutil
+    from ladder_edu.recovery.finetune import Trainer
+
+    def forget(name):
+        shutil.rmtree(tmp_path / name / "model")
+        results = json.loads((tmp_path / "results.json").read_text())
+        results["rows"].pop(name, None)
+        (tmp_path / "results.json").write_text(json.dumps(results))
+
+    forget("chosen+progressive")
+    monkeypatch.setattr(Trainer, "step", lambda *a, **k: pytest.fail("a finished step was recomputed"))
+    rerun = convert.run_conversion(str(tmp_path), **{**kw, "stages": ("chosen+progressive",)})
+    assert rerun["rows"]["chosen+progressive"] == r["rows"]["chosen+progressive"]
+    forget("chosen+match")
+    forget("chosen+match+distill")
+    with pytest.raises(ValueError, match=r"starts from 'chosen\+match'"):
+        convert.run_conversion(str(tmp_path), **{**kw, "stages": ("chosen+match+distill",)})
     with pytest.raises(ValueError, match="holds a run with k=1"):
         convert.run_conversion(str(tmp_path), **{**kw, "k": 2})

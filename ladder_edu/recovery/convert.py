@@ -14,6 +14,10 @@
    repaired one: distillation from the original (``experiment.RECIPE``), training only the converted layers; the
    fine-tune's evaluations are its loss on the held-out teacher replies (a generation score, in its history), not
    perplexity. Measured on SmolLM2 the repair loses (it fits the calibration text; docs/recovery.md).
+7. **the other recoveries**, each from the chosen model at the same number of steps: teacher-forced per-module
+   matching (``match.py``) alone and followed by distillation; progressive conversion (the chosen layers added in
+   their order of choice, a third at a time, a third of the steps after each); distillation with the KL on the chat
+   replies only and the checkpoint chosen by the generation score (``finetune``'s ``reply_only``, ``select``).
 
 Each stage is written to ``out_dir/results.json`` as it finishes and every model to its own directory (``ladder-edu
 evaluate --model DIR``); a rerun skips finished stages and resumes a fine-tune from its checkpoint.
@@ -29,12 +33,22 @@ import torch
 from .choose import choose_layers, divergence, teacher_log_probs
 from .evaluate import blocks, corpus_split, mean_loss, out_of_domain_text, run_probe
 from .experiment import RECIPE, build, load, recipe_prompts, teacher_chat_blocks
+from .distill import reply_mask
 from .finetune import FinetuneConfig, finetune
 from .repair import repair
 from .safe_io import is_model_dir, load_model_dir, save_model_dir
 from ..util.atomic import write_json
 
-STAGES = ("original", "choice", "top", "chosen", "repaired", "repaired+distill", "chosen+distill")
+TRAINED = {   # stage: (the model it starts from, fine-tune method, FinetuneConfig changes)
+    "repaired+distill": ("repaired", "distill", {}),
+    "chosen+distill": ("chosen", "distill", {}),
+    "chosen+match": ("chosen", "match", {"lr": 1e-3}),
+    "chosen+match+distill": ("chosen+match", "distill", {}),
+    "chosen+progressive": ("chosen", "distill", {}),
+    "chosen+distill:replies": ("chosen", "distill", {"reply_only": True, "select": "gen_kl"}),
+}
+PROGRESSIVE_GROUPS = 3
+STAGES = ("original", "choice", "top", "chosen", "repaired", *TRAINED)
 RECIPE_STAGES = ("original", "choice", "top", "chosen", "chosen+distill")
 """What ``ladder-edu finetune`` runs: the recipe (the chosen layers, distilled) and what it is compared with; the
 closed-form repair, measured by ``ladder-edu convert``, loses (docs/recovery.md)."""
@@ -124,25 +138,57 @@ def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "s
     if "repaired" in stages and "repaired" not in rows:
         rcfg, rstate = load_model_dir(repaired_dir)
         row("repaired", build(rcfg, rstate))
-    for name, start in (("repaired+distill", "repaired"), ("chosen+distill", "chosen")):
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    chat_mask = reply_mask(texts.calib, tok.convert_tokens_to_ids("<|im_start|>"), end,
+                           tuple(tok("assistant").input_ids), tok("\n").input_ids[0])
+
+    def train(name, model, layers, n_steps, method="distill", sub=None, **changes):
+        """One resumable stage of training (``experiment.RECIPE`` unless ``changes`` say otherwise), only
+        ``layers``; returns its history."""
+        ft = FinetuneConfig(**{"steps": n_steps, "method": method, "prompts": RECIPE["prompts"], "lr": RECIPE["lr"],
+                               "chat_fraction": RECIPE["chat_fraction"], "seed": seed,
+                               "warmup": min(10, max(1, n_steps // 10)), "train_layers": list(layers),
+                               "eval_every": max(1, n_steps // 4), "checkpoint_every": max(1, n_steps // 4),
+                               **changes})
+        run_dir = os.path.join(out_dir, name, *([sub] if sub else []))
+        return finetune(model, texts.train, ft, run_dir, texts.score, teacher=original, chat_blocks=texts.calib,
+                        progress=progress, desc=f"{name} {sub}" if sub else name, chat_mask=chat_mask)
+
+    def saved(name):
+        return is_model_dir(os.path.join(out_dir, name, "model"))
+
+    def keep(name, model, history):
+        result.setdefault("histories", {})[name] = history
+        save_model_dir(os.path.join(out_dir, name, "model"), model.cfg, model.state_dict(), {"stage": name})
+        save()
+
+    def start_from(name):
+        if name == "repaired":
+            return build(*load_model_dir(repaired_dir))
+        if name == "chosen":
+            return build(cfg, state, ladder_layers=chosen)
+        return build(*load_model_dir(os.path.join(out_dir, name, "model")))
+
+    for name in TRAINED:
         if name not in stages or name in rows:
             continue
-        if start == "repaired":
-            rcfg, rstate = load_model_dir(repaired_dir)
-            model = build(rcfg, rstate)
-        else:
-            model = build(cfg, state, ladder_layers=chosen)
-        ft = FinetuneConfig(steps=steps, method=RECIPE["method"], prompts=RECIPE["prompts"], lr=RECIPE["lr"],
-                            chat_fraction=RECIPE["chat_fraction"], seed=seed, warmup=min(10, max(1, steps // 10)),
-                            train_layers=list(chosen), eval_every=max(1, steps // 4),
-                            checkpoint_every=max(1, steps // 4))
-        run_dir = os.path.join(out_dir, name)
-        history = finetune(model, texts.train, ft, run_dir, texts.score, teacher=original, chat_blocks=texts.calib,
-                           progress=progress, desc=name)
-        result.setdefault("histories", {})[name] = history
-        save_model_dir(os.path.join(run_dir, "model"), model.cfg, model.state_dict(), {"stage": name})
-        row(name, model)
-        del model
+        if not saved(name):
+            if name == "chosen+progressive":       # add the chosen layers in their order, a third at a time
+                order, model, history = result["choice"]["order"][:k], start_from("chosen"), {}
+                for g in range(1, PROGRESSIVE_GROUPS + 1):
+                    layers = sorted(order[:round(k * g / PROGRESSIVE_GROUPS)])
+                    n = max(1, steps // PROGRESSIVE_GROUPS + (steps % PROGRESSIVE_GROUPS
+                                                              if g == PROGRESSIVE_GROUPS else 0))
+                    model = build(cfg, model.state_dict(), ladder_layers=tuple(layers))
+                    history[f"group{g}"] = train(name, model, layers, n, sub=f"group{g}")
+            else:
+                base, method, changes = TRAINED[name]
+                if base in TRAINED and not saved(base):
+                    raise ValueError(f"stage {name!r} starts from {base!r}: add that stage (it runs first)")
+                model = start_from(base)
+                history = train(name, model, chosen, steps, method, **changes)
+            keep(name, model, history)
+        row(name, start_from(name))
     save()
     return result
 
@@ -151,7 +197,10 @@ def table(result: dict) -> str:
     """One line per measured model: perplexities, generation score, probe."""
     names = {"original": "original", "top": f"top {result['k']}, converted",
              "chosen": f"chosen {result['k']}, converted", "repaired": "chosen, repaired (closed form)",
-             "repaired+distill": "chosen, repaired + distill", "chosen+distill": "chosen + distill (the recipe)"}
+             "repaired+distill": "chosen, repaired + distill", "chosen+distill": "chosen + distill (the recipe)",
+             "chosen+match": "chosen + module matching", "chosen+match+distill": "chosen + matching + distill",
+             "chosen+progressive": "chosen, progressive + distill",
+             "chosen+distill:replies": "chosen + distill, replies, by gen"}
     lines = [f"{'model':<32} {'pydoc ppl':>9} {'LICENSE ppl':>11} {'gen KL':>7} {'probe':>7}"]
     for key, r in result.get("rows", {}).items():
         lines.append(f"{names.get(key, key):<32} {r['ppl']:9.2f} {r['ood_ppl']:11.2f} {r['gen_kl']:7.3f} "

@@ -117,6 +117,35 @@ def student_samples(model, prompts: list[list[int]], n: int, max_new_tokens: int
     return torch.cat([pick, reply], 1), mask
 
 
+def reply_mask(blocks: torch.Tensor, start: int, end: int, assistant: tuple[int, ...], newline: int) -> torch.Tensor:
+    """[n, T-1] bool for packed chat blocks [n, T]: true at t where token t+1 is part of an assistant reply (after
+    ``start`` + the ``assistant`` role tokens + ``newline``, up to and including ``end``): the targets of a
+    completion-only loss. A block that starts inside a turn takes that turn's role from the turn after it (roles
+    alternate user, assistant)."""
+    rows = []
+    for row in blocks.tolist():
+        first = row.index(start) if start in row else None
+        role_after = tuple(row[first + 1:first + 1 + len(assistant)]) if first is not None else None
+        inside = first is not None and role_after != assistant       # the block starts in a reply
+        label, i = [], 0
+        while i < len(row):
+            t = row[i]
+            if t == start:                                   # header: start, role tokens, newline
+                j = i + 1
+                while j < len(row) and row[j] != newline:
+                    j += 1
+                inside = tuple(row[i + 1:j]) == assistant
+                label += [False] * (min(j + 1, len(row)) - i)
+                i = j + 1
+                continue
+            label.append(inside)
+            if t == end:
+                inside = False
+            i += 1
+        rows.append(label[1:])
+    return torch.tensor(rows, dtype=torch.bool)
+
+
 def with_module_outputs(model, tokens: torch.Tensor, first: int = 0):
     """(model(tokens), [h_i]): the logits, and the output h_i of every attention and MLP of ``model.layers[first:]``
     in the order they ran (forward hooks, attached for this one call)."""

@@ -1,16 +1,21 @@
 """The recovery fine-tune: AdamW, warm-up + cosine, gradient clipping, bf16 autocast, resumable checkpoints.
 
-Learning rate at step s (0-based) of S, warm-up W:
-
-    lr(s) = lr * (s + 1) / W                                                   for s < W
-    lr(s) = min_lr + (lr - min_lr) * (1 + cos(pi * (s - W) / (S - W))) / 2     after
+The configuration and the learning-rate schedule (warm-up + cosine) are in ``ftconfig.py``.
 
 Each step draws its batch with a generator seeded by (seed, step), so a resumed run sees exactly the batches an
 uninterrupted one would. ``plain`` minimises next-token cross-entropy on the training blocks; ``distill`` minimises
 ``distill.distill_loss`` to a teacher's logits, on training blocks mixed with teacher-written chat blocks;
 ``onpolicy`` replaces the chat blocks by replies the student itself samples at that step (``distill.student_samples``,
-seeded by (seed, step), so a resumed run samples what an uninterrupted one would), scored by the teacher. With
-``lora_rank`` r > 0 the trained layers are frozen and learn through rank-r adapters (``lora``), merged at the end.
+seeded by (seed, step), so a resumed run samples what an uninterrupted one would), scored by the teacher; ``match``
+trains each converted module alone on the original's streams (``match.match_loss``: teacher-forced per-module output
+matching). ``reply_only`` keeps distillation's KL on the chat blocks' reply tokens (``distill.reply_mask``); the
+text blocks keep every token. With ``lora_rank`` r > 0 the trained layers are frozen and learn through rank-r
+adapters (``lora``), merged at the end.
+
+``select="gen_kl"``: every evaluation also measures the *generation score*, KL(teacher || model) per token on the
+held-out blocks (the teacher's own replies), keeps the trainable weights of the best evaluation so far in
+``best.safetensors`` (atomically), and loads them at the end: the checkpoint is chosen by generation, not by the
+last step.
 
 Checkpoints (every ``checkpoint_every`` steps, at the end, and when interrupted by Ctrl-C / a notebook's stop
 button) hold the trainable weights (by default the embeddings stay frozen: a conversion changes the dataflow, not
@@ -30,71 +35,20 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .distill import DIVERGENCES, distill_loss, hidden_loss, student_samples, with_module_outputs
+from .distill import distill_loss, hidden_loss, student_samples, with_module_outputs
+from .ftconfig import METHODS, PROMPTS, SELECT, FinetuneConfig, lr_at  # noqa: F401  (re-exported)
 from .lora import add_lora, merge_lora
 from .evaluate import mean_loss
+from .match import match_loss
 from .safe_io import load_tensors, refuse_pickles, save_tensors
 from ..util import atomic
 
-METHODS = ("plain", "distill", "onpolicy")
-PROMPTS = ("templates", "self")
 CHECKPOINT = "checkpoint.safetensors"
-
-
-@dataclass
-class FinetuneConfig:
-    steps: int = 100
-    batch: int = 4
-    lr: float = 1e-4
-    min_lr: float = 1e-5
-    warmup: int = 10
-    weight_decay: float = 0.0
-    clip: float = 1.0                 # max gradient norm
-    method: str = "plain"             # plain | distill | onpolicy
-    alpha: float = 1.0                # distill: weight of the KL term (1 - alpha: cross-entropy)
-    divergence: str = "forward"       # distill, onpolicy: KL(teacher||student) or "reverse" KL(student||teacher)
-    temperature: float = 1.0          # distill: softmax temperature
-    hidden_weight: float = 0.0        # distill: weight of the module-output matching term (distill.hidden_loss)
-    chat_fraction: float = 0.5        # distill: share of each batch drawn from teacher-written chat blocks
-    prompts: str = "templates"        # chat prompts from templates | self (the teacher wrote them); recorded, so a
-                                      # resume with other prompts is refused
-    reply_tokens: int = 48            # onpolicy: tokens the student samples per reply
-    lora_rank: int = 0                # > 0: train rank-r adapters on the unfrozen layers instead of their weights
-    eval_every: int = 25              # held-out loss every N steps (and at the end)
-    checkpoint_every: int = 20       # (a checkpoint of SmolLM2-135M is 1.3 GB and takes about 3 s to write)
-    freeze_embeddings: bool = True    # a conversion changes the dataflow, not the vocabulary
-    freeze_below: int = 0             # keep layers 0 .. k-1 frozen (a hybrid conversion leaves them unchanged)
-    train_layers: list | None = None  # train only these layers (the converted ones of a chosen set); None: all
-    amp: bool = True                  # bf16 autocast (weights and AdamW stay float32)
-    max_loss: float = 20.0            # divergence guard
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown fine-tune method {self.method!r}; valid choices: {', '.join(METHODS)}")
-        if self.prompts not in PROMPTS:
-            raise ValueError(f"unknown prompt source {self.prompts!r}; valid choices: {', '.join(PROMPTS)}")
-        if self.divergence not in DIVERGENCES:
-            raise ValueError(f"unknown divergence {self.divergence!r}; valid choices: {', '.join(DIVERGENCES)}")
-        if self.lora_rank < 0 or self.reply_tokens < 1:
-            raise ValueError("lora_rank must be >= 0 and reply_tokens >= 1")
-        if self.steps < 1 or self.batch < 1 or self.warmup < 0 or self.lr <= 0:
-            raise ValueError("steps and batch must be >= 1, warmup >= 0 and lr > 0")
-        if self.train_layers is not None:
-            self.train_layers = sorted(int(i) for i in self.train_layers)
-            if self.freeze_below or self.lora_rank:
-                raise ValueError("train_layers cannot be combined with freeze_below or lora_rank: give one of them")
+BEST = "best.safetensors"
 
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-def lr_at(step: int, ft: FinetuneConfig) -> float:
-    if step < ft.warmup:
-        return ft.lr * (step + 1) / ft.warmup
-    p = (step - ft.warmup) / max(1, ft.steps - ft.warmup)
-    return ft.min_lr + (ft.lr - ft.min_lr) * (1 + math.cos(math.pi * min(p, 1.0))) / 2
 
 
 def write_checkpoint(path: str, config: dict, step: int, history: dict, optimizer: dict, weights: dict) -> None:
@@ -135,12 +89,13 @@ def _batch(blocks: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
 
 def finetune(model, train_blocks: torch.Tensor, ft: FinetuneConfig, out_dir: str, eval_blocks=None, teacher=None,
              chat_blocks=None, progress: bool = True, desc: str = "fine-tune", on_eval=None,
-             prompts: tuple[list[list[int]], int] | None = None) -> dict:
+             prompts: tuple[list[list[int]], int] | None = None, chat_mask: torch.Tensor | None = None) -> dict:
     """Fine-tune ``model`` (one device) in place; returns the history {"train": [...], "eval": [...]}.
 
     ``on_eval(history)`` is called after each evaluation (a notebook redraws its loss curve there).
     ``prompts`` = (chat prompts as token ids, the end-of-turn token): what ``onpolicy`` samples replies to."""
-    trainer = Trainer(model, ft, out_dir, Data(train_blocks, eval_blocks, chat_blocks, prompts), teacher, on_eval)
+    data = Data(train_blocks, eval_blocks, chat_blocks, prompts, chat_mask)
+    trainer = Trainer(model, ft, out_dir, data, teacher, on_eval)
     return trainer.run(progress, desc)
 
 
@@ -151,6 +106,7 @@ class Data:
     eval: torch.Tensor | None = None
     chats: torch.Tensor | None = None
     prompts: tuple[list[list[int]], int] | None = None
+    chat_mask: torch.Tensor | None = None      # [n_chats, block - 1]: true where the target is a reply token
 
 
 class Trainer:
@@ -165,6 +121,10 @@ class Trainer:
             raise ValueError(f"method {ft.method!r} needs the teacher: the unconverted model")
         if ft.method == "onpolicy" and not (data.prompts and data.prompts[0]):
             raise ValueError("method 'onpolicy' needs prompts=(token ids of chat prompts, end-of-turn token id)")
+        if ft.reply_only and (ft.method != "distill" or data.chat_mask is None):
+            raise ValueError("reply_only needs method 'distill' and the chat blocks' reply mask (Data.chat_mask)")
+        if ft.select == "gen_kl" and (teacher is None or data.eval is None):
+            raise ValueError("select='gen_kl' needs the teacher and held-out blocks (eval_blocks) to score")
         self.model, self.ft, self.data, self.teacher, self.on_eval = model, ft, data, teacher, on_eval
         self.out_dir, self.path = out_dir, os.path.join(out_dir, CHECKPOINT)
         os.makedirs(out_dir, exist_ok=True)
@@ -185,7 +145,7 @@ class Trainer:
         self.history = {"config": asdict(ft), "train": [], "eval": []}
         self.start = self._resume()
         self.hidden = ft.method != "plain" and ft.hidden_weight > 0       # also match module outputs
-        chats = ft.method == "onpolicy" or (ft.method == "distill" and data.chats is not None)
+        chats = ft.method == "onpolicy" or (ft.method in ("distill", "match") and data.chats is not None)
         self.n_chat = round(ft.batch * ft.chat_fraction) if chats else 0
 
     def _resume(self) -> int:
@@ -205,8 +165,32 @@ class Trainer:
         ev = self.history["eval"]
         if self.data.eval is not None and (not ev or ev[-1]["step"] != step):
             ev.append({"step": step, "loss": mean_loss(self.model, self.data.eval)})
+            if self.ft.select == "gen_kl":
+                ev[-1]["gen_kl"] = self.generation_score()
+                if ev[-1]["gen_kl"] <= min(e["gen_kl"] for e in ev):
+                    save_tensors(os.path.join(self.out_dir, BEST), {n: p.detach() for n, p in self.params.items()},
+                                 {"step": step, "gen_kl": ev[-1]["gen_kl"]})
             if self.on_eval:
                 self.on_eval(self.history)
+
+    def generation_score(self) -> float:
+        """KL(teacher || model) per token on the held-out blocks (the teacher's log-probabilities computed once)."""
+        from .choose import divergence, teacher_log_probs
+        if getattr(self, "_teacher_logp", None) is None:
+            self._teacher_logp = teacher_log_probs(self.teacher, self.data.eval)
+        was = self.model.training
+        self.model.eval()
+        score = divergence(self.model, self._teacher_logp, self.data.eval)
+        self.model.train(was)
+        return score
+
+    def load_best(self) -> None:
+        """The trainable weights of the best evaluation (``select="gen_kl"``) back into the model."""
+        tensors, meta = load_tensors(os.path.join(self.out_dir, BEST))
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(tensors[n])
+        self.history["selected"] = meta
 
     def save(self, step: int) -> None:
         write_checkpoint(self.path, asdict(self.ft), step, self.history, self.opt.state_dict(),
@@ -231,6 +215,8 @@ class Trainer:
             if len(self.history["train"]) > self.start:    # history["train"] holds steps 0 .. done-1
                 self.save(len(self.history["train"]))      # every completed step is kept; run again to resume
             raise
+        if self.ft.select == "gen_kl":
+            self.load_best()
         if self.ft.lora_rank:
             merge_lora(self.model)
         self.model.eval()
@@ -243,8 +229,13 @@ class Trainer:
         step_seed = ft.seed * 1_000_003 + step
         gen = torch.Generator().manual_seed(step_seed)
         rows = [_batch(self.data.train, ft.batch - self.n_chat, gen)]
-        if self.n_chat and ft.method == "distill":      # teacher-written chat blocks
-            rows.append(_batch(self.data.chats, self.n_chat, gen))
+        self.mask = None
+        if self.n_chat and ft.method in ("distill", "match"):      # teacher-written chat blocks
+            pick = torch.randint(len(self.data.chats), (self.n_chat,), generator=gen)
+            rows.append(self.data.chats[pick])
+            if ft.reply_only:                                      # text rows: every token; chats: the replies
+                text = torch.ones(len(rows[0]), rows[0].shape[1] - 1, dtype=torch.bool)
+                self.mask = torch.cat([text, self.data.chat_mask[pick]]).to(device)
         sampled = None
         if self.n_chat and ft.method == "onpolicy":     # the student's own replies, this step's seed
             prompts, eot = self.data.prompts
@@ -255,13 +246,15 @@ class Trainer:
         """Next-token cross-entropy (plain) or the distillation loss against the teacher (``distill.py``)."""
         ft, model, teacher, device = self.ft, self.model, self.teacher, tokens.device
         x = tokens[:, :-1]
+        if ft.method == "match":
+            return match_loss(model, teacher, x)
         logits, h_student = with_module_outputs(model, x, ft.freeze_below) if self.hidden else (model(x), None)
         if ft.method == "plain":
             return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
         with torch.no_grad():
             teacher_logits, h_teacher = with_module_outputs(teacher, x, ft.freeze_below) if self.hidden else \
                 (teacher(x), None)
-        loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature, ft.divergence)
+        loss = distill_loss(logits, teacher_logits, tokens[:, 1:], ft.alpha, ft.temperature, ft.divergence, self.mask)
         if sampled is not None:                        # the teacher scores the student's samples
             samples, mask = sampled
             x = samples[:, :-1].to(device)

@@ -180,16 +180,38 @@ def plot_repair(report: list[dict]):
     return fig
 
 
+STAGE_COLORS = {"chosen+distill": "#55A868", "repaired+distill": "#C44E52", "chosen+match": "#8172B2",
+                "chosen+match+distill": "#4C72B0", "chosen+progressive": "#CCB974", "chosen+distill:replies": "#64B5CD"}
+
+
+def stage_history(histories: dict[str, dict], name: str) -> tuple[list[dict], list[dict]]:
+    """(train, eval) records of one stage of ``convert``, stepped from the chosen model's start: a progressive
+    stage's groups one after another, a stage that starts from another trained stage after that stage's steps."""
+    from ..recovery.convert import TRAINED
+    base = TRAINED.get(name, ("",))[0]
+    offset = len(stage_history(histories, base)[0]) if base in histories else 0
+    h = histories[name]
+    parts = [h] if "train" in h else [h[g] for g in sorted(h)]
+    train, evals = [], []
+    for part in parts:
+        train += [{**e, "step": e["step"] + offset} for e in part["train"]]
+        evals += [{**e, "step": e["step"] + offset} for e in part["eval"]]
+        offset += len(part["train"])
+    return train, evals
+
+
 def plot_distill_runs(histories: dict[str, dict]):
-    """Left: the distillation loss (KL to the original) per step of each run. Right: the loss on held-out replies
-    the original wrote (the generation score the runs are compared by), at each evaluation."""
-    colors = {"repaired+distill": RUN_COLORS["distill"], "chosen+distill": RUN_COLORS["plain"]}
+    """Left: the distillation loss (KL to the original) per step of each run that distills (per-module matching
+    has a loss of another kind and is left out). Right: the loss on held-out replies the original wrote, at each
+    evaluation. Steps count from the chosen model: a stage that starts from another continues after its steps."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for run, h in histories.items():
-        a.plot([e["step"] for e in h["train"]], [e["loss"] for e in h["train"]], color=colors.get(run), lw=1,
-               label=run)
-        b.plot([e["step"] for e in h["eval"]], [e["loss"] for e in h["eval"]], "o-", color=colors.get(run),
-               label=run)
+    for run in histories:
+        train, evals = stage_history(histories, run)
+        if run != "chosen+match":
+            a.plot([e["step"] for e in train], [e["loss"] for e in train], color=STAGE_COLORS.get(run), lw=1,
+                   label=run)
+        b.plot([e["step"] for e in evals], [e["loss"] for e in evals], "o-", color=STAGE_COLORS.get(run),
+               label=run, ms=3)
     a.set(title="KL to the original (training batches)", xlabel="step")
     b.set(title="loss on held-out replies of the original", xlabel="step")
     for ax in (a, b):
