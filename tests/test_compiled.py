@@ -34,7 +34,7 @@ def test_compiled_decode_equals_eager_on_gloo(variant):
     if variant in ("standard", "parallel"):                  # the next module needs the result: no overlap
         assert max(overlap) == 0, overlap
     else:                                                    # ladder and Kraken: a module's matmuls hide each one
-        assert min(overlap[:-1]) >= 3, overlap
+        assert min(overlap[:-1]) >= 2, overlap                # fused: wqkv + o_proj, w13 + down_proj
 
 
 def test_overlap_reading_of_generated_code():

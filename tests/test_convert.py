@@ -124,6 +124,7 @@ def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypa
         (tmp_path / "results.json").write_text(json.dumps(results))
 
     forget("chosen+progressive")
+    real_step = Trainer.step
     monkeypatch.setattr(Trainer, "step", lambda *a, **k: pytest.fail("a finished step was recomputed"))
     rerun = convert.run_conversion(str(tmp_path), **{**kw, "stages": ("chosen+progressive",)})
     assert rerun["rows"]["chosen+progressive"] == r["rows"]["chosen+progressive"]
@@ -133,3 +134,12 @@ def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypa
         convert.run_conversion(str(tmp_path), **{**kw, "stages": ("chosen+match+distill",)})
     with pytest.raises(ValueError, match="holds a run with k=1"):
         convert.run_conversion(str(tmp_path), **{**kw, "k": 2})
+    # another budget of the same conversion reuses the choice (choose_layers would fail) and the original's text
+    longer = tmp_path / "longer"
+    monkeypatch.setattr(Trainer, "step", real_step)
+    convert.reuse_choice(str(tmp_path), str(longer), 1)
+    more = convert.run_conversion(str(longer), **{**kw, "steps": 3, "stages": ("chosen+match",)})
+    assert more["chosen"] == r["chosen"] and more["rows"]["original"] == r["rows"]["original"]
+    assert len(more["histories"]["chosen+match"]["train"]) == 3
+    with pytest.raises(ValueError, match="chose 1 layers; k=2 needs more"):
+        convert.reuse_choice(str(tmp_path), str(tmp_path / "k2"), 2)

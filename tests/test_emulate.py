@@ -37,7 +37,7 @@ def test_emulated_shard_has_one_nth_of_each_layer():
     group.close()
     attn = model.layers[0].self_attn
     assert (attn.n_heads, attn.n_kv_heads) == (8, 1)
-    assert model.layers[0].mlp.gate_proj.weight.shape == (28672 // 8, 8192)
+    assert model.layers[0].mlp.w13.weight.shape == (2 * 28672 // 8, 8192)            # [gate_r; up_r]
 
 
 def test_emulated_benchmark_runs_every_variant_and_says_it_is_modeled():

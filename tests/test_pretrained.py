@@ -114,8 +114,8 @@ def test_models_built_for_training_do_not_share_weights(smollm2):
     from ladder_edu.recovery.experiment import build
     cfg, state, _ = smollm2
     a, b = build(cfg, state), build(cfg, state, ladder_layers=15)
-    pa, pb = a.layers[0].mlp.up_proj.weight, b.layers[0].mlp.up_proj.weight
-    assert torch.equal(pa, pb) and pa.data_ptr() != pb.data_ptr() != state["layers.0.mlp.up_proj.weight"].data_ptr()
+    pa, pb = a.layers[0].mlp.down_proj.weight, b.layers[0].mlp.down_proj.weight
+    assert torch.equal(pa, pb) and pa.data_ptr() != pb.data_ptr() != state["layers.0.mlp.down_proj.weight"].data_ptr()
 
 
 def test_frontier_saves_each_point_and_resumes(tmp_path):

@@ -135,6 +135,9 @@ def add_parsers(sub):
                     help=f"comma-separated from {', '.join(STAGES)} (default: all)")
     cv.add_argument("--every", type=ints(1), default=5, help="re-score the remaining layers after every N chosen "
                                                              "(default: 5)")
+    cv.add_argument("--choice-from", type=convert_dir, metavar="DIR",
+                    help="reuse DIR's layer choice, original's row and original-written text (another budget of "
+                         "the same conversion; DIR chose at least K layers)")
     cv.add_argument("--calib-blocks", type=ints(1), default=32,
                     help="blocks of 256 tokens of the original's text for the least-squares repair (default: 32)")
     cv.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
@@ -235,7 +238,9 @@ def cmd_frontier(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from ..recovery.convert import STAGES, run_conversion, table
+    from ..recovery.convert import STAGES, reuse_choice, run_conversion, table
+    if args.choice_from:
+        reuse_choice(args.choice_from, args.out, args.choose)
     result = run_conversion(args.out, args.choose, args.steps, eval_blocks=args.eval_blocks, every=args.every,
                             calib_blocks=args.calib_blocks, probe_limit=args.probe_limit, max_prompts=args.max_prompts,
                             stages=args.stages or STAGES)

@@ -15,11 +15,11 @@ kernels themselves, and it hides what ladder changes (the wait for the all-reduc
    wait right after its all-reduce, and inductor fuses "stream + MLP_0's output" (needed by MLP_1) into the kernel
    that prepares Attn_1's input, so MLP_0's all-reduce must finish before Attn_1 starts. Measured with
    :func:`overlapped_matmuls` (matmuls issued while each all-reduce is in flight) on the ``tiny`` ladder at TP=2:
-   ``[3, 0, 0, 0, 3, 0, 3, 0]`` -- most of the overlap gone. Inductor's ``sink_waits`` pass (on by default here;
+   ``[2, 0, 0, 0, 2, 0, 2, 0]`` -- most of the overlap gone. Inductor's ``sink_waits`` pass (on by default here;
    the ladder authors' benchmark turns on the same machinery) does not change that: fusion has already tied the
    add to the earlier kernel. ``comm.ordered_after`` does: a fence that makes the reduced tensor depend on the
    next module's output, so the add and the wait stay after it, where the eager code has them. With it:
-   ``[3, 4, 3, 4, 3, 4, 3, 0]``, every ladder all-reduce but the last under a whole module's matmuls, and no
+   ``[2, 2, 2, 2, 2, 2, 2, 0]``, every ladder all-reduce but the last under a whole module's matmuls, and no
    standard or parallel one (``[0, 0, ...]``) -- the tests check exactly that in the compiled code.
 
 On a CPU the same step compiles to inductor's C++ kernels (no CUDA graphs); the tests check there that compiled

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from ..tp.parallel import ColumnParallelLinear, RowParallelLinear, TPGroup
+from ..tp.parallel import FusedColumnParallelLinear, RowParallelLinear, TPGroup
 
 
 class RMSNorm(nn.Module):
@@ -70,7 +70,7 @@ class KVCache(nn.Module):
 class Attention(nn.Module):
     """Causal grouped-query attention on this rank's heads: H/n query heads and K/n kv heads.
 
-    q, k, v = x Wq_r^T, x Wk_r^T, x Wv_r^T (column-parallel: whole heads), RoPE on q and k,
+    [q, k, v] = x [Wq_r; Wk_r; Wv_r]^T (column-parallel: whole heads; one GEMM), RoPE on q and k,
     o_r = softmax(q k^T / sqrt(d) + causal mask) v, then the partial sum o_r Wo_r^T (row-parallel).
 
     ``start`` is the first position, an int (eager: attend to the cache up to start+T), or a tensor of the T
@@ -81,17 +81,18 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads // tp.size, cfg.n_kv_heads // tp.size, cfg.head_dim
         d = cfg.head_dim
-        self.q_proj = ColumnParallelLinear(cfg.dim, cfg.n_heads * d, tp, dtype, device)
-        self.k_proj = ColumnParallelLinear(cfg.dim, cfg.n_kv_heads * d, tp, dtype, device)
-        self.v_proj = ColumnParallelLinear(cfg.dim, cfg.n_kv_heads * d, tp, dtype, device)
+        self.wqkv = FusedColumnParallelLinear(cfg.dim, {"q_proj": cfg.n_heads * d, "k_proj": cfg.n_kv_heads * d,
+                                                         "v_proj": cfg.n_kv_heads * d}, tp, dtype, device)
+        self.wqkv.keep_names(self, "wqkv")
         self.o_proj = RowParallelLinear(cfg.n_heads * d, cfg.dim, tp, dtype, device)
         self.cache: KVCache | None = None
 
     def forward(self, x: torch.Tensor, start: int, rope) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.wqkv(x)                           # one GEMM: [q_r; k_r; v_r] (FusedColumnParallelLinear)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         static = isinstance(start, torch.Tensor)
         where = start if static else slice(start, start + T)
         cos, sin = rope[0][where], rope[1][where]
@@ -100,8 +101,6 @@ class Attention(nn.Module):
             k, v = self.cache.update(start, k, v)
         elif static or start:
             raise ValueError("start > 0 (or a positions tensor) needs a KV cache: call model.setup_cache(batch) first")
-        group = self.n_heads // self.n_kv_heads          # query heads per kv head (GQA)
-        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         S = k.shape[2]                                    # keys: all positions < start + T
         if static:                                        # query at position p sees cache slots s <= p
             mask = torch.arange(S, device=x.device)[None, :] <= start[:, None]
@@ -109,21 +108,25 @@ class Attention(nn.Module):
             mask = None                                   # one new token sees every cached position
         else:                                             # query at position start+t sees keys <= start+t
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        # GQA: each kv head serves n_heads / n_kv_heads query heads, read in place (no repeated K/V copies)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.n_heads != self.n_kv_heads)
         return self.o_proj(o.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
 class MLP(nn.Module):
-    """SwiGLU on this rank's slice of the hidden features: (silu(x Wg_r^T) * x Wu_r^T) Wd_r^T, a partial sum."""
+    """SwiGLU on this rank's slice of the hidden features: (silu(x Wg_r^T) * x Wu_r^T) Wd_r^T, a partial sum (gate
+    and up as one GEMM)."""
 
     def __init__(self, cfg: ModelConfig, tp: TPGroup, dtype=None, device=None):
         super().__init__()
-        self.gate_proj = ColumnParallelLinear(cfg.dim, cfg.ffn_dim, tp, dtype, device)
-        self.up_proj = ColumnParallelLinear(cfg.dim, cfg.ffn_dim, tp, dtype, device)
+        self.w13 = FusedColumnParallelLinear(cfg.dim, {"gate_proj": cfg.ffn_dim, "up_proj": cfg.ffn_dim}, tp, dtype,
+                                             device)
+        self.w13.keep_names(self, "w13")
         self.down_proj = RowParallelLinear(cfg.ffn_dim, cfg.dim, tp, dtype, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.w13(x)                          # one GEMM: [gate_r; up_r]
+        return self.down_proj(F.silu(gate) * up)
 
 
 def check_tokens(model, tokens: torch.Tensor, start):

@@ -210,13 +210,27 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def reuse_choice(choice_from: str, out_dir: str, k: int) -> None:
+    """Start ``out_dir`` (a run of k layers) from ``choice_from``'s run: its layer choice, its original's row, the
+    original's prompts and replies, so that only the stages asked for run (a longer budget, another k)."""
+    from .frontier import share_teacher_chats
+    with open(os.path.join(choice_from, "results.json")) as f:
+        main = json.load(f)
+    if k > len(main["choice"]["order"]):
+        raise ValueError(f"{choice_from} chose {len(main['choice']['order'])} layers; k={k} needs more (choose_k)")
+    share_teacher_chats(choice_from, out_dir)
+    if not os.path.exists(os.path.join(out_dir, "results.json")):
+        write_json(os.path.join(out_dir, "results.json"), {"k": k, "choice": main["choice"],
+                                                            "rows": {"original": main["rows"]["original"]}})
+
+
 def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recover_ks=(12,), steps: int = 100,
                     progress: bool = True, **kwargs) -> dict:
     """For each k: the top k and the first k layers of ``choice_from``'s greedy choice (``out_dir/results.json`` of
     a ``run_conversion`` with ``choose_k >= max(ks)``), converted; for the k in ``recover_ks`` also distilled (the
     recipe: ``chosen+distill``); and the speed-up the performance model predicts (``frontier.predicted_speedups``). Each k runs in
     ``out_dir/k<k>`` and resumes there; the original's text is shared with ``choice_from``."""
-    from .frontier import share_teacher_chats, predicted_speedups
+    from .frontier import predicted_speedups
     with open(os.path.join(choice_from, "results.json")) as f:
         main = json.load(f)
     order = main["choice"]["order"]
@@ -225,10 +239,7 @@ def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recov
     points = []
     for k in ks:
         d = os.path.join(out_dir, f"k{k}")
-        share_teacher_chats(choice_from, d)
-        if not os.path.exists(os.path.join(d, "results.json")):
-            write_json(os.path.join(d, "results.json"), {"k": k, "choice": main["choice"],
-                                                          "rows": {"original": main["rows"]["original"]}})
+        reuse_choice(choice_from, d, k)
         stages = ("top", "chosen", "chosen+distill") if k in recover_ks else ("top", "chosen")
         r = run_conversion(d, k, steps, stages=stages, progress=progress, **kwargs)
         r["predicted"] = predicted_speedups(k, r["n_layers"])

@@ -69,6 +69,52 @@ class ColumnParallelLinear(nn.Module):
         return nn.functional.linear(x, self.weight)
 
 
+class FusedColumnParallelLinear(ColumnParallelLinear):
+    """Several column-parallel projections of the same input as one GEMM (gpt-fast's ``wqkv`` and ``w1``/``w3``).
+
+    ``parts`` = {name: full output features}. Rank r's weight is the concatenation of every part's r-th block of
+    rows, [q_r; k_r; v_r], so the sharding stays a row split of each part and ``forward`` returns the parts of
+    y_r = x W_r^T. :meth:`keep_names` makes the parent's state dicts show (and load) the parts under their own
+    names, so checkpoints keep Hugging Face's names and ``SHARDING_PLAN`` is unchanged.
+    """
+
+    def __init__(self, in_features: int, parts: dict[str, int], tp: TPGroup, dtype=None, device=None):
+        for name, out in parts.items():
+            if out % tp.size:
+                raise ValueError(f"{name}: out_features={out} is not divisible by the TP degree {tp.size}")
+        super().__init__(in_features, sum(parts.values()), tp, dtype, device)
+        self.parts = {name: out // tp.size for name, out in parts.items()}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return nn.functional.linear(x, self.weight).split(list(self.parts.values()), dim=-1)
+
+    def keep_names(self, parent: nn.Module, attr: str) -> None:
+        """Hooks on ``parent`` (which holds this module as ``attr``): its state dict holds ``<part>.weight`` in
+        place of ``<attr>.weight``, in the same position; loading accepts either form."""
+        fused, parts = f"{attr}.weight", self.parts
+
+        def split(module, state_dict, prefix, local_metadata):
+            key = prefix + fused
+            if key not in state_dict:                   # e.g. under a LoRA parametrization
+                return
+            items = list(state_dict.items())
+            state_dict.clear()
+            for k, v in items:
+                if k != key:
+                    state_dict[k] = v
+                    continue
+                for (name, _), piece in zip(parts.items(), v.split(list(parts.values()), dim=0)):
+                    state_dict[f"{prefix}{name}.weight"] = piece.clone()    # safetensors refuses shared storage
+
+        def fuse(module, state_dict, prefix, *args):
+            names = [f"{prefix}{name}.weight" for name in parts]
+            if all(n in state_dict for n in names):
+                state_dict[prefix + fused] = torch.cat([state_dict.pop(n) for n in names], dim=0)
+
+        parent.register_state_dict_post_hook(split)
+        parent.register_load_state_dict_pre_hook(fuse)
+
+
 class RowParallelLinear(nn.Module):
     """y_r = x_r W_r^T with W_r the r-th block of *columns* of W: a partial sum; the caller all-reduces sum_r y_r."""
 
