@@ -1,11 +1,6 @@
 """The fine-tune loop: schedule, resume after a hard kill, Ctrl-C, divergence; the evaluation and distillation data."""
-import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -54,15 +49,8 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path,
     assert ref_hist["eval"][-1]["loss"] < ref_hist["eval"][0]["loss"]           # it learns
     out = tmp_path / "run"
     code = CHILD.format(tests=os.path.dirname(__file__), out=str(out), ft=ft)
-    child = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.time() + 120
-    while time.time() < deadline and child.poll() is None:
-        hist = out / "history.json"
-        if hist.exists() and len(json.loads(hist.read_text())["train"]) >= 10:
-            break
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)                                            # no chance to save anything
-    child.wait()
+    from .killing import kill_after_steps      # (not at the top: the child imports this module)
+    kill_after_steps(code, out, 10)                                              # no chance to save anything
     saved = read_checkpoint(str(out / CHECKPOINT))["step"]
     assert 10 <= saved < FT["steps"], saved
     model = fresh()

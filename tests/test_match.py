@@ -1,11 +1,6 @@
 """Recovery stages beyond distillation: teacher-forced per-module matching, the completion-only KL and its reply
 mask, the checkpoint chosen by generation score; each resumes after a kill and ends where an uninterrupted run does."""
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -120,16 +115,8 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path,
     finetune(ref, DATA, ft, str(tmp_path / "ref"), DATA[:4], teacher=teacher(), chat_blocks=CHATS, chat_mask=MASK,
              progress=False)
     out = tmp_path / "run"
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=os.path.dirname(__file__), out=str(out),
-                                                                 run=run)])
-    deadline = time.time() + 120
-    while time.time() < deadline and child.poll() is None:
-        h = out / "history.json"
-        if h.exists() and len(json.loads(h.read_text())["train"]) >= 8:
-            break
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    from .killing import kill_after_steps      # (not at the top: the child imports this module)
+    kill_after_steps(CHILD.format(tests=os.path.dirname(__file__), out=str(out), run=run), out, 8)
     assert 8 <= read_checkpoint(str(out / CHECKPOINT))["step"] < FT["steps"]
     model = student()
     hist = finetune(model, DATA, ft, str(out), DATA[:4], teacher=teacher(), chat_blocks=CHATS, chat_mask=MASK,

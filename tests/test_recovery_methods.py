@@ -1,11 +1,6 @@
 """The recovery methods beyond plain distillation: on-policy distillation, LoRA, reverse KL, self-written prompts."""
-import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -105,15 +100,8 @@ def test_a_killed_onpolicy_lora_run_resumes_and_ends_where_an_uninterrupted_one_
     assert len(hist["eval"]) == 4 and all(math.isfinite(e["loss"]) for e in hist["eval"])
     assert not any(n.endswith((".A", ".B")) for n in ref.state_dict())   # merged at the end
     out = tmp_path / "run"
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=os.path.dirname(__file__), out=str(out))])
-    deadline = time.time() + 120
-    while time.time() < deadline and child.poll() is None:
-        h = out / "history.json"
-        if h.exists() and len(json.loads(h.read_text())["train"]) >= 8:
-            break
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    from .killing import kill_after_steps      # (not at the top: the child imports this module)
+    kill_after_steps(CHILD.format(tests=os.path.dirname(__file__), out=str(out)), out, 8)
     saved = read_checkpoint(str(out / CHECKPOINT))
     assert 8 <= saved["step"] < FT["steps"], saved["step"]
     layers = [k for k in saved["weights"] if k.startswith("layers.")]
