@@ -200,7 +200,7 @@ def table(result: dict) -> str:
              "repaired+distill": "chosen, repaired + distill", "chosen+distill": "chosen + distill (the recipe)",
              "chosen+match": "chosen + module matching", "chosen+match+distill": "chosen + matching + distill",
              "chosen+progressive": "chosen, progressive + distill",
-             "chosen+distill:replies": "chosen + distill, replies, by gen"}
+             "chosen+distill:replies": "chosen + distill, replies only"}
     lines = [f"{'model':<32} {'pydoc ppl':>9} {'LICENSE ppl':>11} {'gen KL':>7} {'probe':>7}"]
     for key, r in result.get("rows", {}).items():
         lines.append(f"{names.get(key, key):<32} {r['ppl']:9.2f} {r['ood_ppl']:11.2f} {r['gen_kl']:7.3f} "
