@@ -144,6 +144,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.params.values(), lr=ft.lr, weight_decay=ft.weight_decay, betas=(0.9, 0.95))
         self.history = {"config": asdict(ft), "train": [], "eval": []}
         self.start = self._resume()
+        self._teacher_logp = None                                         # generation_score's, computed once
         self.hidden = ft.method != "plain" and ft.hidden_weight > 0       # also match module outputs
         chats = ft.method == "onpolicy" or (ft.method in ("distill", "match") and data.chats is not None)
         self.n_chat = round(ft.batch * ft.chat_fraction) if chats else 0
@@ -176,7 +177,7 @@ class Trainer:
     def generation_score(self) -> float:
         """KL(teacher || model) per token on the held-out blocks (the teacher's log-probabilities computed once)."""
         from .choose import divergence, teacher_log_probs
-        if getattr(self, "_teacher_logp", None) is None:
+        if self._teacher_logp is None:
             self._teacher_logp = teacher_log_probs(self.teacher, self.data.eval)
         was = self.model.training
         self.model.eval()
