@@ -1,4 +1,6 @@
 """Decode benchmark plumbing (no timing assertions: timings are measured by benchmarks, not tests)."""
+import pytest
+
 from ladder_edu import get_config
 from ladder_edu.perf.measure.bench import decode_benchmark, summarize
 
@@ -48,3 +50,15 @@ def test_compiled_decode_benchmark_and_its_errors():
         decode_benchmark(get_config("tiny"), 2, ["standard"], phase="prefill", compile_mode="auto")
     with pytest.raises(ValueError, match="valid choices: auto, default"):
         decode_benchmark(get_config("tiny"), 2, ["standard"], compile_mode="turbo")
+
+
+def test_decode_against_transformers_agrees_and_reports_both_speeds():
+    pytest.importorskip("transformers")
+    from ladder_edu import get_config, init_weights
+    from ladder_edu.perf.measure.hf_decode import decode_vs_transformers, table
+    cfg = get_config("tiny", n_kv_heads=2)
+    res = decode_vs_transformers(cfg, init_weights(cfg), prompt_tokens=5, new_tokens=4, rounds=2)
+    assert res["same_tokens"]                          # the same weights decode the same greedy tokens
+    assert len(res["ours"]["rounds"]) == len(res["transformers"]["rounds"]) == 2
+    assert res["ours"]["min"] <= res["ours"]["tokens_per_s"] <= res["ours"]["max"]
+    assert "transformers LlamaForCausalLM" in table(res)

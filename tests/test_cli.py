@@ -39,11 +39,14 @@ def test_check_fails_with_exit_1_on_mismatch(capsys):
     (["check", "--backend", "nccl"], "valid choice on this machine: gloo"),
     (["bench", "--compile", "--emulate-tp", "8"], "--compile cannot be combined with --emulate-tp"),
     (["bench", "--compile", "--phase", "prefill", "--preset", "tiny"], "compile applies to decode"),
+    (["bench", "--graph"], "--graph captures the emulated rank: add --emulate-tp N"),
+    (["bench", "--graph", "--emulate-tp", "2", "--phase", "prefill"], "valid with it: --phase decode"),
+    (["bench", "--graph", "--emulate-tp", "2", "--preset", "tiny"], "--graph needs a CUDA GPU"),
 ])
 def test_bad_input_exits_2_with_a_message(argv, message, capsys):
     import torch
-    if "nccl" in argv and torch.cuda.is_available():
-        pytest.skip("NCCL exists here")
+    if ("nccl" in argv or "--graph" in argv) and torch.cuda.is_available():
+        pytest.skip("CUDA exists here")
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 

@@ -92,7 +92,7 @@ def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypa
     from ladder_edu.recovery.safe_io import load_model_dir
     cfg = get_config("tiny", vocab_size=49152, max_seq_len=512, n_layers=3)
     loaded = (cfg, init_weights(cfg, 0), load_tokenizer("smollm2"))
-    kw = dict(k=1, steps=2, eval_blocks=1, score_blocks=1, calib_blocks=2, every=1, probe_limit=1, max_prompts=24,
+    kw = dict(k=1, steps=2, eval_blocks=1, score_blocks=1, calib_blocks=2, every=1, probe_limit=1, max_prompts=12,
               prompt_source="templates", progress=False, loaded=loaded)
     r = convert.run_conversion(str(tmp_path), **kw)
     assert set(r["rows"]) == set(convert.STAGES) - {"choice"}

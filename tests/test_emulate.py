@@ -44,3 +44,53 @@ def test_emulated_benchmark_runs_every_variant_and_says_it_is_modeled():
     res = emulated_benchmark(get_config("tiny"), 4, HARDWARE["h100-no-p2p"], steps=2, rounds=1, context=8)
     assert [r.variant for r in res.rows] == ["standard", "parallel", "ladder", "upper_bound"]
     assert "MODELED" in res.backend and "MODELED" in res.table()
+
+
+def _schedule(arch: str, ladder_layers=0):
+    """Where one decode step of a 2-layer emulated rank starts each all-reduce and waits for it (program order):
+    the places a CUDA graph of the step forks and joins its compute and communication streams (graphed.py)."""
+    from ladder_edu.models.model import Transformer
+    from ladder_edu.tp.parallel import TPGroup
+    cfg = get_config("tiny", n_layers=2, arch=arch, ladder_layers=ladder_layers)
+    group = ModeledGroup(HARDWARE["h100-nvlink"], 2, torch.device("cpu"))
+    try:
+        torch.manual_seed(0)
+        model = Transformer(cfg, TPGroup(0, 2, group, emulated=True), torch.float32, torch.device("cpu")).eval()
+        model.setup_cache(1, 16)
+        tokens = torch.randint(0, cfg.vocab_size, (1, 5))
+        with torch.no_grad():
+            model(tokens[:, :4], 0)
+            schedule = group.record_schedule()
+            model(tokens[:, 4:], 4)
+        return [f"{what[0]}{k}" for what, k in schedule]
+    finally:
+        group.close()
+
+
+def test_emulated_rank_waits_where_the_due_rule_says():
+    # modules: 0 = L0.attn, 1 = L0.mlp, 2 = L1.attn, 3 = L1.mlp (parallel: one module per layer)
+    assert _schedule("standard") == ["s0", "w0", "s1", "w1", "s2", "w2", "s3", "w3"]
+    assert _schedule("ladder") == ["s0", "s1", "w0", "s2", "w1", "s3", "w2", "w3"]     # one module later
+    assert _schedule("parallel") == ["s0", "w0", "s1", "w1"]
+    # layer 1 alone ladder: its attention runs while L0.mlp's all-reduce is in flight, its MLP beside its own
+    # attention's; L0.attn's is waited for at once (layer 0 is standard)
+    assert _schedule("standard", ladder_layers=(1,)) == ["s0", "w0", "s1", "s2", "w1", "s3", "w2", "w3"]
+
+
+def test_graphed_rank_refuses_a_cpu_with_the_way_out():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: tests/test_gpu.py runs the graph")
+    from ladder_edu.perf.measure.graphed import graphed_benchmark
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU.*--emulate-tp N without --graph"):
+        graphed_benchmark(get_config("tiny"), 2, HARDWARE["h100-nvlink"])
+
+
+def test_streamed_bytes_count_every_weight_but_the_embedding_table():
+    from ladder_edu.perf.measure.graphed import streamed_bytes
+    cfg = get_config("tiny")
+    model, group = emulated_rank_model(cfg, "standard", HARDWARE["h100-nvlink"], 2, device="cpu")
+    group.close()
+    total = sum(p.numel() * 4 for p in model.parameters())
+    embed = model.embed_tokens.weight.numel() * 4
+    tied = any(p is model.embed_tokens.weight for n, p in model.named_parameters() if not n.startswith("embed"))
+    assert streamed_bytes(model) == (total if tied else total - embed)

@@ -1,7 +1,8 @@
 """GPU paths, tested where CUDA exists (skipped, and reported as skipped, on CPU-only machines such as CI).
 
 Run on a GPU machine with `python -m pytest tests/test_gpu.py -rs`: NCCL on one GPU, CUDA-graph decode, NVTX
-ranges, the emulated rank of a 70B TP=8 deployment against its HBM floor, and `calibrate-gpu`."""
+ranges, the emulated rank of a 70B TP=8 deployment against its HBM floor (eager and captured in a CUDA graph), and
+`calibrate-gpu`."""
 import pytest
 import torch
 
@@ -55,6 +56,23 @@ def test_emulated_70b_tp8_rank_is_above_its_hbm_floor():
     assert rows["standard"] > floor_ms and rows["ladder"] > floor_ms
     print(f"emulated 70B TP=8 rank, {cfg.n_layers} layers: standard {rows['standard']:.3f} ms, ladder "
           f"{rows['ladder']:.3f} ms, HBM floor of the shards {floor_ms:.3f} ms")
+
+
+def test_graph_captured_70b_tp8_rank_hides_what_the_schedule_lets_it():
+    from ladder_edu.models.config import get_config
+    from ladder_edu.perf.measure.graphed import graphed_benchmark
+    from ladder_edu.perf.model.hardware import HARDWARE
+    cfg = get_config("llama-3-70b").replace(n_layers=8, ladder_layers=0)
+    res = graphed_benchmark(cfg, 8, HARDWARE["h100-nvlink"], ["standard", "ladder", "upper_bound"], context=256,
+                            replays=10, rounds=4)
+    print(res.table())
+    ms = {r.variant: r.median_ms for r in res.bench.rows}
+    ladder = res.schedules["ladder"]
+    assert res.schedules["upper_bound"] == []
+    assert ladder.index(("wait", 0)) > ladder.index(("start", 1))            # forked, joined one module later
+    assert ms["standard"] >= res.modeled_comm_ms                             # every all-reduce on its path
+    assert ms["upper_bound"] < ms["ladder"] < ms["standard"]
+    assert ms["upper_bound"] > res.hbm_floor_ms
 
 
 def test_calibrate_gpu_writes_a_preset_predict_reads(tmp_path):

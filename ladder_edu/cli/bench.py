@@ -45,6 +45,11 @@ def add_parsers(sub):
                        help="emulated rank: run rank 0's 1/N shard of --preset on one device, every all-reduce "
                             "replaced by a wait of the duration the interconnect model predicts for --gpu "
                             "(communication MODELED, not measured)")
+    bench.add_argument("--graph", action="store_true",
+                       help="with --emulate-tp, on CUDA: capture each variant's decode step whole in a CUDA graph "
+                            "(compute on one stream, each modeled all-reduce a timed kernel on a second, joined "
+                            "where the real path waits), replay it --steps times per round, and print the "
+                            "performance model's step and the HBM floor beside it (ladder_edu/perf/measure/graphed.py)")
     bench.add_argument("--gpu", default="h100-nvlink", choices=sorted(HARDWARE),
                        help="with --emulate-tp: the interconnect whose all-reduce times are modeled "
                             "(default: h100-nvlink)")
@@ -53,6 +58,18 @@ def add_parsers(sub):
     bench.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                        help="with --emulate-tp: weights dtype (default: bfloat16 on CUDA, float32 on CPU)")
     add_priority(bench)
+
+    hf = sub.add_parser("compare-hf", help="greedy decode speed: this package's model vs transformers' Llama",
+                        description="The same checkpoint in this package's model and in transformers' "
+                                    "LlamaForCausalLM, the same prompt and threads, greedy decode timed in "
+                                    "interleaved rounds (median and range of tokens/s; whether the tokens agree).")
+    hf.add_argument("--source", default="smollm2",
+                    help="checkpoint: smollm2 (default), a .gguf file or a Hugging Face model directory")
+    hf.add_argument("--tokens", type=ints(1), default=32, help="new tokens per round (default: 32)")
+    hf.add_argument("--prompt", type=ints(1), default=32, help="prompt tokens (default: 32)")
+    hf.add_argument("--rounds", type=ints(1), default=5, help="interleaved rounds (default: 5)")
+    hf.add_argument("--threads", type=ints(1), default=1, help="intra-op threads for both (default: 1)")
+    hf.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
 
 
 def cmd_bench(args) -> int:
@@ -72,10 +89,19 @@ def cmd_bench(args) -> int:
     if args.compile and args.emulate_tp:
         raise ValueError("--compile cannot be combined with --emulate-tp: the emulated rank's modeled "
                          "waits (Python threads, CUDA sleeps) are not traceable; drop one of them")
+    if args.graph and not args.emulate_tp:
+        raise ValueError("--graph captures the emulated rank: add --emulate-tp N (real ranks: --compile, whose "
+                         "reduce-overhead mode uses CUDA graphs)")
+    if args.graph and args.phase != "decode":
+        raise ValueError("--graph captures decode steps; valid with it: --phase decode")
+    graphed = []
     if args.emulate_tp:
         import torch
 
         from ..perf.measure.emulate import emulated_benchmark
+        if args.graph and not torch.cuda.is_available():
+            raise ValueError("--graph needs a CUDA GPU (none here); on a CPU drop --graph: the eager emulated rank "
+                             "runs anywhere")
         from ..perf.model.perfmodel import get_hardware
         hw = get_hardware(args.gpu)
         if args.layers:
@@ -84,6 +110,14 @@ def cmd_bench(args) -> int:
         say(f"EMULATED RANK: rank 0's 1/{args.emulate_tp} shard of {cfg.name} ({cfg.n_layers} layers) on one "
              f"device; all-reduce times are MODELED for {hw.name}, not measured")
     for tp, batch, context in tqdm(combos, desc="bench", unit="config", disable=not is_main_rank()):
+        if args.graph:
+            from ..perf.measure.graphed import graphed_benchmark
+            g = graphed_benchmark(cfg, args.emulate_tp, hw, variants, batch, context, args.steps, args.rounds,
+                                  dtype=dtype)
+            graphed.append(g.to_dict())
+            say(g.table())
+            results.append(g.bench)
+            continue
         if args.emulate_tp:
             res = emulated_benchmark(cfg, args.emulate_tp, hw, variants, batch, context, args.steps, args.rounds,
                                      dtype=dtype, phase=args.phase)
@@ -97,7 +131,7 @@ def cmd_bench(args) -> int:
                  batch=r.batch, context=r.context, tokens_per_s=r.tokens_per_s(v.variant), **asdict(v),
                  compiled=r.compiled)
             for r in results for v in r.rows]
-    write_json(args.json, {"results": [r.to_dict() for r in results], "rows": rows})
+    write_json(args.json, {"results": [r.to_dict() for r in results], "rows": rows, "graphed": graphed})
     if args.csv and is_main_rank():
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -113,4 +147,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench}
+def cmd_compare_hf(args) -> int:
+    from ..models.pretrained import load_checkpoint
+    from ..perf.measure.hf_decode import decode_vs_transformers, table
+    cfg, state = load_checkpoint(args.source)
+    res = decode_vs_transformers(cfg, state, args.prompt, args.tokens, args.rounds, args.threads)
+    say(table(res))
+    write_json(args.json, res)
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "compare-hf": cmd_compare_hf}

@@ -174,6 +174,16 @@ def in_file(path: str) -> str:
 in_file.bad_examples = ["/no/such/file.txt", "/"]
 
 
+def in_dir(path: str) -> str:
+    """A directory that exists."""
+    if not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"no such directory: {path!r}; must be an existing directory")
+    return path
+
+
+in_dir.bad_examples = ["/no/such/dir"]
+
+
 def is_main_rank() -> bool:
     return not launch.under_torchrun() or int(os.environ.get("RANK", "0")) == 0
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict
 
 from ..models.config import PRESETS, get_config
-from .common import floats, ints, ladder_layers, out_dir, out_file, say, write_json
+from .common import floats, in_dir, ints, ladder_layers, out_dir, out_file, say, write_json
 
 
 def what_if(text: str):
@@ -88,6 +88,10 @@ def add_parsers(sub):
     cal.add_argument("--detail", metavar="DIR", default=None, type=out_dir,
                      help="also measure every projection shape of the 8B and 70B models at TP 1-8 and compiled "
                           "70B-shard decode steps, written as DIR/projections.json and DIR/steps.json")
+    cal.add_argument("--gpt-fast", metavar="DIR", default=None, type=in_dir,
+                     help="with --detail: also time gpt-fast's own compiled step on each shape (its model.py from "
+                          "the snapshot in DIR, never committed here), alternating with this package's; writes "
+                          "DIR/gptfast-steps.json and compare.json (per layer, both codes)")
     cal.add_argument("--budget", type=floats(0, lo_open=True), default=300.0, metavar="S",
                      help="with --detail: stop starting new measurements after S seconds (default: 300)")
 
@@ -206,10 +210,15 @@ def cmd_calibrate_gpu(args) -> int:
     if args.detail:
         from ..perf.measure.gpu_preset import calibrate_detail
         base = f" --base {args.base}" if args.base else ""
-        cmd = f"ladder-edu calibrate-gpu --out {args.out}{base} --detail {args.detail} --budget {args.budget:g}"
-        res = calibrate_detail(args.detail, args.budget, cmd)
+        gf = f" --gpt-fast {args.gpt_fast}" if args.gpt_fast else ""
+        cmd = (f"ladder-edu calibrate-gpu --out {args.out}{base} --detail {args.detail} --budget {args.budget:g}"
+               f"{gf}")
+        res = calibrate_detail(args.detail, args.budget, cmd, args.gpt_fast)
         say(f"wrote {args.detail}/projections.json ({len(res['projections']['rows'])} rows) and steps.json "
             f"({len(res['steps']['rows'])} compiled steps)")
+        for r in res.get("compare", []):
+            say(f"  70B shard TP {r['tp']}, batch {r['batch']}: per layer {r['ours_us']:.1f} us (ladder_edu) vs "
+                f"{r['gpt_fast_us']:.1f} us (gpt-fast), ratio {r['ratio']:.3f}")
     return 0
 
 

@@ -140,6 +140,11 @@ def add_parsers(sub):
                          "the same conversion; DIR chose at least K layers)")
     cv.add_argument("--calib-blocks", type=ints(1), default=32,
                     help="blocks of 256 tokens of the original's text for the least-squares repair (default: 32)")
+    cv.add_argument("--repair-ridge", type=floats(0, 100, lo_open=True), default=0.1,
+                    help="the repair's ridge, relative to its features' mean energy (default: 0.1)")
+    cv.add_argument("--repair-text", choices=("chats", "mixed"), default="mixed",
+                    help="the repair's calibration text: the original's chats, or those and as many pydoc "
+                         "training blocks (mixed, default)")
     cv.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
     cv.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
     cv.add_argument("--max-prompts", type=ints(1), default=None,
@@ -243,7 +248,8 @@ def cmd_convert(args) -> int:
         reuse_choice(args.choice_from, args.out, args.choose)
     result = run_conversion(args.out, args.choose, args.steps, eval_blocks=args.eval_blocks, every=args.every,
                             calib_blocks=args.calib_blocks, probe_limit=args.probe_limit, max_prompts=args.max_prompts,
-                            stages=args.stages or STAGES)
+                            stages=args.stages or STAGES, repair_ridge=args.repair_ridge,
+                            repair_text=args.repair_text)
     scores = result["choice"]["scores"]
     say("cost of converting each layer alone (KL to the original, nats/token): " +
         ", ".join(f"{j}: {float(v):.3f}" for j, v in sorted(scores.items(), key=lambda kv: int(kv[0]))))

@@ -8,12 +8,15 @@
 3. **choice** (``choose.py``): every layer's cost alone, and the greedy choice of ``k`` layers (the order of
    addition is kept, so its prefixes are the choices for smaller k).
 4. **converted**: the top k and the chosen k, no training.
-5. **repaired** (``repair.py``): the chosen k with every converted module's output projection refit by least
-   squares; no training.
+5. **repaired** (``repair.py``): the chosen k with every converted module's output projection refit by ridge
+   regression (``repair_ridge``) on the calibration text (``repair_text``: the original's chats, or those and as
+   many blocks of the pydoc training split, spread over it); no training.
 6. **distilled**: from the unrepaired chosen model (the recipe, ``RECIPE_STAGES``) and, at the same budget, from the
    repaired one: distillation from the original (``experiment.RECIPE``), training only the converted layers; the
    fine-tune's evaluations are its loss on the held-out teacher replies (a generation score, in its history), not
-   perplexity. Measured on SmolLM2 the repair loses (it fits the calibration text; docs/recovery.md).
+   perplexity. Measured on SmolLM2: fitted on the chats alone with a small ridge the repair fits the calibration
+   text and loses; on varied text with a larger ridge it keeps more of the model than no repair
+   (docs/recovery.md).
 7. **the other recoveries**, each from the chosen model at the same number of steps: teacher-forced per-module
    matching (``match.py``) alone and followed by distillation; progressive conversion (the chosen layers added in
    their order of choice, a third at a time, a third of the steps after each); distillation with the KL on the chat
@@ -49,6 +52,7 @@ TRAINED = {   # stage: (the model it starts from, fine-tune method, FinetuneConf
 }
 PROGRESSIVE_GROUPS = 3
 STAGES = ("original", "choice", "top", "chosen", "repaired", *TRAINED)
+REPAIR_TEXTS = ("chats", "mixed")
 RECIPE_STAGES = ("original", "choice", "top", "chosen", "chosen+distill")
 """What ``ladder-edu finetune`` runs: the recipe (the chosen layers, distilled) and what it is compared with; the
 closed-form repair, measured by ``ladder-edu convert``, loses (docs/recovery.md)."""
@@ -70,6 +74,16 @@ class Texts:
         self.score, self.calib = chat[:score_blocks], chat[score_blocks:]
 
 
+def repair_tokens(texts: Texts, calib_blocks: int, repair_text: str = "mixed") -> torch.Tensor:
+    """The repair's calibration blocks: the original's chats ("chats"), or those and as many blocks of the pydoc
+    training split taken at an even stride over it ("mixed": documentation prose and code next to chat)."""
+    chats = texts.calib[:calib_blocks]
+    if repair_text == "chats":
+        return chats
+    stride = max(1, len(texts.train) // calib_blocks)
+    return torch.cat([chats, texts.train[::stride][:calib_blocks]])
+
+
 def measure_all(model, tok, texts: Texts, teacher_logp, probe_limit=None) -> dict:
     """Perplexity on the pydoc held-out split and on the out-of-domain text, the generation score, the probe."""
     held, ood = mean_loss(model, texts.held), mean_loss(model, texts.ood)
@@ -83,11 +97,13 @@ def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "s
                    score_blocks: int = 8, calib_blocks: int = 32, every: int = 5, choose_k: int | None = None,
                    probe_limit: int | None = None, max_prompts: int | None = None, chat_tokens: int = 48,
                    stages=STAGES, candidates=None, prompt_source: str = "self", seed: int = 0, progress: bool = True,
-                   loaded=None) -> dict:
+                   loaded=None, repair_ridge: float = 0.1, repair_text: str = "mixed") -> dict:
     """The stages of the module docstring that are in ``stages``, resumably; returns the results dict.
     ``choose_k`` (default k) layers are chosen greedily from ``candidates`` (default: all); the first k of them
     are converted. ``prompt_source``: who writes the chat prompts the original answers ("self", the recipe, or
     "templates"); ``loaded`` = (config, weights, tokenizer) replaces the pretrained checkpoint."""
+    if repair_text not in REPAIR_TEXTS:
+        raise ValueError(f"repair_text {repair_text!r}; valid choices: {', '.join(REPAIR_TEXTS)}")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "results.json")
     result = {}
@@ -130,9 +146,15 @@ def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "s
         row("chosen", build(cfg, state, ladder_layers=chosen))
     repaired_dir = os.path.join(out_dir, "repaired")
     needs_repair = any(s in stages for s in ("repaired", "repaired+distill"))
+    settings = {"ridge": repair_ridge, "text": repair_text, "calib_blocks": calib_blocks}
+    if needs_repair and is_model_dir(repaired_dir) and result.get("repair_settings", settings) != settings:
+        raise ValueError(f"{repaired_dir} was repaired with {result['repair_settings']}, not {settings}: use "
+                         f"another --out (or delete that directory and its rows)")
     if needs_repair and not is_model_dir(repaired_dir):
         model = build(cfg, state, ladder_layers=chosen)
-        result["repair"] = repair(model, original, texts.calib[:calib_blocks], progress=progress)
+        result["repair"] = repair(model, original, repair_tokens(texts, calib_blocks, repair_text),
+                                  ridge=repair_ridge, progress=progress)
+        result["repair_settings"] = settings
         save_model_dir(repaired_dir, model.cfg, model.state_dict(), {"stage": "repaired", "source": source})
         save()
     if "repaired" in stages and "repaired" not in rows:

@@ -4,17 +4,23 @@ Llama-3-70B at TP=8 needs 8 GPUs. One of its ranks needs only one eighth of ever
 shard on one device, and replaces every all-reduce by a wait as long as the interconnect model predicts
 (``nccl.allreduce_time``), issued so that it overlaps exactly as the real collective would:
 
-* on CUDA, on a side stream (``torch.cuda._sleep``), so it runs beside the compute stream as NCCL's kernels would;
+* on CUDA, on a side stream (``torch.cuda._sleep``, a spin kernel of a number of SM cycles; cycles per second are
+  timed once per GPU, under load: ``sleep_cycles_per_second``), so it runs beside the compute stream as NCCL's
+  kernels would; the same step captured in a CUDA graph is ``graphed.py``;
 * on a CPU, on a side thread that sleeps, which is a link that needs no CPU: what a machine with a dedicated
   network engine would show.
 
 The waits are serialised in order, like collectives on one process group. The model code is unchanged: the
 emulated link is a :class:`ModeledGroup` in the model's TPGroup, and ``comm.all_reduce_async`` hands it the tensor.
+``ModeledGroup.schedule`` records, in program order, where each all-reduce starts and where the compute waits for
+it: the places a CUDA graph of the step joins the two streams (tested against hand-written schedules).
 The numbers are predictions of the communication, not measurements of it, and every output says so.
 """
 from __future__ import annotations
 
+import functools
 import queue
+import statistics
 import threading
 import time
 
@@ -34,13 +40,36 @@ def allreduce_seconds(hw: Hardware, tp: int, nbytes: int, nodes: int = 1) -> flo
     return allreduce_time(hw, tp, nbytes, nodes)[0]
 
 
+@functools.lru_cache(maxsize=None)
+def sleep_cycles_per_second(index: int) -> float:
+    """SM cycles per second that ``torch.cuda._sleep`` spins on GPU ``index``: the slope of its time (CUDA events)
+    between 2M and 8M cycles, median of 3, so its launch cost drops out and the clock is the one under load (an
+    idle GPU may report a lower clock)."""
+    with torch.cuda.device(index):
+        torch.cuda._sleep(1_000_000)
+        slopes = []
+        for _ in range(3):
+            ms = []
+            for n in (2_000_000, 8_000_000):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                torch.cuda._sleep(n)
+                end.record()
+                end.synchronize()
+                ms.append(start.elapsed_time(end))
+            slopes.append(6_000_000 / ((ms[1] - ms[0]) / 1e3))
+    return statistics.median(slopes)
+
+
 class _Done:
     """The handle of one modeled all-reduce; ``wait()`` blocks until its modeled time has passed."""
 
-    def __init__(self, event):
-        self.event = event
+    def __init__(self, event, index: int = 0, schedule: list | None = None):
+        self.event, self.index, self.schedule = event, index, schedule
 
     def wait(self):
+        if self.schedule is not None:
+            self.schedule.append(("wait", self.index))
         if isinstance(self.event, threading.Event):
             self.event.wait()
         else:
@@ -55,13 +84,21 @@ class ModeledGroup:
     def __init__(self, hw: Hardware, tp: int, device: torch.device):
         self.hw, self.tp, self.device = hw, tp, device
         self.modeled_seconds = 0.0
+        self.schedule: list[tuple[str, int]] = []       # ("start", k) / ("wait", k), in program order
+        self.started, self.record = 0, False            # record_schedule() turns recording on
         if device.type == "cuda":
             self.stream = torch.cuda.Stream(device=device, priority=-1)
-            self.cycles_per_s = torch.cuda.clock_rate(device) * 1e6
+            self.cycles_per_s = sleep_cycles_per_second(device.index if device.index is not None
+                                                        else torch.cuda.current_device())
         else:
             self.jobs: queue.Queue = queue.Queue()
             self.thread = threading.Thread(target=self._link, daemon=True, name="modeled_link")
             self.thread.start()
+
+    def record_schedule(self) -> list[tuple[str, int]]:
+        """From now on, append ("start", k) and ("wait", k) to the returned list, k counting from 0 again."""
+        self.schedule, self.started, self.record = [], 0, True
+        return self.schedule
 
     def _link(self):
         free_at = 0.0
@@ -78,6 +115,9 @@ class ModeledGroup:
     def all_reduce(self, t: torch.Tensor) -> _Done:
         seconds = allreduce_seconds(self.hw, self.tp, t.numel() * t.element_size())
         self.modeled_seconds += seconds
+        index, self.started = self.started, self.started + 1
+        if self.record:
+            self.schedule.append(("start", index))
         if self.device.type == "cuda":
             ready = torch.cuda.Event()
             ready.record()
@@ -86,10 +126,10 @@ class ModeledGroup:
                 self.stream.wait_event(ready)
                 torch.cuda._sleep(int(seconds * self.cycles_per_s))
                 done.record(self.stream)
-            return _Done(done)
+            return _Done(done, index, self.schedule if self.record else None)
         event = threading.Event()
         self.jobs.put((time.perf_counter(), seconds, event))
-        return _Done(event)
+        return _Done(event, index, self.schedule if self.record else None)
 
     def close(self):
         if self.device.type != "cuda":

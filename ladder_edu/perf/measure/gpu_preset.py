@@ -146,8 +146,10 @@ from the rest of the step; the first is repeated last to show drift); the list i
 out. ``PROFILED``: these also record their decode step's kernels (torch.profiler)."""
 
 
-def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "") -> dict:
-    """Write ``projections.json`` and ``steps.json`` (``gpu_terms``) into ``out_dir``; returns both."""
+def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "", gpt_fast: str | None = None) -> dict:
+    """Write ``projections.json`` and ``steps.json`` (``gpu_terms``) into ``out_dir``; returns both. With
+    ``gpt_fast`` (a gpt-fast snapshot directory) each compiled step of this package is followed by gpt-fast's on
+    the same shape (``gptfast.py``), written to ``gptfast-steps.json``, and ``compare.json`` holds both per layer."""
     import time
 
     import torch
@@ -161,9 +163,24 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "") -
             "rows": gm.projection_sweep(device=device, deadline=deadline)}
     gm.write_json(os.path.join(out_dir, "projections.json"), proj)
     path = os.path.join(out_dir, "steps.json")
-    steps = gm.compiled_steps("llama-3-70b", STEP_CONFIGS, device=device, deadline=deadline,
-                              on_row=lambda rows: gm.write_json(path, {**head, "rows": rows}), profile=PROFILED)
-    return {"projections": proj, "steps": {**head, "rows": steps}}
+    if gpt_fast is None:
+        steps = gm.compiled_steps("llama-3-70b", STEP_CONFIGS, device=device, deadline=deadline,
+                                  on_row=lambda rows: gm.write_json(path, {**head, "rows": rows}), profile=PROFILED)
+        return {"projections": proj, "steps": {**head, "rows": steps}}
+    from . import gptfast
+    gptfast.load_model_module(gpt_fast)                  # a wrong directory fails now, not after the sweep
+    steps, theirs = [], []
+    for config in STEP_CONFIGS[:-1]:                     # alternate: both codes see the same GPU state
+        if time.time() > deadline:
+            break
+        steps += gm.compiled_steps("llama-3-70b", [config], device=device, profile=PROFILED)
+        gm.write_json(path, {**head, "rows": steps})
+        theirs += gptfast.gpt_fast_steps(gpt_fast, "llama-3-70b", [config], device=device)
+        gm.write_json(os.path.join(out_dir, "gptfast-steps.json"), {**head, "rows": theirs})
+    compare = gptfast.compare(steps, theirs)
+    gm.write_json(os.path.join(out_dir, "compare.json"), {**head, "rows": compare})
+    return {"projections": proj, "steps": {**head, "rows": steps}, "gptfast": {**head, "rows": theirs},
+            "compare": compare}
 
 
 H100_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "gpu", "h100")
