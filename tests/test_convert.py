@@ -143,3 +143,12 @@ def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypa
     assert len(more["histories"]["chosen+match"]["train"]) == 3
     with pytest.raises(ValueError, match="chose 1 layers; k=2 needs more"):
         convert.reuse_choice(str(tmp_path), str(tmp_path / "k2"), 2)
+
+
+def test_the_repairs_mixed_calibration_adds_as_many_training_blocks_spread_over_the_split():
+    from types import SimpleNamespace
+    from ladder_edu.recovery.convert import repair_tokens
+    texts = SimpleNamespace(calib=torch.arange(5)[:, None].expand(5, 4), train=100 + torch.arange(40)[:, None].expand(40, 4))
+    assert torch.equal(repair_tokens(texts, 3, "chats"), texts.calib[:3])
+    mixed = repair_tokens(texts, 3, "mixed")
+    assert mixed[:3, 0].tolist() == [0, 1, 2] and mixed[3:, 0].tolist() == [100, 113, 126]    # stride 40 // 3

@@ -94,3 +94,19 @@ def test_streamed_bytes_count_every_weight_but_the_embedding_table():
     embed = model.embed_tokens.weight.numel() * 4
     tied = any(p is model.embed_tokens.weight for n, p in model.named_parameters() if not n.startswith("embed"))
     assert streamed_bytes(model) == (total if tied else total - embed)
+
+
+def test_graphed_rank_table_puts_the_replay_next_to_the_model():
+    from ladder_edu.perf.measure.bench import summarize
+    from ladder_edu.perf.measure.graphed import GraphedRank
+    from ladder_edu.perf.model.perfmodel import forward_time
+    cfg, hw = get_config("llama-3-70b", n_layers=2), HARDWARE["h100-nvlink"]
+    times = {"standard": [2e-3, 2.2e-3], "ladder": [1.6e-3, 1.7e-3], "upper_bound": [1.5e-3, 1.5e-3]}
+    bench = summarize(cfg, 8, "1 GPU, CUDA graph, all-reduces MODELED", 1, 1024, times, "n/a")
+    predicted = {v: 1e3 * forward_time(v, cfg, hw, 8, 1, 1, 1032) for v in times}
+    res = GraphedRank(bench, predicted, 0.3, 0.2, "a GPU", hw.name, {})
+    assert res.predicted_speedup("ladder") > 1 == res.predicted_speedup("standard")
+    lines = res.table().splitlines()
+    assert "MODELED" in lines[0] and "HBM floor" in lines[-1]
+    ladder = next(line for line in lines if line.strip().startswith("ladder"))
+    assert f"{2.1 / 1.65:.3f}x" in ladder and f"{res.predicted_speedup('ladder'):.3f}x" in ladder

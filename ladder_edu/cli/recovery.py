@@ -140,11 +140,11 @@ def add_parsers(sub):
                          "the same conversion; DIR chose at least K layers)")
     cv.add_argument("--calib-blocks", type=ints(1), default=32,
                     help="blocks of 256 tokens of the original's text for the least-squares repair (default: 32)")
-    cv.add_argument("--repair-ridge", type=floats(0, 100, lo_open=True), default=0.1,
-                    help="the repair's ridge, relative to its features' mean energy (default: 0.1)")
-    cv.add_argument("--repair-text", choices=("chats", "mixed"), default="mixed",
-                    help="the repair's calibration text: the original's chats, or those and as many pydoc "
-                         "training blocks (mixed, default)")
+    cv.add_argument("--repair-ridge", type=floats(0, 100, lo_open=True), default=1e-3,
+                    help="the repair's ridge, relative to its features' mean energy (default: 0.001)")
+    cv.add_argument("--repair-text", choices=("chats", "mixed"), default="chats",
+                    help="the repair's calibration text: the original's chats (default), or those and as many "
+                         "blocks of the pydoc training split (mixed)")
     cv.add_argument("--eval-blocks", type=ints(1), default=16, help="held-out blocks of 256 tokens (default: 16)")
     cv.add_argument("--probe-limit", type=ints(1), default=None, help="ask only the first N probe questions")
     cv.add_argument("--max-prompts", type=ints(1), default=None,

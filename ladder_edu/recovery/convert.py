@@ -14,8 +14,8 @@
 6. **distilled**: from the unrepaired chosen model (the recipe, ``RECIPE_STAGES``) and, at the same budget, from the
    repaired one: distillation from the original (``experiment.RECIPE``), training only the converted layers; the
    fine-tune's evaluations are its loss on the held-out teacher replies (a generation score, in its history), not
-   perplexity. Measured on SmolLM2: fitted on the chats alone with a small ridge the repair fits the calibration
-   text and loses; on varied text with a larger ridge it keeps more of the model than no repair
+   perplexity. Measured on SmolLM2: fitted on the chats alone with a small ridge (the defaults) the repair fits
+   the calibration text and loses; on mixed text with a ridge of 0.1 it keeps more of the model than no repair
    (docs/recovery.md).
 7. **the other recoveries**, each from the chosen model at the same number of steps: teacher-forced per-module
    matching (``match.py``) alone and followed by distillation; progressive conversion (the chosen layers added in
@@ -74,7 +74,7 @@ class Texts:
         self.score, self.calib = chat[:score_blocks], chat[score_blocks:]
 
 
-def repair_tokens(texts: Texts, calib_blocks: int, repair_text: str = "mixed") -> torch.Tensor:
+def repair_tokens(texts: Texts, calib_blocks: int, repair_text: str = "chats") -> torch.Tensor:
     """The repair's calibration blocks: the original's chats ("chats"), or those and as many blocks of the pydoc
     training split taken at an even stride over it ("mixed": documentation prose and code next to chat)."""
     chats = texts.calib[:calib_blocks]
@@ -97,7 +97,7 @@ def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "s
                    score_blocks: int = 8, calib_blocks: int = 32, every: int = 5, choose_k: int | None = None,
                    probe_limit: int | None = None, max_prompts: int | None = None, chat_tokens: int = 48,
                    stages=STAGES, candidates=None, prompt_source: str = "self", seed: int = 0, progress: bool = True,
-                   loaded=None, repair_ridge: float = 0.1, repair_text: str = "mixed") -> dict:
+                   loaded=None, repair_ridge: float = 1e-3, repair_text: str = "chats") -> dict:
     """The stages of the module docstring that are in ``stages``, resumably; returns the results dict.
     ``choose_k`` (default k) layers are chosen greedily from ``candidates`` (default: all); the first k of them
     are converted. ``prompt_source``: who writes the chat prompts the original answers ("self", the recipe, or
