@@ -42,10 +42,10 @@ def test_kraken_prefill_next_to_the_others_and_its_matched_config():
 
 def test_compiled_decode_benchmark_and_its_errors():
     import pytest
-    res = decode_benchmark(get_config("tiny"), 2, ["standard", "ladder"], steps=2, rounds=1, context=8,
+    res = decode_benchmark(get_config("tiny"), 2, ["ladder"], steps=2, rounds=1, context=8,   # one compile: CI time
                            compile_mode="auto")
     assert res.compiled == "default" and "compiled (default)" in res.table()     # CPU: no CUDA graphs
-    assert [r.variant for r in res.rows] == ["standard", "ladder"] and all(r.samples == 2 for r in res.rows)
+    assert [r.variant for r in res.rows] == ["ladder"] and all(r.samples == 2 for r in res.rows)
     with pytest.raises(ValueError, match="compile applies to decode"):
         decode_benchmark(get_config("tiny"), 2, ["standard"], phase="prefill", compile_mode="auto")
     with pytest.raises(ValueError, match="valid choices: auto, default"):

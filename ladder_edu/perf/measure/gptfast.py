@@ -13,7 +13,6 @@ counts give the time per layer, as for this package.
 """
 from __future__ import annotations
 
-import gc
 import importlib
 import math
 import os
@@ -110,28 +109,15 @@ def gpt_fast_steps(gpt_fast_dir: str, preset: str, configs, cache: int = 1536, d
                    deadline: float = math.inf, on_row=None) -> list[dict]:
     """[{tp, batch, layers, median_us, pipelined_us, ...}] of gpt-fast's step for each (tp, batch, layers), until
     ``deadline``; an error (out of memory, a compiler failure) is recorded in its row and the sweep goes on."""
+    from .gpu_terms import step_sweep
     gf = load_model_module(gpt_fast_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    rows = []
-    for tp, batch, layers in configs:
-        if time.time() > deadline:
-            break
-        torch._dynamo.reset()
-        row = {"code": "gpt-fast", "model": preset, "tp": tp, "batch": batch, "layers": layers, "cache": cache}
-        model = None
-        try:
-            model = shard(gf, preset, tp, layers, device, dtype)
-            row.update(time_step(model, batch, cache))
-        except (RuntimeError, torch.OutOfMemoryError) as e:
-            row["error"] = repr(e)[:300]
-        rows.append(row)
-        model = None
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        if on_row:
-            on_row(rows)
-    return rows
+
+    def measure(tp, batch, layers):
+        return time_step(shard(gf, preset, tp, layers, device, dtype), batch, cache)
+
+    return step_sweep(configs, measure, {"code": "gpt-fast", "model": preset, "cache": cache}, device, deadline,
+                      on_row)
 
 
 def per_layer(rows: list[dict]) -> list[dict]:

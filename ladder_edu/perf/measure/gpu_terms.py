@@ -205,30 +205,41 @@ def profile_kernels(fn, device, reps: int = 5) -> list[dict]:
     return sorted(rows, key=lambda r: -r["us"])
 
 
-def compiled_steps(preset: str, configs, cache: int = 1536, device=None, dtype=torch.float16,
-                   deadline: float = math.inf, on_row=None, profile=()) -> list[dict]:
-    """[{tp, batch, layers, median_us, ...}] for each (tp, batch, layers) in ``configs``, until ``deadline``;
-    the configs in ``profile`` also get their decode step's kernel list."""
-    device = _device(device)
+def step_sweep(configs, measure, head: dict, device: torch.device, deadline: float = math.inf,
+               on_row=None) -> list[dict]:
+    """[{**head, tp, batch, layers, **measure(tp, batch, layers)}] for each (tp, batch, layers) in ``configs``
+    until ``deadline``; an error (out of memory, a compiler failure) is recorded in its row and the sweep goes
+    on; memory is freed between rows."""
     rows = []
     for tp, batch, layers in configs:
         if time.time() > deadline:
             break
         torch._dynamo.reset()
-        row = {"model": preset, "tp": tp, "batch": batch, "layers": layers, "cache": cache}
+        row = {**head, "tp": tp, "batch": batch, "layers": layers}
         try:
-            model = shard_model(preset, tp, layers, device, dtype)
-            row.update(time_compiled_step(model, batch, cache, profile=(tp, batch, layers) in profile))
-        except (RuntimeError, torch.OutOfMemoryError) as e:   # record it (e.g. out of memory) and go on
+            row.update(measure(tp, batch, layers))
+        except (RuntimeError, torch.OutOfMemoryError) as e:
             row["error"] = repr(e)[:300]
         rows.append(row)
-        model = None
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if on_row:
             on_row(rows)
     return rows
+
+
+def compiled_steps(preset: str, configs, cache: int = 1536, device=None, dtype=torch.float16,
+                   deadline: float = math.inf, on_row=None, profile=()) -> list[dict]:
+    """[{tp, batch, layers, median_us, ...}] for each (tp, batch, layers) in ``configs``, until ``deadline``;
+    the configs in ``profile`` also get their decode step's kernel list."""
+    device = _device(device)
+
+    def measure(tp, batch, layers):
+        model = shard_model(preset, tp, layers, device, dtype)
+        return time_compiled_step(model, batch, cache, profile=(tp, batch, layers) in profile)
+
+    return step_sweep(configs, measure, {"model": preset, "cache": cache}, device, deadline, on_row)
 
 
 def device_name(device) -> str:
