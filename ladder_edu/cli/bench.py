@@ -5,7 +5,7 @@ from dataclasses import asdict
 
 from ..models.config import ALL_VARIANTS, BENCH_VARIANTS, PREFILL_VARIANTS, get_config
 from .common import (add_common, add_priority, choice_list, int_list, ints, is_main_rank, launch_options, out_file,
-                     say, write_json)
+                     say, source, write_json)
 
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -63,7 +63,7 @@ def add_parsers(sub):
                         description="The same checkpoint in this package's model and in transformers' "
                                     "LlamaForCausalLM, the same prompt and threads, greedy decode timed in "
                                     "interleaved rounds (median and range of tokens/s; whether the tokens agree).")
-    hf.add_argument("--source", default="smollm2",
+    hf.add_argument("--source", default="smollm2", type=source,
                     help="checkpoint: smollm2 (default), a .gguf file or a Hugging Face model directory")
     hf.add_argument("--tokens", type=ints(1), default=32, help="new tokens per round (default: 32)")
     hf.add_argument("--prompt", type=ints(1), default=32, help="prompt tokens (default: 32)")

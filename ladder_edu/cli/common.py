@@ -184,6 +184,17 @@ def in_dir(path: str) -> str:
 in_dir.bad_examples = ["/no/such/dir"]
 
 
+def source(text: str) -> str:
+    """'smollm2', a .gguf file or a Hugging Face Llama directory that exists."""
+    if text == "smollm2" or os.path.isdir(text) or (os.path.isfile(text) and text.endswith(".gguf")):
+        return text
+    raise argparse.ArgumentTypeError(f"must be 'smollm2', an existing .gguf file or a Hugging Face Llama "
+                                     f"directory, got {text!r}")
+
+
+source.bad_examples = ["/no/such/model.gguf", "smollm3"]
+
+
 def is_main_rank() -> bool:
     return not launch.under_torchrun() or int(os.environ.get("RANK", "0")) == 0
 

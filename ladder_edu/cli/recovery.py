@@ -8,18 +8,9 @@ from ..recovery.experiment import RECIPE, RUNS
 from ..recovery.finetune import PROMPTS
 from ..recovery.distill import DIVERGENCES
 from ..recovery.from_scratch import ARCHS_COMPARED
-from .common import choice_list, floats, in_file, int_list, ints, out_dir, out_file, say, write_json
+from .common import choice_list, floats, in_file, int_list, ints, out_dir, out_file, say, source, write_json
 
 
-def source(text: str) -> str:
-    """'smollm2', a .gguf file or a Hugging Face Llama directory that exists."""
-    if text == "smollm2" or os.path.isdir(text) or (os.path.isfile(text) and text.endswith(".gguf")):
-        return text
-    raise argparse.ArgumentTypeError(f"must be 'smollm2', an existing .gguf file or a Hugging Face Llama "
-                                     f"directory, got {text!r}")
-
-
-source.bad_examples = ["/no/such/model.gguf", "smollm3"]
 
 
 def model_spec(text: str) -> str:
