@@ -84,8 +84,8 @@ class ModeledGroup:
     def __init__(self, hw: Hardware, tp: int, device: torch.device):
         self.hw, self.tp, self.device = hw, tp, device
         self.modeled_seconds = 0.0
-        self.schedule: list[tuple[str, int]] = []       # ("start", k) / ("wait", k), in program order
-        self.started, self.record = 0, False            # record_schedule() turns recording on
+        self.schedule: list[tuple[str, int]] | None = None   # record_schedule(): ("start", k) / ("wait", k)
+        self.started = 0
         if device.type == "cuda":
             self.stream = torch.cuda.Stream(device=device, priority=-1)
             self.cycles_per_s = sleep_cycles_per_second(device.index if device.index is not None
@@ -97,7 +97,7 @@ class ModeledGroup:
 
     def record_schedule(self) -> list[tuple[str, int]]:
         """From now on, append ("start", k) and ("wait", k) to the returned list, k counting from 0 again."""
-        self.schedule, self.started, self.record = [], 0, True
+        self.schedule, self.started = [], 0
         return self.schedule
 
     def _link(self):
@@ -116,7 +116,7 @@ class ModeledGroup:
         seconds = allreduce_seconds(self.hw, self.tp, t.numel() * t.element_size())
         self.modeled_seconds += seconds
         index, self.started = self.started, self.started + 1
-        if self.record:
+        if self.schedule is not None:
             self.schedule.append(("start", index))
         if self.device.type == "cuda":
             ready = torch.cuda.Event()
@@ -126,10 +126,10 @@ class ModeledGroup:
                 self.stream.wait_event(ready)
                 torch.cuda._sleep(int(seconds * self.cycles_per_s))
                 done.record(self.stream)
-            return _Done(done, index, self.schedule if self.record else None)
+            return _Done(done, index, self.schedule)
         event = threading.Event()
         self.jobs.put((time.perf_counter(), seconds, event))
-        return _Done(event, index, self.schedule if self.record else None)
+        return _Done(event, index, self.schedule)
 
     def close(self):
         if self.device.type != "cuda":
@@ -152,6 +152,20 @@ def emulated_rank_model(cfg: ModelConfig, variant: str, hw: Hardware, tp: int, d
     return model.eval(), group
 
 
+def variant_models(base: Transformer, cfg: ModelConfig, variants, dtype: str, batch: int,
+                   cache: int) -> dict[str, Transformer]:
+    """Each variant on ``base``'s shard weights and TP group (no copy: they differ only in data flow), with a KV
+    cache of ``cache`` positions for ``batch`` sequences."""
+    models = {}
+    for v in variants:
+        m = Transformer(variant_config(cfg, v), base.tp, DTYPES[dtype], torch.device("meta"))
+        m.load_state_dict(base.state_dict(), assign=True)
+        m.rope_cos, m.rope_sin = base.rope_cos, base.rope_sin
+        m.setup_cache(batch, cache)
+        models[v] = m.eval()
+    return models
+
+
 def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VARIANTS, batch: int = 1,
                        context: int = 64, steps: int = 8, rounds: int = 4, warmup: int = 1, dtype: str = "float32",
                        device=None, phase: str = "decode"):
@@ -166,14 +180,8 @@ def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_V
                          "model it (ladder-edu predict)")
     base, group = emulated_rank_model(cfg, "standard", hw, tp, device, dtype)
     device = base.embed_tokens.weight.device
-    models = {}
     try:
-        for v in variants:
-            m = Transformer(variant_config(cfg, v), base.tp, DTYPES[dtype], torch.device("meta"))
-            m.load_state_dict(base.state_dict(), assign=True)
-            m.rope_cos, m.rope_sin = base.rope_cos, base.rope_sin
-            m.setup_cache(batch, context + steps)
-            models[v] = m.eval()
+        models = variant_models(base, cfg, variants, dtype, batch, context + steps)
         prompt = torch.randint(0, cfg.vocab_size, (batch, context), device=device)
         times = {v: [] for v in variants}
         with torch.no_grad():

@@ -27,13 +27,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ...models.config import BENCH_VARIANTS, ModelConfig, variant_config
-from ...models.model import DTYPES, Transformer
+from ...models.config import BENCH_VARIANTS, ModelConfig
+from ...models.model import Transformer
 from ...models.variants import run_step
 from ..model.hardware import Hardware
 from ..model.perfmodel import forward_time
 from .bench import DecodeBenchmark, summarize
-from .emulate import emulated_rank_model
+from .emulate import emulated_rank_model, variant_models
 
 
 def streamed_bytes(model: Transformer) -> int:
@@ -64,7 +64,7 @@ def capture_decode_step(model: Transformer, variant: str, prompt: torch.Tensor, 
         with torch.cuda.graph(graph):
             run_step(model, "decode", variant, prompt, context, 0)
     finally:
-        group.record = False
+        group.schedule = None                    # stop recording
     torch.cuda.synchronize()
     return graph, group.modeled_seconds - before, schedule
 
@@ -120,12 +120,8 @@ def graphed_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VA
     try:
         prompt = torch.randint(0, cfg.vocab_size, (batch, context + 1), device=dev)
         with torch.no_grad():
-            for v in variants:
-                m = Transformer(variant_config(cfg, v), base.tp, DTYPES[dtype], torch.device("meta"))
-                m.load_state_dict(base.state_dict(), assign=True)
-                m.rope_cos, m.rope_sin = base.rope_cos, base.rope_sin
-                m.setup_cache(batch, cache)
-                m.eval()(prompt[:, :context], start=0)                 # fill the cache: attention reads it
+            for v, m in variant_models(base, cfg, variants, dtype, batch, cache).items():
+                m(prompt[:, :context], start=0)                        # fill the cache: attention reads it
                 graphs[v], comm[v], schedules[v] = capture_decode_step(m, v, prompt, context)
             times = {v: [] for v in variants}
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
