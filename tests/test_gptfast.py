@@ -1,7 +1,7 @@
 """gpt-fast's shard, made as its tp.py makes it, has this package's shard's shapes (so their steps compare).
 
 gpt-fast is never committed: these tests run where a snapshot is at third_party/gpt-fast (or $LADDER_EDU_GPT_FAST),
-as on the GPU machine of docs/gpu/report.sh, and are skipped, with the reason, elsewhere."""
+as on the GPU machine of docs/gpu/run.sh, and are skipped, with the reason, elsewhere."""
 import os
 
 import pytest
@@ -13,7 +13,7 @@ from ladder_edu.perf.measure.gpu_terms import shard_model
 ROOT = os.environ.get("LADDER_EDU_GPT_FAST",
                       os.path.join(os.path.dirname(__file__), "..", "third_party", "gpt-fast"))
 needs = pytest.mark.skipif(not os.path.isfile(os.path.join(ROOT, "model.py")),
-                           reason="no gpt-fast snapshot at third_party/gpt-fast (docs/gpu/report.sh fetches one)")
+                           reason="no gpt-fast snapshot at third_party/gpt-fast (docs/gpu/run.sh fetches one)")
 
 
 def test_a_directory_without_gpt_fast_is_named_in_the_error(tmp_path):

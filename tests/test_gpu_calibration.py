@@ -108,3 +108,29 @@ def test_h200_preset_is_its_committed_measurement():
     for name in ("kernel_us", "small_us", "mem_eff", "skinny_eff", "flop_eff"):
         assert getattr(eff, name) == pytest.approx(measured["eff"][name], abs=1e-3), name
     assert HARDWARE["h200-nvlink"].mem_gbps == measured["mem_gbps"] == 4800
+
+
+def test_every_command_of_the_gpu_script_parses():
+    """docs/gpu/run.sh runs on a lent GPU, where a misspelt option costs the whole session: each of its
+    ``-m ladder_edu`` commands must be accepted by the command line's parser (argparse exits 2 on an unknown one),
+    and the script must be valid bash."""
+    import re
+    import shlex
+    import subprocess
+
+    from ladder_edu.cli.main import build_parser
+    path = os.path.join(H100, "..", "run.sh")
+    assert subprocess.run(["bash", "-n", path]).returncode == 0
+    text = open(path).read().replace("\\\n", " ")
+    values = {"py": "python3", "out": "/tmp/out", "gpu": "h200-nvlink", "gpus": "2", "arch": "ladder",
+              "gf": "--gpt-fast third_party/gpt-fast"}
+    commands = []
+    for line in text.splitlines():
+        m = re.search(r'-m ladder_edu (.*)$', line)
+        if m:
+            cmd = re.sub(r"\$(\w+)", lambda v: values[v.group(1)], m.group(1))
+            commands.append(shlex.split(cmd))
+    assert {c[0] for c in commands} >= {"bench", "calibrate-gpu", "profile", "check"}
+    parser = build_parser()
+    for argv in commands:
+        parser.parse_args(argv)                  # SystemExit(2) on an unknown option or a bad choice
