@@ -49,6 +49,21 @@ def test_token_ids_out_of_range(model):
         model(torch.tensor([[-1, 3]]))
 
 
+def test_no_value_is_read_back_while_a_cuda_graph_is_captured(model, monkeypatch):
+    """A device-to-host read fails a CUDA graph's capture (the graph-captured emulated rank captures eager decode
+    steps), so during a capture only shapes are checked; outside one the same ids are refused."""
+    from ladder_edu.models.layers import check_tokens, reading_values_is_allowed
+    bad = torch.tensor([[0, 999]])
+    with pytest.raises(ValueError, match="token ids must be in"):
+        check_tokens(model, bad, 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    assert not reading_values_is_allowed()
+    check_tokens(model, bad, 0)                     # ids not read: no sync inside the capture
+    with pytest.raises(ValueError, match="sequence too long"):
+        check_tokens(model, torch.zeros(1, 40, dtype=torch.long), 0)    # shapes still checked
+
+
 def test_sequence_longer_than_context(model):
     with pytest.raises(ValueError, match="sequence too long: positions up to 40 but the context is max_seq_len=32"):
         model(torch.zeros(1, 40, dtype=torch.long))

@@ -129,8 +129,17 @@ class MLP(nn.Module):
         return self.down_proj(F.silu(gate) * up)
 
 
+def reading_values_is_allowed() -> bool:
+    """Whether checks may read tensor values back to the host: not while ``torch.compile`` traces (a graph break)
+    nor while a CUDA graph is being captured (a device-to-host copy is illegal there and fails the capture)."""
+    if torch.compiler.is_compiling():
+        return False
+    return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
 def check_tokens(model, tokens: torch.Tensor, start):
-    """Clear errors for tokens a model (a ``decoder.Decoder``) cannot take at position ``start``."""
+    """Clear errors for tokens a model (a ``decoder.Decoder``) cannot take at position ``start``. Shapes are
+    always checked; values (token ids, positions) only where ``reading_values_is_allowed``."""
     if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
         got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
         raise TypeError(f"tokens must be an integer tensor (torch.long or torch.int) of shape [batch, seq], "
@@ -144,7 +153,7 @@ def check_tokens(model, tokens: torch.Tensor, start):
         cache = model.first_cache()
         if cache is None:
             raise ValueError("a positions tensor needs a KV cache: call model.setup_cache(batch) first")
-        if torch.compiler.is_compiling():
+        if not reading_values_is_allowed():
             return
         end = int(start.max()) + 1
         if int(start.min()) < 0 or end > cache.k.shape[2]:
@@ -155,7 +164,7 @@ def check_tokens(model, tokens: torch.Tensor, start):
     if end > model.cfg.max_seq_len:
         raise ValueError(f"sequence too long: positions up to {end} but the context is "
                          f"max_seq_len={model.cfg.max_seq_len}")
-    if torch.compiler.is_compiling():      # value checks would break the graph; shapes were checked above
+    if not reading_values_is_allowed():    # shapes were checked above
         return
     if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= model.cfg.vocab_size):
         raise ValueError(f"token ids must be in [0, {model.cfg.vocab_size}), got min {int(tokens.min())}, "
