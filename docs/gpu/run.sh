@@ -20,7 +20,7 @@
 #   profile/, hta.log   an NCCL profile at TP 1 and this package's overlap report next to HTA's
 #   notebooks.log       notebooks 01-03 under nbval (quick mode) on the GPU
 #   with 2+ GPUs also: nccl-check-<arch>.log, nccl-bench.log, nccl-profile/, labs.log (real NCCL TP)
-# Each step has a time limit (530 s in all); a failing step is logged and the next one runs. GPU=<preset> picks the
+# Each step has a time limit (560 s in all); a failing step is logged and the next one runs. GPU=<preset> picks the
 # preset of this GPU for the graphed rank's model (default: by the GPU's name: h200-nvlink, else h100-nvlink).
 # PY=<python> (default python3, the one that holds torch on the lent machines).
 set -uo pipefail
@@ -51,7 +51,7 @@ gf=""; [ -f third_party/gpt-fast/model.py ] && gf="--gpt-fast third_party/gpt-fa
 
 step graphed 80 "$py" -m ladder_edu bench --emulate-tp 8 --graph --preset llama-3-70b --gpu "$gpu" \
     --arch standard,parallel,ladder,upper_bound --context 1024 --steps 20 --rounds 6 --json "$out/graphed.json"
-step calibrate 170 "$py" -m ladder_edu calibrate-gpu --out "$out/preset.json" --detail "$out" --budget 130 $gf
+step calibrate 200 "$py" -m ladder_edu calibrate-gpu --out "$out/preset.json" --detail "$out" --budget 150 $gf
 step test_gpu 100 "$py" -m pytest -o addopts="" tests/test_gpu.py tests/test_gptfast.py -rs -q -s
 step profile 40 "$py" -m ladder_edu profile --backend nccl --tp 1 --arch standard,ladder --out "$out/profile"
 step hta 30 "$py" - "$out/profile/traces" <<'EOF'

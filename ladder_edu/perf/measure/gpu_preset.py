@@ -149,7 +149,9 @@ out. ``PROFILED``: these also record their decode step's kernels (torch.profiler
 def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "", gpt_fast: str | None = None) -> dict:
     """Write ``projections.json`` and ``steps.json`` (``gpu_terms``) into ``out_dir``; returns both. With
     ``gpt_fast`` (a gpt-fast snapshot directory) each compiled step of this package is followed by gpt-fast's on
-    the same shape (``gptfast.py``), written to ``gptfast-steps.json``, and ``compare.json`` holds both per layer."""
+    the same shape (``gptfast.py``), written to ``gptfast-steps.json``, and ``compare.json`` holds both per layer;
+    the projection sweep then gets a third of the budget, and every file is rewritten after each step, so a run
+    stopped from outside keeps what it measured."""
     import time
 
     import torch
@@ -158,9 +160,10 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "", g
     os.makedirs(out_dir, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     head = {"device": gm.device_name(device), "torch": torch.__version__, "command": command}
-    deadline = time.time() + budget_s
+    start = time.time()
+    deadline = start + budget_s
     proj = {**head, "kernel_us": gm.small_kernel_us(device),
-            "rows": gm.projection_sweep(device=device, deadline=deadline)}
+            "rows": gm.projection_sweep(device=device, deadline=start + budget_s / (3 if gpt_fast else 1))}
     gm.write_json(os.path.join(out_dir, "projections.json"), proj)
     path = os.path.join(out_dir, "steps.json")
     if gpt_fast is None:
@@ -177,8 +180,9 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "", g
         gm.write_json(path, {**head, "rows": steps})
         theirs += gptfast.gpt_fast_steps(gpt_fast, "llama-3-70b", [config], device=device)
         gm.write_json(os.path.join(out_dir, "gptfast-steps.json"), {**head, "rows": theirs})
+        compare = gptfast.compare(steps, theirs)
+        gm.write_json(os.path.join(out_dir, "compare.json"), {**head, "rows": compare})
     compare = gptfast.compare(steps, theirs)
-    gm.write_json(os.path.join(out_dir, "compare.json"), {**head, "rows": compare})
     return {"projections": proj, "steps": {**head, "rows": steps}, "gptfast": {**head, "rows": theirs},
             "compare": compare}
 
