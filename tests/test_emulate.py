@@ -40,6 +40,22 @@ def test_emulated_shard_has_one_nth_of_each_layer():
     assert model.layers[0].mlp.w13.weight.shape == (2 * 28672 // 8, 8192)            # [gate_r; up_r]
 
 
+def test_variants_share_the_shard_weights():
+    """Four variants of a 70B shard fit where one does only if no weight is copied: the fused projections load as
+    new tensors and must be pointed back at the base model's."""
+    from ladder_edu.perf.measure.emulate import variant_models
+    cfg = get_config("tiny")
+    base, group = emulated_rank_model(cfg, "standard", HARDWARE["h100-nvlink"], 2, "cpu")
+    try:
+        models = variant_models(base, cfg, ["standard", "ladder", "upper_bound"], "float32", 1, 16)
+        mine = {n: p.data_ptr() for n, p in base.named_parameters()}
+        for m in models.values():
+            assert {n: p.data_ptr() for n, p in m.named_parameters()} == mine
+            m(torch.zeros(1, 4, dtype=torch.long))                     # and the shared weights run
+    finally:
+        group.close()
+
+
 def test_emulated_benchmark_runs_every_variant_and_says_it_is_modeled():
     res = emulated_benchmark(get_config("tiny"), 4, HARDWARE["h100-no-p2p"], steps=2, rounds=1, context=8)
     assert [r.variant for r in res.rows] == ["standard", "parallel", "ladder", "upper_bound"]

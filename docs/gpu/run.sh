@@ -20,7 +20,7 @@
 #   profile/, hta.log   an NCCL profile at TP 1 and this package's overlap report next to HTA's
 #   notebooks.log       notebooks 01-03 under nbval (quick mode) on the GPU
 #   with 2+ GPUs also: nccl-check-<arch>.log, nccl-bench.log, nccl-profile/, labs.log (real NCCL TP)
-# Each step has a time limit (560 s in all); a failing step is logged and the next one runs. GPU=<preset> picks the
+# Each step has a time limit (550 s in all); a failing step is logged and the next one runs. GPU=<preset> picks the
 # preset of this GPU for the graphed rank's model (default: by the GPU's name: h200-nvlink, else h100-nvlink).
 # PY=<python> (default python3, the one that holds torch on the lent machines).
 set -uo pipefail
@@ -28,7 +28,10 @@ dest=${OUT:-docs/gpu/out}; out=${WORK:-/tmp/gpu-report}; py=${PY:-python3}; rm -
 mkdir -p "$dest" "$out"; dest=$(cd "$dest" && pwd); out=$(cd "$out" && pwd)
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=/tmp/inductor LADDER_EDU_QUICK=1
 log="$out/report.log"; : > "$log"
-pack() { tar czf "$dest/results.tar.gz" -C "$out" . && cp "$log" "$dest/report.log"; }
+pack() {                                   # atomically: a kill during tar leaves the last archive whole
+    tar czf "$dest/.results.tmp" -C "$out" . && mv "$dest/.results.tmp" "$dest/results.tar.gz"
+    cp "$log" "$dest/report.log"
+}
 step() {                                   # step NAME SECONDS COMMAND...: run it under a limit, log how it ended
     local name=$1 limit=$2; shift 2
     local t0=$SECONDS
@@ -51,8 +54,8 @@ gf=""; [ -f third_party/gpt-fast/model.py ] && gf="--gpt-fast third_party/gpt-fa
 
 step graphed 80 "$py" -m ladder_edu bench --emulate-tp 8 --graph --preset llama-3-70b --gpu "$gpu" \
     --arch standard,parallel,ladder,upper_bound --context 1024 --steps 20 --rounds 6 --json "$out/graphed.json"
-step calibrate 200 "$py" -m ladder_edu calibrate-gpu --out "$out/preset.json" --detail "$out" --budget 150 $gf
-step test_gpu 100 "$py" -m pytest -o addopts="" tests/test_gpu.py tests/test_gptfast.py -rs -q -s
+step calibrate 180 "$py" -m ladder_edu calibrate-gpu --out "$out/preset.json" --detail "$out" --budget 100 $gf
+step test_gpu 120 "$py" -m pytest -o addopts="" tests/test_gpu.py tests/test_gptfast.py -rs -q -s
 step profile 40 "$py" -m ladder_edu profile --backend nccl --tp 1 --arch standard,ladder --out "$out/profile"
 step hta 30 "$py" - "$out/profile/traces" <<'EOF'
 import glob, os, sys
@@ -66,7 +69,7 @@ for d in sorted(glob.glob(os.path.join(sys.argv[1], "*"))):
     except Exception as e:                       # HTA missing or refusing the trace: say so, go on
         print(d, "HTA:", repr(e)[:300])
 EOF
-step notebooks 110 "$py" -m pytest -o addopts="--nbval-lax --nbval-current-env -p no:cacheprovider" -q \
+step notebooks 100 "$py" -m pytest -o addopts="--nbval-lax --nbval-current-env -p no:cacheprovider" -q \
     notebooks/01_*.ipynb notebooks/02_*.ipynb notebooks/03_*.ipynb
 if [ "$gpus" -ge 2 ]; then
     for arch in standard parallel ladder; do

@@ -203,12 +203,15 @@ def compare(cfg, hw, args) -> dict:
 
 
 def cmd_calibrate_gpu(args) -> int:
+    """With ``--detail`` the detailed timings come first (the longer, more telling measurement, saved as it goes),
+    then the preset file."""
+    import torch
+
     from ..perf.measure.gpu_preset import calibrate_gpu
-    hw = calibrate_gpu(args.base)
-    hw.to_json(args.out)
-    say(f"wrote {args.out}: " + ", ".join(f"{k} {v:.3g}" for k, v in asdict(hw.eff).items()))
     if args.detail:
         from ..perf.measure.gpu_preset import calibrate_detail
+        if not torch.cuda.is_available():
+            calibrate_gpu(args.base)                     # its one-line error: this needs a CUDA GPU
         base = f" --base {args.base}" if args.base else ""
         gf = f" --gpt-fast {args.gpt_fast}" if args.gpt_fast else ""
         cmd = (f"ladder-edu calibrate-gpu --out {args.out}{base} --detail {args.detail} --budget {args.budget:g}"
@@ -219,6 +222,9 @@ def cmd_calibrate_gpu(args) -> int:
         for r in res.get("compare", []):
             say(f"  70B shard TP {r['tp']}, batch {r['batch']}: per layer {r['ours_us']:.1f} us (ladder_edu) vs "
                 f"{r['gpt_fast_us']:.1f} us (gpt-fast), ratio {r['ratio']:.3f}")
+    hw = calibrate_gpu(args.base)
+    hw.to_json(args.out)
+    say(f"wrote {args.out}: " + ", ".join(f"{k} {v:.3g}" for k, v in asdict(hw.eff).items()))
     return 0
 
 

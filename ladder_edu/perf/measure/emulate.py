@@ -160,6 +160,9 @@ def variant_models(base: Transformer, cfg: ModelConfig, variants, dtype: str, ba
     for v in variants:
         m = Transformer(variant_config(cfg, v), base.tp, DTYPES[dtype], torch.device("meta"))
         m.load_state_dict(base.state_dict(), assign=True)
+        for name, p in base.named_parameters():   # the fused projections load as new tensors: point them back
+            owner, _, attr = name.rpartition(".")
+            setattr(m.get_submodule(owner), attr, p)
         m.rope_cos, m.rope_sin = base.rope_cos, base.rope_sin
         m.setup_cache(batch, cache)
         models[v] = m.eval()
