@@ -110,7 +110,7 @@ def test_h200_preset_is_its_committed_measurement():
     assert HARDWARE["h200-nvlink"].mem_gbps == measured["mem_gbps"] == 4800
 
 
-def test_every_command_of_the_gpu_script_parses():
+def test_every_command_of_the_gpu_script_parses(tmp_path):
     """docs/gpu/run.sh runs on a lent GPU, where a misspelt option costs the whole session: each of its
     ``-m ladder_edu`` commands must be accepted by the command line's parser (argparse exits 2 on an unknown one),
     and the script must be valid bash."""
@@ -122,8 +122,10 @@ def test_every_command_of_the_gpu_script_parses():
     path = os.path.join(H100, "..", "run.sh")
     assert subprocess.run(["bash", "-n", path]).returncode == 0
     text = open(path).read().replace("\\\n", " ")
-    values = {"py": "python3", "out": "/tmp/out", "gpu": "h200-nvlink", "gpus": "2", "arch": "ladder",
-              "gf": "--gpt-fast third_party/gpt-fast"}
+    snapshot = tmp_path / "gpt-fast"            # options that name a directory need one that exists
+    snapshot.mkdir()
+    values = {"py": "python3", "out": str(tmp_path), "gpu": "h200-nvlink", "gpus": "2", "arch": "ladder",
+              "gf": f"--gpt-fast {snapshot}"}
     commands = []
     for line in text.splitlines():
         m = re.search(r'-m ladder_edu (.*)$', line)
