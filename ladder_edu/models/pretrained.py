@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import tempfile
 
 import torch
 
@@ -58,10 +60,31 @@ _GGUF_NAMES = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layer
                "ffn_down": "mlp.down_proj"}
 
 
+def _file_key(path: str) -> tuple[str, int, int]:
+    """(real path, size, modification time): a file that changes gets a new key."""
+    st = os.stat(path)
+    return os.path.realpath(path), st.st_size, st.st_mtime_ns
+
+
+_READ: dict = {}                 # {file key: (config, state)}: the last GGUF file read in this process
+
+
 def load_gguf(path: str, name: str = "gguf") -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    """(config, full float32 state dict) of a Llama-architecture GGUF file."""
+    """(config, full float32 state dict) of a Llama-architecture GGUF file.
+
+    The file is parsed and dequantized once per process (the parse of its vocabulary alone takes seconds); each call
+    returns its own copy of the weights, so a caller may change them in place."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no GGUF file at {path}")
+    key = _file_key(path)
+    if key not in _READ:
+        _READ.clear()                                     # hold one checkpoint at most
+        _READ[key] = _read_gguf(path)
+    cfg, state = _READ[key]
+    return cfg.replace(name=name), {k: v.clone() for k, v in state.items()}
+
+
+def _read_gguf(path: str) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     gguf = _need("gguf")
     from gguf.quants import dequantize
     reader = gguf.GGUFReader(path)
@@ -77,7 +100,7 @@ def load_gguf(path: str, name: str = "gguf") -> tuple[ModelConfig, dict[str, tor
                       vocab_size=meta.get(a + "vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data),
                       max_seq_len=meta[a + "context_length"], rope_theta=float(meta[a + "rope.freq_base"]),
                       norm_eps=float(meta[a + "attention.layer_norm_rms_epsilon"]),
-                      tie_embeddings="output.weight" not in names, name=name)
+                      tie_embeddings="output.weight" not in names)
     state = {}
     for t in reader.tensors:
         w = torch.from_numpy(dequantize(t.data, t.tensor_type).copy()).float()
@@ -136,14 +159,42 @@ def load_checkpoint(source: str = "smollm2") -> tuple[ModelConfig, dict[str, tor
                             f"a .gguf file, or a Hugging Face Llama directory with config.json")
 
 
+def tokenizer_cache(path: str) -> str:
+    """Where the tokenizer built from GGUF file ``path`` is kept: ``$XDG_CACHE_HOME/ladder_edu/tokenizers/`` (else
+    ``~/.cache/...``), one folder per file name, size and modification time."""
+    _, size, mtime = _file_key(path)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ladder_edu", "tokenizers", f"{os.path.basename(path)}-{size}-{mtime}")
+
+
 def load_tokenizer(source: str = "smollm2"):
-    """The checkpoint's tokenizer (transformers; from the GGUF metadata for GGUF files)."""
+    """The checkpoint's tokenizer (transformers; from the GGUF metadata for GGUF files).
+
+    transformers builds a GGUF file's tokenizer by parsing the whole file (seconds); the result is saved once as
+    Hugging Face tokenizer files (JSON, written to a temporary folder then renamed into place) in
+    ``tokenizer_cache(path)`` and read from there afterwards. Where the cache cannot be written, nothing is kept."""
     _need("transformers")
     from transformers import AutoTokenizer
-    if source == "smollm2" or source.endswith(".gguf"):
-        path = smollm2_path() if source == "smollm2" else source
-        return AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
-    return AutoTokenizer.from_pretrained(source)
+    if not (source == "smollm2" or source.endswith(".gguf")):
+        return AutoTokenizer.from_pretrained(source)
+    path = smollm2_path() if source == "smollm2" else source
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no GGUF file at {path}")
+    cache = tokenizer_cache(path)
+    if os.path.isdir(cache):
+        return AutoTokenizer.from_pretrained(cache)
+    tok = AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(cache), prefix=".tokenizer.")
+        tok.save_pretrained(tmp)
+        try:
+            os.rename(tmp, cache)                 # atomic; another process that got there first keeps its copy
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass
+    return tok
 
 
 def to_hf_llama(cfg: ModelConfig, state: dict[str, torch.Tensor]):
