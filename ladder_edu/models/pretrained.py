@@ -66,19 +66,23 @@ def _file_key(path: str) -> tuple[str, int, int]:
     return os.path.realpath(path), st.st_size, st.st_mtime_ns
 
 
-_READ: dict = {}                 # {file key: (config, state)}: the last GGUF file read in this process
+_READ: dict = {}                 # {file key: (config, state)}: the last small GGUF file read in this process
+KEEP_BYTES = 1 << 30             # files up to 1 GiB are kept: a kept copy doubles the weights' memory
 
 
 def load_gguf(path: str, name: str = "gguf") -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """(config, full float32 state dict) of a Llama-architecture GGUF file.
 
-    The file is parsed and dequantized once per process (the parse of its vocabulary alone takes seconds); each call
-    returns its own copy of the weights, so a caller may change them in place."""
+    A file of at most ``KEEP_BYTES`` is parsed and dequantized once per process (the parse of its vocabulary alone
+    takes seconds); each call returns its own copy of the weights, so a caller may change them in place."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no GGUF file at {path}")
     key = _file_key(path)
     if key not in _READ:
         _READ.clear()                                     # hold one checkpoint at most
+        if key[1] > KEEP_BYTES:
+            cfg, state = _read_gguf(path)
+            return cfg.replace(name=name), state
         _READ[key] = _read_gguf(path)
     cfg, state = _READ[key]
     return cfg.replace(name=name), {k: v.clone() for k, v in state.items()}
@@ -187,13 +191,15 @@ def load_tokenizer(source: str = "smollm2"):
     try:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         tmp = tempfile.mkdtemp(dir=os.path.dirname(cache), prefix=".tokenizer.")
+    except OSError:
+        return tok
+    try:
         tok.save_pretrained(tmp)
-        try:
-            os.rename(tmp, cache)                 # atomic; another process that got there first keeps its copy
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+        os.rename(tmp, cache)                     # atomic; another process that got there first keeps its copy
     except OSError:
         pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)    # gone already after the rename
     return tok
 
 
