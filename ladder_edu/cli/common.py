@@ -104,6 +104,7 @@ def choice_list(valid):
         return items
     parse.bad_examples = ["", "no-such-variant", f"{valid[0]},nope"]
     parse.valid = f"comma-separated from {', '.join(valid)}"
+    parse.choices = tuple(valid)
     return parse
 
 
@@ -234,6 +235,20 @@ def add_priority(p: argparse.ArgumentParser):
                    help="CPU only: run gloo's communication threads in a real-time scheduling class so they can "
                         "preempt compute ('realtime', needs root or CAP_SYS_NICE), leave them alone ('normal'), or "
                         "realtime where allowed ('auto', default)")
+
+
+def add_plan(p: argparse.ArgumentParser):
+    p.add_argument("--plan", action="store_true",
+                   help="check every option, print what would run and with which settings, and exit 0 without "
+                        "running it")
+
+
+def show_plan(command: str, lines) -> int:
+    """``--plan``: the settings a run would use, one per line; nothing is run."""
+    say(f"ladder-edu {command} --plan (nothing is run); it would run with:")
+    for line in lines:
+        say(f"  {line}")
+    return 0
 
 
 def stderr(*args):

@@ -2,7 +2,7 @@
 
 Every sub-command runs real ranks: it spawns them itself (gloo on a CPU, NCCL with one GPU per rank), or, under
 ``torchrun``, runs as the rank torchrun started (``torchrun --nproc_per_node=8 -m ladder_edu check --tp 8``).
-Each command group lives in its own module (``run``, ``profiling``, ``bench``, ``predict``, ``recovery``) with its
+Each command group lives in its own module (``run``, ``profiling``, ``bench``, ``predict``, ``recovery``, ``assess``) with its
 parser and what it does; this one assembles them and turns errors into one line and an exit status.
 """
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 
 from ..tp import launch
-from . import bench, predict, profiling, recovery, run
+from . import assess, bench, predict, profiling, recovery, run
 from .common import Parser, stderr
 
-GROUPS = (run, profiling, bench, predict, recovery)
+GROUPS = (run, profiling, bench, predict, recovery, assess)
 
 EPILOG = """examples:
   ladder-edu tour                                   # the 1-minute tour on 2 CPU ranks

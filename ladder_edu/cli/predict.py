@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict
 
 from ..models.config import PRESETS, get_config
-from .common import floats, in_dir, ints, ladder_layers, out_dir, out_file, say, write_json
+from .common import add_plan, floats, in_dir, ints, ladder_layers, out_dir, out_file, say, show_plan, write_json
 
 
 def what_if(text: str):
@@ -94,6 +94,7 @@ def add_parsers(sub):
                           "DIR/gptfast-steps.json and compare.json (per layer, both codes)")
     cal.add_argument("--budget", type=floats(0, lo_open=True), default=300.0, metavar="S",
                      help="with --detail: stop starting new measurements after S seconds (default: 300)")
+    add_plan(cal)
 
 
 def cmd_predict(args) -> int:
@@ -208,6 +209,11 @@ def cmd_calibrate_gpu(args) -> int:
     import torch
 
     from ..perf.measure.gpu_preset import calibrate_gpu
+    if args.plan:
+        gpu_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "none here: a run ends with an error"
+        return show_plan("calibrate-gpu", [f"{k} = {getattr(args, k)!r}" for k in
+                                           ("out", "base", "detail", "gpt_fast", "budget")] +
+                         [f"CUDA device: {gpu_name}"])
     if args.detail:
         from ..perf.measure.gpu_preset import calibrate_detail
         if not torch.cuda.is_available():

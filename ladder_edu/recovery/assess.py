@@ -14,6 +14,7 @@ import os
 
 from .evaluate import blocks, corpus_split, mean_loss, run_probe
 from .safe_io import load_model_dir
+from .options import EVAL_BLOCKS
 
 
 def read_text(path: str) -> str:
@@ -70,7 +71,7 @@ def resolve(spec: str, source: str = "smollm2"):
 
 
 def assess(spec: str, texts: list[str] | None = None, probe: str | None = None, source: str = "smollm2",
-           eval_blocks: int = 16, probe_limit: int | None = None) -> dict:
+           eval_blocks: int = EVAL_BLOCKS, probe_limit: int | None = None) -> dict:
     """{"model", "texts": {file: {"ppl", "loss", "blocks"}}, "probe": {"correct", "total", "score", "replies"}}.
     Without ``texts``: the held-out split of Python's documentation (notebook 05's)."""
     from ..models.model import Transformer

@@ -41,21 +41,10 @@ from .finetune import FinetuneConfig, finetune
 from .repair import repair
 from .safe_io import is_model_dir, load_model_dir, save_model_dir
 from ..util.atomic import write_json
+from .options import (CALIB_BLOCKS, CHOSEN_KS, CHOSEN_RECOVER_KS, EVAL_BLOCKS, LADDER_LAYERS,  # noqa: F401
+                      RECIPE_STAGES, REPAIR_TEXTS, RESCORE_EVERY, STAGES, STEPS, TRAINED, ConvertOptions)
 
-TRAINED = {   # stage: (the model it starts from, fine-tune method, FinetuneConfig changes)
-    "repaired+distill": ("repaired", "distill", {}),
-    "chosen+distill": ("chosen", "distill", {}),
-    "chosen+match": ("chosen", "match", {"lr": 1e-3}),
-    "chosen+match+distill": ("chosen+match", "distill", {}),
-    "chosen+progressive": ("chosen", "distill", {}),
-    "chosen+distill:replies": ("chosen", "distill", {"reply_only": True, "select": "gen_kl"}),
-}
 PROGRESSIVE_GROUPS = 3
-STAGES = ("original", "choice", "top", "chosen", "repaired", *TRAINED)
-REPAIR_TEXTS = ("chats", "mixed")
-RECIPE_STAGES = ("original", "choice", "top", "chosen", "chosen+distill")
-"""What ``ladder-edu finetune`` runs: the recipe (the chosen layers, distilled) and what it is compared with; the
-closed-form repair, measured by ``ladder-edu convert``, loses (docs/recovery.md)."""
 
 
 class Texts:
@@ -93,8 +82,20 @@ def measure_all(model, tok, texts: Texts, teacher_logp, probe_limit=None) -> dic
             "probe_correct": probe["correct"], "probe_total": probe["total"], "replies": probe["replies"][:8]}
 
 
-def run_conversion(out_dir: str, k: int = 15, steps: int = 100, source: str = "smollm2", eval_blocks: int = 16,
-                   score_blocks: int = 8, calib_blocks: int = 32, every: int = 5, choose_k: int | None = None,
+def convert(opts: ConvertOptions, progress: bool = True) -> dict:
+    """``ladder-edu convert`` and ``ladder-edu finetune``'s recipe: one run of ``opts`` (``ConvertOptions``)."""
+    opts.check()
+    if opts.choice_from:
+        reuse_choice(opts.choice_from, opts.out, opts.choose)
+    return run_conversion(opts.out, opts.choose, opts.steps, eval_blocks=opts.eval_blocks, every=opts.every,
+                          calib_blocks=opts.calib_blocks, probe_limit=opts.probe_limit, max_prompts=opts.max_prompts,
+                          stages=opts.stages, repair_ridge=opts.repair_ridge, repair_text=opts.repair_text,
+                          progress=progress)
+
+
+def run_conversion(out_dir: str, k: int = LADDER_LAYERS, steps: int = STEPS, source: str = "smollm2",
+                   eval_blocks: int = EVAL_BLOCKS, score_blocks: int = 8, calib_blocks: int = CALIB_BLOCKS,
+                   every: int = RESCORE_EVERY, choose_k: int | None = None,
                    probe_limit: int | None = None, max_prompts: int | None = None, chat_tokens: int = 48,
                    stages=STAGES, candidates=None, prompt_source: str = "self", seed: int = 0, progress: bool = True,
                    loaded=None, repair_ridge: float = 1e-3, repair_text: str = "chats") -> dict:
@@ -246,7 +247,20 @@ def reuse_choice(choice_from: str, out_dir: str, k: int) -> None:
                                                             "rows": {"original": main["rows"]["original"]}})
 
 
-def chosen_frontier(out_dir: str, choice_from: str, ks=(4, 8, 12, 15, 20), recover_ks=(12,), steps: int = 100,
+def chosen_ks(choice_from: str, ks=None, recover_ks=None) -> tuple[list[int], list[int]]:
+    """The chosen frontier's k's and recovered k's: those given, or of ``CHOSEN_KS`` and ``CHOSEN_RECOVER_KS`` the
+    ones ``choice_from``'s run chose at most. Raises ValueError when a given k needs more layers than it chose."""
+    with open(os.path.join(choice_from, "results.json")) as f:
+        n = len(json.load(f)["choice"]["order"])
+    ks = list(ks) if ks else [k for k in CHOSEN_KS if k <= n]
+    recover_ks = list(recover_ks) if recover_ks is not None else [k for k in CHOSEN_RECOVER_KS if k in ks]
+    if not ks or max(ks) > n:
+        raise ValueError(f"{choice_from} chose {n} layers; the frontier's k's {ks} need at most that many (rerun "
+                         f"ladder-edu convert there with a larger --choose, or give --ks)")
+    return ks, recover_ks
+
+
+def chosen_frontier(out_dir: str, choice_from: str, ks=CHOSEN_KS, recover_ks=CHOSEN_RECOVER_KS, steps: int = STEPS,
                     progress: bool = True, **kwargs) -> dict:
     """For each k: the top k and the first k layers of ``choice_from``'s greedy choice (``out_dir/results.json`` of
     a ``run_conversion`` with ``choose_k >= max(ks)``), converted; for the k in ``recover_ks`` also distilled (the

@@ -20,6 +20,7 @@ from .distill import chat_prompts, pack, teacher_chats
 from .evaluate import CHAT, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: for notebooks)
 from ..util.atomic import write_json
 from .finetune import FinetuneConfig, finetune
+from .options import EVAL_BLOCKS, LADDER_LAYERS, STEPS
 from .safe_io import load_model_dir, load_tensors, save_model_dir, save_tensors
 from ..models.generate import generate
 from ..models.model import Transformer
@@ -63,8 +64,8 @@ def recovery(converted: float, recovered: float, control: float) -> float:
     return (converted - recovered) / (converted - control)
 
 
-def run_recovery(out_dir: str, ladder_layers: int = 15, steps: int = 100, runs=RUNS, source: str = "smollm2",
-                 eval_blocks: int = 16, probe_limit: int | None = None, chat_tokens: int = 48,
+def run_recovery(out_dir: str, ladder_layers: int = LADDER_LAYERS, steps: int = STEPS, runs=RUNS,
+                 source: str = "smollm2", eval_blocks: int = EVAL_BLOCKS, probe_limit: int | None = None, chat_tokens: int = 48,
                  max_prompts: int | None = None, seed: int = 0, progress: bool = True, on_eval=None,
                  loaded=None, known_rows: dict | None = None, **ft_overrides) -> dict:
     """The whole experiment; every fine-tune resumes from ``out_dir/<run>`` if it was interrupted, and the

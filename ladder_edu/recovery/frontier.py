@@ -22,6 +22,7 @@ from ..perf.model.hardware import HARDWARE
 from ..perf.model.perfmodel import predict
 from .experiment import RECIPE, build, load, measure, recipe_name, run_recovery
 from .evaluate import blocks, corpus_split
+from .options import EVAL_BLOCKS, STEPS
 from ..util.atomic import write_json
 
 KS = (0, 4, 8, 12, 15, 20, 30)
@@ -60,8 +61,8 @@ def _read(path):
     return None
 
 
-def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = 100, source: str = "smollm2",
-             eval_blocks: int = 16, probe_limit: int | None = None, progress: bool = True,
+def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = STEPS, source: str = "smollm2",
+             eval_blocks: int = EVAL_BLOCKS, probe_limit: int | None = None, progress: bool = True,
              max_prompts: int | None = None, **recipe) -> dict:
     """Compute (or resume) the frontier; returns {"original": row, "points": [{k, converted, recovered?,
     predicted}], "steps", "recipe"} and writes it to ``out_dir/frontier.json``."""

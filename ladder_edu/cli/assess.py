@@ -1,0 +1,93 @@
+"""``ladder-edu evaluate`` (any model's perplexity and probe score) and ``from-scratch`` (small models trained
+from scratch): measuring models, beside the conversion commands of ``cli.recovery``."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..recovery.from_scratch import ARCHS_COMPARED
+from ..recovery.options import BLOCK, EVAL_BLOCKS
+from .common import add_plan, choice_list, in_file, int_list, ints, out_dir, out_file, say, show_plan, source, write_json
+
+
+def model_spec(text: str) -> str:
+    """original, converted:K (K an integer >= 0), converted:I,J,.. (layer indices), or an existing directory."""
+    k = text.partition(":")[2]
+    layers = k.replace(",", "")
+    if text == "original" or (text.startswith("converted:") and layers.isdigit()) or os.path.isdir(text):
+        return text
+    raise argparse.ArgumentTypeError(f"must be original, converted:K (the top K layers made ladder, K >= 0), "
+                                     f"converted:I,J,.. (those layers) or a model directory written by ladder-edu "
+                                     f"finetune, got {text!r}")
+
+
+model_spec.bad_examples = ["nonsense", "converted:x", "converted:-1", "/no/such/dir"]
+
+
+def add_measure(p):
+    """How every recovery command measures a model: held-out blocks and probe questions."""
+    p.add_argument("--eval-blocks", type=ints(1), default=EVAL_BLOCKS,
+                   help=f"held-out blocks of {BLOCK} tokens per text (default: {EVAL_BLOCKS})")
+    p.add_argument("--probe-limit", type=ints(1), default=None,
+                   help="ask only the first N probe questions (default: all)")
+
+
+def add_parsers(sub):
+    ev = sub.add_parser("evaluate", help="perplexity on any text and a probe score, for any model",
+                        description="Evaluate a model: original, converted:K (top K layers ladder, no training) or a "
+                                    "directory written by ladder-edu finetune. Perplexity and mean loss on each "
+                                    f"--text file (blocks of {BLOCK} tokens; default: the held-out split of Python's "
+                                    "documentation) and the score on a probe file (data/probe.json's format; "
+                                    "default: that file).")
+    ev.add_argument("--model", required=True, metavar="SPEC", type=model_spec,
+                    help="original, converted:K, or a model directory (config.json + model.safetensors)")
+    ev.add_argument("--text", action="append", type=in_file, metavar="FILE", help="a UTF-8 text file (repeatable)")
+    ev.add_argument("--probe", type=in_file, metavar="FILE",
+                    help='a JSON list of {"q": question, "a": [accepted answers]} (default: data/probe.json)')
+    ev.add_argument("--source", default="smollm2", type=source,
+                    help="the pretrained checkpoint for original and converted:K (default: smollm2)")
+    add_measure(ev)
+    ev.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+    add_plan(ev)
+
+    fs = sub.add_parser("from-scratch", help="train small standard, parallel, ladder and Kraken models from scratch",
+                        description="The Ladder paper's Table 3 in miniature: identical data (bytes of Python's "
+                                    "documentation), budget and seeds; validation perplexity per seed.")
+    fs.add_argument("--steps", type=ints(1), default=300, help="optimizer steps per model (default: 300)")
+    fs.add_argument("--seeds", default=[0, 1], type=int_list(0), help="comma-separated seeds (default: 0,1)")
+    fs.add_argument("--archs", default=list(ARCHS_COMPARED), type=choice_list(ARCHS_COMPARED),
+                    help="architectures (default: all four)")
+    fs.add_argument("--out", default="runs/from_scratch", type=out_dir,
+                    help="checkpoints and results (default: runs/from_scratch)")
+    fs.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+    add_plan(fs)
+
+
+
+def cmd_from_scratch(args) -> int:
+    from ..recovery.from_scratch import compare, table
+    if args.plan:
+        return show_plan("from-scratch", [f"{k} = {getattr(args, k)!r}" for k in ("out", "steps", "seeds", "archs",
+                                                                                   "json")])
+    result = compare(args.out, args.steps, args.seeds, args.archs)
+    say(table(result))
+    write_json(args.json, result)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..recovery.assess import assess, read_probe, read_text, table
+    if args.plan:
+        for path in args.text or ():
+            read_text(path)                            # its errors: not UTF-8, empty
+        if args.probe:
+            read_probe(args.probe)
+        return show_plan("evaluate", [f"{k} = {getattr(args, k)!r}" for k in ("model", "text", "probe", "source",
+                                                                               "eval_blocks", "probe_limit", "json")])
+    result = assess(args.model, args.text, args.probe, args.source, args.eval_blocks, args.probe_limit)
+    say(table(result))
+    write_json(args.json, result)
+    return 0
+
+
+COMMANDS = {"evaluate": cmd_evaluate, "from-scratch": cmd_from_scratch}

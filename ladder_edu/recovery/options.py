@@ -1,0 +1,108 @@
+"""What ``ladder-edu convert`` runs, as one validated value that owns its defaults, and the stages it can run.
+
+``ConvertOptions`` is the conversion's only list of options and defaults: ``ladder-edu convert``'s parser is
+defaulted from it and builds one from its arguments, and ``ladder-edu finetune`` (the recipe: the recipe's stages
+of the same conversion) builds one too, so an option added here reaches both commands, with one default.
+``ConvertOptions.plan()`` is what ``--plan`` prints: every option, and what a run would do, without running it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+
+BLOCK = 256              # tokens per block of text a model is measured or trained on
+EVAL_BLOCKS = 16         # held-out blocks a model is measured on
+CALIB_BLOCKS = 32        # blocks of the original's text the closed-form repair is fitted on
+RESCORE_EVERY = 5        # the greedy choice re-scores the remaining layers after every N chosen
+STEPS = 100              # optimizer steps per trained model
+LADDER_LAYERS = 15       # layers made ladder: half of SmolLM2-135M's 30, as the authors converted half of Llama-3.1-8B
+
+TRAINED = {   # stage: (the model it starts from, fine-tune method, FinetuneConfig changes)
+    "repaired+distill": ("repaired", "distill", {}),
+    "chosen+distill": ("chosen", "distill", {}),
+    "chosen+match": ("chosen", "match", {"lr": 1e-3}),
+    "chosen+match+distill": ("chosen+match", "distill", {}),
+    "chosen+progressive": ("chosen", "distill", {}),
+    "chosen+distill:replies": ("chosen", "distill", {"reply_only": True, "select": "gen_kl"}),
+}
+STAGES = ("original", "choice", "top", "chosen", "repaired", *TRAINED)
+REPAIR_TEXTS = ("chats", "mixed")
+CHOSEN_KS = (4, 8, 12, 15, 20)     # the chosen frontier's k's (those a convert run chose at most)
+CHOSEN_RECOVER_KS = (12,)          # ... and those of them distilled
+RECIPE_STAGES = ("original", "choice", "top", "chosen", "chosen+distill")
+"""What ``ladder-edu finetune`` runs: the recipe (the chosen layers, distilled) and what it is compared with; the
+closed-form repair, measured by ``ladder-edu convert``, loses (docs/recovery.md)."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """One conversion run (``recovery.convert``'s module docstring): ``choose`` layers made ladder, ``steps`` of
+    distillation per trained stage, ``stages`` of ``STAGES``; ``choice_from`` reuses another run's layer choice."""
+    out: str = "runs/convert"
+    choose: int = LADDER_LAYERS
+    steps: int = STEPS
+    stages: tuple = STAGES
+    every: int = RESCORE_EVERY
+    choice_from: str | None = None
+    calib_blocks: int = CALIB_BLOCKS
+    repair_ridge: float = 1e-3
+    repair_text: str = "chats"
+    eval_blocks: int = EVAL_BLOCKS
+    probe_limit: int | None = None
+    max_prompts: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "stages", tuple(self.stages))
+        bad = [s for s in self.stages if s not in STAGES]
+        if bad or not self.stages:
+            raise ValueError(f"unknown stage(s) {', '.join(map(repr, bad)) or '(none given)'}; valid choices: "
+                             f"{', '.join(STAGES)}")
+        if self.repair_text not in REPAIR_TEXTS:
+            raise ValueError(f"repair_text {self.repair_text!r}; valid choices: {', '.join(REPAIR_TEXTS)}")
+        for name, lo in (("choose", 0), ("steps", 1), ("every", 1), ("calib_blocks", 1), ("eval_blocks", 1)):
+            if getattr(self, name) < lo:
+                raise ValueError(f"{name} must be >= {lo}, got {getattr(self, name)}")
+        for name in ("probe_limit", "max_prompts"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        if not self.repair_ridge > 0:
+            raise ValueError(f"repair_ridge must be > 0, got {self.repair_ridge}")
+
+    @classmethod
+    def from_namespace(cls, ns) -> "ConvertOptions":
+        """The options of a parsed ``ladder-edu convert`` command line (its destinations are these fields)."""
+        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+
+    def check(self) -> None:
+        """What a run checks before any work: an existing ``out`` holds a run of the same ``choose``, and
+        ``choice_from`` chose at least ``choose`` layers. Raises ValueError naming the problem."""
+        here = _read_results(self.out)
+        if here is not None and here.get("k", self.choose) != self.choose:
+            raise ValueError(f"{self.out}/results.json holds a run with k={here['k']}, not {self.choose}; use another "
+                             f"--out or delete it")
+        if self.choice_from:
+            there = _read_results(self.choice_from) or {}
+            order = there.get("choice", {}).get("order")
+            if order is None:
+                raise ValueError(f"{self.choice_from}/results.json has no layer choice; run ladder-edu convert there "
+                                 f"first (with the choice stage)")
+            if self.choose > len(order):
+                raise ValueError(f"{self.choice_from} chose {len(order)} layers; --choose {self.choose} needs more")
+
+    def plan(self) -> list[str]:
+        """What a run would do, one line each: every option, then the stages still to run in ``out``."""
+        self.check()
+        here = _read_results(self.out) or {}
+        done = set(here.get("rows", {})) | ({"choice"} if "choice" in here else set())
+        todo = [s for s in self.stages if s not in done]
+        return ([f"{f.name} = {v!r}" for f, v in zip(fields(self), asdict(self).values())] +
+                [f"stages to run in {self.out}: {', '.join(todo) or 'none (all done)'}"])
+
+
+def _read_results(directory: str | None) -> dict | None:
+    path = os.path.join(directory or "", "results.json")
+    if not directory or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
