@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ladder_edu.models.config import get_config
-from ladder_edu.perf.measure import gpu_terms as gm
+from ladder_edu.perf.measure import gpu_terms
 from ladder_edu.perf.measure.gpu_preset import _line, fit_projections, small_kernel_cost
 from ladder_edu.perf.model.hardware import BOUNDS, HARDWARE
 
@@ -71,19 +71,19 @@ def test_presets_are_the_committed_h100_measurements():
 
 def test_projection_shapes_are_megatron_shards():
     cfg = get_config("llama-3-70b")
-    s = gm.projection_shapes(cfg, 8)
+    s = gpu_terms.projection_shapes(cfg, 8)
     assert s == {"wqkv": ((64 + 16) * 128 // 8, 8192), "wo": (8192, 1024), "w13": (2 * 28672 // 8, 8192),
                  "w2": (8192, 28672 // 8), "lm_head": (128256, 8192)}
 
 
 def test_measurement_code_runs_on_cpu():
     torch.set_num_threads(1)
-    r = gm.time_projection(64, 32, 4, "cpu", torch.float32, min_bytes=1 << 16, reps=2)
+    r = gpu_terms.time_projection(64, 32, 4, "cpu", torch.float32, min_bytes=1 << 16, reps=2)
     assert r["copies"] == 8 and r["us"] > 0
     assert r["gbps"] == pytest.approx(4 * (64 * 32 + 4 * 96) / (r["us"] * 1e-6) / 1e9)
-    rows = gm.projection_sweep(("tiny",), (1, 2), (1,), "cpu", torch.float32, min_bytes=1 << 14, reps=1)
+    rows = gpu_terms.projection_sweep(("tiny",), (1, 2), (1,), "cpu", torch.float32, min_bytes=1 << 14, reps=1)
     assert {(r["tp"], r["kind"]) for r in rows} >= {(1, "wqkv"), (2, "w2"), (1, "lm_head")}
-    model = gm.shard_model("tiny", 2, 1, "cpu", torch.float32)
+    model = gpu_terms.shard_model("tiny", 2, 1, "cpu", torch.float32)
     assert model.cfg.comm == "skip" and model.layers[0].mlp.down_proj.weight.shape == (64, 96)
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from ..models.compiled import MODES
 from ..models.config import ALL_VARIANTS, BENCH_VARIANTS, PREFILL_VARIANTS, get_config
 from .common import (add_common, add_priority, choice_list, int_list, ints, is_main_rank, launch_options, out_file,
                      say, source, write_json)
 
-COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = ("auto", *MODES)           # auto: reduce-overhead (CUDA graphs) on a GPU, default on a CPU
 
 
 def add_parsers(sub):
@@ -37,10 +38,10 @@ def add_parsers(sub):
     bench.add_argument("--plot", metavar="FILE", type=out_file,
                        help="also draw the medians with p10-p90 whiskers to FILE (PNG)")
     bench.add_argument("--compile", nargs="?", const="auto", default=None, metavar="MODE", choices=COMPILE_MODES,
-                       help="time torch.compile'd decode steps (static-shape KV cache; ladder_edu/models/compiled.py). "
+                       help=f"time torch.compile'd decode steps (static-shape KV cache; ladder_edu/models/compiled.py). "
                             "MODE: auto (default: reduce-overhead = CUDA graphs on GPUs, as the Ladder paper's "
-                            "gpt-fast setup; default on CPUs), default, reduce-overhead, max-autotune, "
-                            "max-autotune-no-cudagraphs. Compiling takes seconds to minutes per variant, untimed")
+                            f"gpt-fast setup; default on CPUs), {', '.join(MODES)}. Compiling takes seconds to "
+                            "minutes per variant, untimed")
     bench.add_argument("--emulate-tp", type=ints(2), default=None, metavar="N",
                        help="emulated rank: run rank 0's 1/N shard of --preset on one device, every all-reduce "
                             "replaced by a wait of the duration the interconnect model predicts for --gpu "

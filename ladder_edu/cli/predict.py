@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict
 
 from ..models.config import PRESETS, get_config
+from ..perf.model.hardware import HARDWARE
 from .common import add_plan, floats, in_dir, ints, ladder_layers, out_dir, out_file, say, show_plan, write_json
 
 
@@ -30,7 +31,6 @@ what_if.bad_examples = ["flop_eff", "nope=1", "flop_eff=abc", "link_gbps=-3", "n
 
 def gpu(text: str) -> str:
     """A hardware preset, 'this-machine', or a hardware JSON file that exists."""
-    from ..perf.model.hardware import HARDWARE
     if text in HARDWARE or text == "this-machine" or (text.endswith(".json") and os.path.isfile(text)):
         return text
     raise argparse.ArgumentTypeError(f"unknown hardware {text!r}; valid choices: {', '.join(HARDWARE)}, "
@@ -50,7 +50,7 @@ def add_parsers(sub):
     pred.add_argument("--model", default="llama-3-70b", choices=sorted(PRESETS),
                       help="model preset (default: llama-3-70b)")
     pred.add_argument("--gpu", default="h100-nvlink", type=gpu,
-                      help="hardware preset (h100-nvlink, h100-no-p2p, a100-nvswitch, a800-nvlink, rtx4090-pcie), "
+                      help=f"hardware preset ({', '.join(HARDWARE)}), "
                            "this-machine (calibrated now on 2 CPU ranks), or a .json file from `ladder-edu "
                            "calibrate-gpu` (default: h100-nvlink)")
     pred.add_argument("--tp", type=ints(1), default=8, help="TP degree (default: 8)")

@@ -18,7 +18,7 @@ def reference_speedup(model: str, gpu: str, tp: int, batch: int) -> float:
 
 
 def check_predicted_speedup(fn) -> Verdict:
-    """``fn(model, gpu, tp, batch)`` -> ladder's predicted tokens/s speedup over standard (``perfmodel.predict``)."""
+    """``fn(model, gpu, tp, batch)`` -> ladder's predicted tokens/s speedup over standard (``perf.model.perfmodel.predict``)."""
     fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
     if problem:
         return failed(problem)

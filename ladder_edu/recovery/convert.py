@@ -38,6 +38,7 @@ from .evaluate import blocks, corpus_split, mean_loss, out_of_domain_text, run_p
 from .experiment import RECIPE, build, load, recipe_prompts, teacher_chat_blocks
 from .distill import reply_mask
 from .finetune import FinetuneConfig, finetune
+from .ftconfig import warmup_steps
 from .repair import repair
 from .safe_io import is_model_dir, load_model_dir, save_model_dir
 from ..util.atomic import write_json
@@ -170,7 +171,7 @@ def run_conversion(out_dir: str, k: int = LADDER_LAYERS, steps: int = STEPS, sou
         ``layers``; returns its history."""
         ft = FinetuneConfig(**{"steps": n_steps, "method": method, "prompts": RECIPE["prompts"], "lr": RECIPE["lr"],
                                "chat_fraction": RECIPE["chat_fraction"], "seed": seed,
-                               "warmup": min(10, max(1, n_steps // 10)), "train_layers": list(layers),
+                               "warmup": warmup_steps(n_steps), "train_layers": list(layers),
                                "eval_every": max(1, n_steps // 4), "checkpoint_every": max(1, n_steps // 4),
                                **changes})
         run_dir = os.path.join(out_dir, name, *([sub] if sub else []))

@@ -20,6 +20,7 @@ from .distill import chat_prompts, pack, teacher_chats
 from .evaluate import CHAT, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: for notebooks)
 from ..util.atomic import write_json
 from .finetune import FinetuneConfig, finetune
+from .ftconfig import warmup_steps
 from .options import EVAL_BLOCKS, LADDER_LAYERS, STEPS
 from .safe_io import load_model_dir, load_tensors, save_model_dir, save_tensors
 from ..models.generate import generate
@@ -95,7 +96,7 @@ def run_recovery(out_dir: str, ladder_layers: int = LADDER_LAYERS, steps: int = 
         chat = teacher_chat_blocks(out_dir, original, tok, prompts, chat_tokens, train.shape[1], progress)
     for run in runs:
         ft = FinetuneConfig(steps=steps, method=method if run == "distill" else "plain", seed=seed,
-                            warmup=min(10, max(1, steps // 10)), **ft_overrides)
+                            warmup=warmup_steps(steps), **ft_overrides)
         model = build(cfg, state, ladder_layers=0 if run == "control" else ladder_layers)
         histories[run] = finetune(model, train, ft, os.path.join(out_dir, run), held, teacher=original,
                                   chat_blocks=chat, progress=progress, desc=run, prompts=prompt_ids,

@@ -2,7 +2,7 @@
 
 For each k (top k of the model's layers ladder): the converted model's held-out perplexity and probe score; for the
 k in ``recover_ks``, the same after the recovery recipe (one budget for every k); and the tokens/s speed-up over
-the standard model that the performance model predicts for that hybrid (``perf.perfmodel.predict(...,
+the standard model that the performance model predicts for that hybrid (``perf.model.perfmodel.predict(...,
 ladder_layers=k)``), for the model's own shape (SmolLM2: TP 3, the largest that divides its 9 heads and 3 kv heads)
 and for Llama-3-8B's shape at TP 8 (k scaled to its 32 layers), on 8 H100s with NVLink, batch 1 and 16.
 

@@ -66,6 +66,11 @@ class FinetuneConfig:
                 raise ValueError("train_layers cannot be combined with freeze_below or lora_rank: give one of them")
 
 
+def warmup_steps(steps: int) -> int:
+    """The recovery fine-tunes' warm-up: a tenth of the steps, at least 1 and at most 10."""
+    return min(10, max(1, steps // 10))
+
+
 def lr_at(step: int, ft: FinetuneConfig) -> float:
     if step < ft.warmup:
         return ft.lr * (step + 1) / ft.warmup

@@ -21,7 +21,6 @@ import torch
 from .evaluate import load_probe
 from ..models.generate import generate
 
-USER = "<|im_start|>user\n"
 # Function words and generic verbs: too common to name a topic.
 _GENERIC = set("""what which where when does have that this with from into about your they them their there these
 those many much some more most also been were will would could should only like name named known comes come make

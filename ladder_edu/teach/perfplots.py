@@ -12,8 +12,8 @@ MARKERS = {"ladder": "o", "parallel": "s", "upper_bound": "^"}
 
 
 def plot_validation(report: dict, cv: dict | None = None):
-    """Model vs paper speedup for every cell of the 70B table (``calibrate.validate``); with ``cv``
-    (``calibrate.cross_validate``), open markers are each cell's prediction from the fold that left it out."""
+    """Model vs paper speedup for every cell of the 70B table (``perf.model.fit.validate``); with ``cv``
+    (``perf.model.fit.cross_validate``), open markers are each cell's prediction from the fold that left it out."""
     fig, ax = plt.subplots(figsize=(5.6, 5))
     held = {(r["interconnect"], r["batch"], r["tp"], r["variant"]): r["model_speedup"]
             for f in (cv or {}).get("folds", []) if f["left_out"].startswith("batch") for r in f["rows"]}

@@ -19,69 +19,6 @@ def plot_ladder_sweep(ks: list[int], ppls: list[float], n_layers: int):
     return fig
 
 
-class LiveLoss:
-    """A held-out loss curve per run that redraws in a notebook at every evaluation."""
-
-    def __init__(self, reference: dict[str, float] | None = None):
-        from IPython.display import display
-        self.fig, self.ax = plt.subplots(figsize=(6.5, 3.6))
-        self.reference, self.curves = reference or {}, {}
-        self.handle = display(self.fig, display_id=True)
-        plt.close(self.fig)
-
-    def __call__(self, run: str, history: dict):
-        self.curves[run] = [(e["step"], e["loss"]) for e in history["eval"]]
-        self.draw()
-        self.handle.update(self.fig)
-
-    def draw(self):
-        ax = self.ax
-        ax.clear()
-        for name, value in self.reference.items():
-            ax.axhline(value, ls="--", lw=1, color=RUN_COLORS.get(name, "black"), label=f"{name} (no training)")
-        for run, pts in self.curves.items():
-            ax.plot(*zip(*pts), "o-", color=RUN_COLORS.get(run), label=run)
-        ax.set_xlabel("fine-tune step")
-        ax.set_ylabel("held-out loss (nats / token)")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        self.fig.tight_layout()
-
-
-def plot_histories(histories: dict[str, dict]):
-    """Training loss per step of each run (distillation's is a KL divergence, on its own axis)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for run, h in histories.items():
-        ax = axes[1] if h["config"]["method"] == "distill" else axes[0]
-        ax.plot([e["step"] for e in h["train"]], [e["loss"] for e in h["train"]], color=RUN_COLORS.get(run),
-                label=run, lw=1)
-    axes[0].set_title("cross-entropy (plain, control)")
-    axes[1].set_title("KL to the teacher (distill)")
-    for ax in axes:
-        ax.set_xlabel("step")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def plot_results(result: dict):
-    """Perplexity and probe score of original, converted, recovered and control, side by side."""
-    rows = result["rows"]
-    names = list(rows)
-    colors = [RUN_COLORS.get(n, "#999999") for n in names]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    a.bar(names, [rows[n]["ppl"] for n in names], color=colors, edgecolor="black")
-    a.set_ylabel("held-out perplexity")
-    b.bar(names, [100 * rows[n]["probe"] for n in names], color=colors, edgecolor="black")
-    b.set_ylabel("probe score (%)")
-    b.set_ylim(0, 105)
-    for ax in (a, b):
-        ax.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    return fig
-
-
 def plot_from_scratch(result: dict):
     """Validation perplexity of each architecture trained from scratch: one dot per seed, a bar at the mean."""
     fig, ax = plt.subplots(figsize=(6, 3.4))

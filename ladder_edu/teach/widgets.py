@@ -36,7 +36,7 @@ class Explorer(W.VBox):
 def timeline_explorer(traces: dict[str, list[str]]):
     """Pick the ranks, the profiled step and the window of layers to draw; returns the widget box.
 
-    ``box.redraw()`` draws with the current choices (the controls call it on every change)."""
+    the box's ``redraw()`` draws with the current choices (the controls call it on every change)."""
     n_ranks = len(next(iter(traces.values())))
     first = classify(load_trace(next(iter(traces.values()))[0]))
     n_layers = 1 + max(i.layer for i in first["compute"] if i.layer is not None)
@@ -63,7 +63,7 @@ def timeline_explorer(traces: dict[str, list[str]]):
 
 def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
     """Sliders over the performance model: TP degree, link bandwidth, the fixed cost per all-reduce, batch, model.
-    Returns the widget box; ``box.redraw()`` draws with the current values."""
+    Returns the widget box; its ``redraw()`` draws with the current values."""
     from ..models.config import PRESETS
     from ..perf.model.perfmodel import HARDWARE
     from .perfplots import plot_prediction

@@ -3,7 +3,7 @@
 gpt-fast (github.com/pytorch-labs/gpt-fast, the code base of the Ladder paper's benchmarks) is not a dependency
 and is never committed here: its ``model.py`` is imported from a snapshot directory the caller names
 (``ladder-edu calibrate-gpu --gpt-fast DIR``; ``docs/gpu/run.sh`` carries one to the GPU machine as an ignored
-path). Rank 0's shard is made as gpt-fast's ``tp.apply_tp`` makes it (``tp.py`` itself is not imported: it pulls
+path). Rank 0's shard is made as gpt-fast's ``apply_tp`` (its tp.py) makes it (``tp.py`` itself is not imported: it pulls
 in the tokenizer's packages): the q, k and v rows of ``wqkv`` and the rows of ``w1``, ``w3`` split column-wise, the
 columns of ``wo`` and ``w2`` row-wise, the head counts and ``config`` divided by the TP degree; without the
 all-reduce hooks (the upper bound, as ``compiled_steps``, so one device is enough), random weights. The step is

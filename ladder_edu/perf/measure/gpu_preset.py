@@ -80,14 +80,14 @@ def small_kernel_cost(step: dict) -> float:
 def measure(base: Hardware) -> dict:
     """The projection sweep (8B and 70B shapes, TP 1-8, 1/16/1024 tokens), its fit, and the small kernels of a
     profiled compiled step, on the current CUDA GPU."""
-    from . import gpu_terms as gm
-    rows = gm.projection_sweep(tokens=(1, 16, 1024), device="cuda")
-    step = gm.compiled_steps("llama-3-70b", [(8, 1, 2)], device="cuda", profile=[(8, 1, 2)])[0]
+    from . import gpu_terms
+    rows = gpu_terms.projection_sweep(tokens=(1, 16, 1024), device="cuda")
+    step = gpu_terms.compiled_steps("llama-3-70b", [(8, 1, 2)], device="cuda", profile=[(8, 1, 2)])[0]
     if "kernels" not in step:
         raise ValueError(f"could not profile a compiled 2-layer 70B shard at TP 8 on this GPU: "
                          f"{step.get('error') or step.get('kernels_error')}")
     return {**fit_projections(rows, base.mem_gbps, base.tflops), "small_us": small_kernel_cost(step),
-            "tiny_kernel_us": gm.small_kernel_us("cuda"), "device": gm.device_name("cuda")}
+            "tiny_kernel_us": gpu_terms.small_kernel_us("cuda"), "device": gpu_terms.device_name("cuda")}
 
 
 DATA_SHEETS = {"H200": "h200-nvlink", "H100": "h100-nvlink", "A100": "a100-nvswitch", "A800": "a800-nvlink",
@@ -156,19 +156,19 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "", g
 
     import torch
 
-    from . import gpu_terms as gm
+    from . import gpu_terms
     os.makedirs(out_dir, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    head = {"device": gm.device_name(device), "torch": torch.__version__, "command": command}
+    head = {"device": gpu_terms.device_name(device), "torch": torch.__version__, "command": command}
     start = time.time()
     deadline = start + budget_s
-    proj = {**head, "kernel_us": gm.small_kernel_us(device),
-            "rows": gm.projection_sweep(device=device, deadline=start + budget_s / (3 if gpt_fast else 1))}
-    gm.write_json(os.path.join(out_dir, "projections.json"), proj)
+    proj = {**head, "kernel_us": gpu_terms.small_kernel_us(device),
+            "rows": gpu_terms.projection_sweep(device=device, deadline=start + budget_s / (3 if gpt_fast else 1))}
+    gpu_terms.write_json(os.path.join(out_dir, "projections.json"), proj)
     path = os.path.join(out_dir, "steps.json")
     if gpt_fast is None:
-        steps = gm.compiled_steps("llama-3-70b", STEP_CONFIGS, device=device, deadline=deadline,
-                                  on_row=lambda rows: gm.write_json(path, {**head, "rows": rows}), profile=PROFILED)
+        steps = gpu_terms.compiled_steps("llama-3-70b", STEP_CONFIGS, device=device, deadline=deadline,
+                                  on_row=lambda rows: gpu_terms.write_json(path, {**head, "rows": rows}), profile=PROFILED)
         return {"projections": proj, "steps": {**head, "rows": steps}}
     from . import gptfast
     gptfast.load_model_module(gpt_fast)                  # a wrong directory fails now, not after the sweep
@@ -176,12 +176,12 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "", g
     for config in STEP_CONFIGS[:-1]:                     # alternate: both codes see the same GPU state
         if time.time() > deadline:
             break
-        steps += gm.compiled_steps("llama-3-70b", [config], device=device, profile=PROFILED)
-        gm.write_json(path, {**head, "rows": steps})
+        steps += gpu_terms.compiled_steps("llama-3-70b", [config], device=device, profile=PROFILED)
+        gpu_terms.write_json(path, {**head, "rows": steps})
         theirs += gptfast.gpt_fast_steps(gpt_fast, "llama-3-70b", [config], device=device)
-        gm.write_json(os.path.join(out_dir, "gptfast-steps.json"), {**head, "rows": theirs})
+        gpu_terms.write_json(os.path.join(out_dir, "gptfast-steps.json"), {**head, "rows": theirs})
         compare = gptfast.compare(steps, theirs)
-        gm.write_json(os.path.join(out_dir, "compare.json"), {**head, "rows": compare})
+        gpu_terms.write_json(os.path.join(out_dir, "compare.json"), {**head, "rows": compare})
     compare = gptfast.compare(steps, theirs)
     return {"projections": proj, "steps": {**head, "rows": steps}, "gptfast": {**head, "rows": theirs},
             "compare": compare}

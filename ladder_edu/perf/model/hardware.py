@@ -10,7 +10,7 @@ Every constant has a source next to it. Three kinds:
   ``gpu_preset.fit_projections``; a second machine gave the same to 1%: ``run1-projections.json``), and the
   small kernels of a compiled decode step (``docs/gpu/h100/steps.json``, ``gpu_preset.small_kernel_cost``);
 * **fitted** (``Efficiency``, communication): four numbers one GPU cannot measure, each bounded to a physically
-  plausible range (``BOUNDS``), fitted by ``calibrate.fit`` on the Ladder paper's Llama-3-70B table only
+  plausible range (``BOUNDS``), fitted by ``perf.model.fit.fit`` on the Ladder paper's Llama-3-70B table only
   (the Ladder paper's 70B table, docs/references.md) and reported with their spread over cross-validation folds.
 
 The H200 preset has its own measured compute constants (``docs/gpu/h200``); A100, A800 and RTX 4090 reuse the
@@ -110,7 +110,7 @@ class Hardware:
 
 EFF_FIELDS = tuple(f.name for f in fields(Efficiency))
 MEASURED = ("mem_eff", "skinny_eff", "flop_eff", "kernel_us", "small_us")
-"""Measured on a GPU (``ladder-edu calibrate-gpu``); the other fields are fitted (``calibrate.PARAMS``)."""
+"""Measured on a GPU (``ladder-edu calibrate-gpu``); the other fields are fitted (``perf.model.fit.PARAMS``)."""
 WHAT_IF_FIELDS = ("mem_gbps", "tflops", "link_gbps", "gpus_per_node") + EFF_FIELDS
 
 

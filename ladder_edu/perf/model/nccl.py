@@ -33,7 +33,6 @@ HW_LAT = {"nvlink": {"tree": (0.6, 1.25, 4.0), "ring": (0.6, 1.9, 3.4), "nvls": 
           "net": {"tree": (5.0, 8.5, 14.0), "ring": (2.7, 4.0, 14.0), "nvls": 18.0}}
 LL_MAX_BW = {1: 141.0, 2: 45.0, 3: 35.0}        # llMaxBws, Hopper row (1 node) / CPU rows (2, >2 nodes), GB/s
 NVLS_EFF = 0.85                                 # nvlsEfficiency, Hopper
-NVLINK_BUS_EFF = 0.8                            # nccl-tests bus bandwidth / NVLink peak (hardware.NVLINK4)
 
 
 def _hop(link: Link, algo: str, p: int, shm_hop_us: float | None) -> float:
