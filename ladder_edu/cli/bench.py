@@ -5,6 +5,7 @@ from dataclasses import asdict
 
 from ..models.compiled import MODES
 from ..models.config import ALL_VARIANTS, BENCH_VARIANTS, PREFILL_VARIANTS, get_config
+from ..models.registry import EMULATED, ISO, PHASES, require
 from .common import (add_common, add_priority, choice_list, int_list, ints, is_main_rank, launch_options, out_file,
                      say, source, write_json)
 
@@ -22,10 +23,10 @@ def add_parsers(sub):
     bench.add_argument("--arch", default=None, type=choice_list(PREFILL_VARIANTS),
                        help=f"comma-separated variants (default: {','.join(ALL_VARIANTS)}; with --emulate-tp "
                             f"{','.join(BENCH_VARIANTS)}); kraken = Kraken with one sub-layer per rank and the same "
-                            f"parameters per layer; with --phase prefill also 'iso', the standard model's prefill "
+                            f"parameters per layer; with --phase prefill also {ISO!r}, the standard model's prefill "
                             f"split into interleaved chunks")
     bench.add_argument("--tp", default=[2], type=int_list(1), help="comma-separated TP degrees (default: 2)")
-    bench.add_argument("--phase", choices=["prefill", "decode"], default="decode",
+    bench.add_argument("--phase", choices=PHASES, default="decode",
                        help="time decode steps (one new token, KV cache of --context) or prefills of --context "
                             "tokens (default: decode)")
     bench.add_argument("--batch", default=[1], type=int_list(1), help="comma-separated batch sizes (default: 1)")
@@ -85,8 +86,8 @@ def cmd_bench(args) -> int:
     variants = args.arch or list(default)
     combos = list(itertools.product(args.tp, args.batch, args.context))
     results = []
-    if args.emulate_tp and "kraken" in variants:
-        raise ValueError(f"--emulate-tp runs {', '.join(BENCH_VARIANTS)}; Kraken is not emulated")
+    if args.emulate_tp:
+        require(variants, EMULATED, "--emulate-tp (one emulated Megatron shard)")
     if args.compile and args.emulate_tp:
         raise ValueError("--compile cannot be combined with --emulate-tp: the emulated rank's modeled "
                          "waits (Python threads, CUDA sleeps) are not traceable; drop one of them")

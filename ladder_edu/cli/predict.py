@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict
 
 from ..models.config import PRESETS, get_config
+from ..models.registry import BASELINE
 from ..perf.model.hardware import HARDWARE
 from .common import add_plan, floats, in_dir, ints, ladder_layers, out_dir, out_file, say, show_plan, write_json
 
@@ -123,7 +124,7 @@ def cmd_predict(args) -> int:
         say(f"  {p.variant:12s} {1e3 * p.prefill_s:11.2f} {1e3 * p.decode_s:10.3f} {p.tokens_per_s:10.1f} "
             f"{p.speedup_vs_standard:7.3f}x")
     iso = iso_prefill_time(cfg, hw, args.tp, args.batch, args.prompt, nodes=args.nodes)
-    gain = 1 - iso / pred["standard"].prefill_s
+    gain = 1 - iso / pred[BASELINE].prefill_s
     say(f"  ISO prefill (standard model, prompt split in 2 balanced chunks): {1e3 * iso:.2f} ms, "
         f"{100 * abs(gain):.1f}% {'less' if gain >= 0 else 'more'} than the standard prefill")
     out.update(hardware=asdict(hw), prediction={v: asdict(p) for v, p in pred.items()},

@@ -5,6 +5,7 @@ import os
 from dataclasses import asdict
 
 from ..models.config import BENCH_VARIANTS, PREFILL_VARIANTS, get_config
+from ..models.registry import ISO, PHASES
 from ..tp import launch
 from .common import (add_common, add_priority, choice_list, ints, launch_options, layer_range, out_dir, out_file,
                      say, write_json)
@@ -18,10 +19,10 @@ def add_parsers(sub):
                                       "room, and exposed communication per rank and layer) and timeline.png.")
     add_common(prof, "small")
     prof.add_argument("--arch", default="standard,ladder", type=choice_list(PREFILL_VARIANTS),
-                      help=f"comma-separated variants from {', '.join(BENCH_VARIANTS)}, and 'iso' with --phase "
+                      help=f"comma-separated variants from {', '.join(BENCH_VARIANTS)}, and {ISO!r} with --phase "
                            f"prefill (default: standard,ladder)")
     prof.add_argument("--tp", type=ints(1), default=2, help="number of ranks (default: 2)")
-    prof.add_argument("--phase", choices=["prefill", "decode"], default="decode",
+    prof.add_argument("--phase", choices=PHASES, default="decode",
                       help="profile decode steps (one new token) or prefills of --context tokens (default: decode)")
     prof.add_argument("--out", required=True, metavar="DIR", type=out_dir,
                       help="output directory (created if missing)")

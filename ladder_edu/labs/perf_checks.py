@@ -5,6 +5,7 @@ import inspect
 import textwrap
 
 from ..models.config import get_config
+from ..models.registry import BASELINE, CEILING
 from ..perf.model.hardware import get_hardware
 from ..perf.model.perfmodel import predict
 from .runner import Verdict, call, failed, load
@@ -42,8 +43,8 @@ def check_predicted_speedup(fn) -> Verdict:
 def explain_gap(predicted: float, bench) -> str:
     """The measured ladder speedup on this machine next to a prediction, with the usual reasons they differ."""
     rows = {r.variant: r.median_ms for r in bench.rows}
-    measured = rows["standard"] / rows["ladder"]
-    share = 1 - rows.get("upper_bound", rows["standard"]) / rows["standard"]
+    measured = rows[BASELINE] / rows["ladder"]
+    share = 1 - rows.get(CEILING, rows[BASELINE]) / rows[BASELINE]
     lines = [f"predicted ladder speedup {predicted:.2f}x, measured here {measured:.2f}x "
              f"(communication share of a standard step here: {100 * share:.0f}%)"]
     if bench.backend == "gloo":

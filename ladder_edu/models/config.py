@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .registry import ALL_VARIANTS, BENCH_VARIANTS, CEILING, PREFILL_VARIANTS, get_variant  # noqa: F401  (the names' home)
+
 ARCHS = ("standard", "parallel", "ladder", "kraken")
 """Block architectures that define a valid model (``model.py``; Kraken, a different layer structure: ``kraken.py``)."""
 
 COMM_MODES = ("all_reduce", "skip")
 """``skip`` drops every all-reduce: the paper's *upper bound* speed ceiling. It is NOT a valid model."""
-
-BENCH_VARIANTS = ("standard", "parallel", "ladder", "upper_bound")
-"""What benchmarks compare: standard, parallel, ladder and the upper bound (= standard with ``comm="skip"``)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class ModelConfig:
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ValueError(f"unknown architecture {self.arch!r}; valid choices: {', '.join(ARCHS)} "
-                             f"(for the speed ceiling use comm='skip', or the bench variant 'upper_bound')")
+                             f"(for the speed ceiling use comm='skip', or the bench variant {CEILING!r})")
         if self.comm not in COMM_MODES:
             raise ValueError(f"unknown communication mode {self.comm!r}; valid choices: {', '.join(COMM_MODES)}")
         for field in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "max_seq_len"):
@@ -183,14 +182,6 @@ def get_config(preset: str, **overrides) -> ModelConfig:
     return PRESETS[preset].replace(**overrides)
 
 
-ALL_VARIANTS = BENCH_VARIANTS + ("kraken",)
-"""Kraken too: a different model with the same parameters per layer (``kraken_config``)."""
-
-PREFILL_VARIANTS = ALL_VARIANTS + ("iso",)
-"""Prefill may also use ISO: the standard model, its prompt split into chunks whose compute and all-reduces
-interleave (``iso.py``)."""
-
-
 def kraken_config(cfg: ModelConfig, degree: int) -> ModelConfig:
     """The Kraken model to compare with ``cfg``: ``degree`` sub-layers per layer with as many parameters per layer
     as one standard layer, following the paper's rule (its 2-way "125M" model is 678 wide where GPT-2 is 768).
@@ -208,16 +199,11 @@ def kraken_config(cfg: ModelConfig, degree: int) -> ModelConfig:
 
 
 def variant_config(cfg: ModelConfig, variant: str, tp: int = 1) -> ModelConfig:
-    """Map a benchmark variant name to a config; ``upper_bound`` = standard without all-reduces, ``iso`` = standard
-    (ISO changes the schedule of a prefill, not the model), ``kraken`` = ``kraken_config`` with one sub-layer per
-    rank (degree ``tp``; 2, all on one device, when tp = 1)."""
-    if variant not in PREFILL_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(PREFILL_VARIANTS)} "
-                         f"(iso: prefill only)")
-    if variant == "kraken":
-        return kraken_config(cfg.replace(comm="all_reduce", ladder_layers=0), tp if tp > 1 else 2)
-    if variant == "upper_bound":
-        return cfg.replace(arch="standard", ladder_layers=0, comm="skip")
-    if variant == "iso":
-        return cfg.replace(arch="standard", ladder_layers=0, comm="all_reduce")
-    return cfg.replace(arch=variant, ladder_layers=0, comm="all_reduce")
+    """The config of a variant (``registry.VARIANTS``): its architecture, and ``comm="skip"`` for the one that
+    skips its all-reduces (the upper bound); Kraken is ``kraken_config`` with one sub-layer per rank (degree
+    ``tp``; 2, all on one device, when tp = 1). ISO's config is the standard model's: it changes a prefill's schedule."""
+    v = get_variant(variant)
+    comm = "all_reduce" if v.all_reduces else "skip"
+    if v.layout == "subsets":
+        return kraken_config(cfg.replace(comm=comm, ladder_layers=0), tp if tp > 1 else 2)
+    return cfg.replace(arch=v.arch, ladder_layers=0, comm=comm)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 from .config import ModelConfig, variant_config
+from .registry import PHASES, get_variant
 from .model import DTYPES
 
-PHASES = ("prefill", "decode")
 """prefill: the whole prompt in one forward pass (compute-bound); decode: one new token per step, reading the KV
 cache (memory-bound)."""
 
@@ -60,8 +60,10 @@ class RunSpec:
                                  "graphs); use phase='decode' or drop compile")
         for v in self.variants:
             variant_config(self.cfg, v, self.tp)                 # validates the names (and Kraken's degree)
-        if "iso" in self.variants and self.phase != "prefill":
-            raise ValueError("the 'iso' variant splits a prefill: use it with phase='prefill'")
+        for v in self.variants:
+            if self.phase not in get_variant(v).phases:
+                raise ValueError(f"the {v!r} variant runs in {' and '.join(get_variant(v).phases)} only: use it "
+                                 f"with phase='prefill'")
         self.cfg.check_tp(self.tp)
 
     def check_fits(self, positions: int, what: str) -> None:

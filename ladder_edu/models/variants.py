@@ -11,6 +11,7 @@ import torch
 from ..tp.parallel import TPGroup
 from .build import build_model, init_weights
 from .config import ModelConfig, variant_config
+from .registry import get_variant
 from .iso import iso_prefill
 
 
@@ -30,7 +31,7 @@ def variant_model(cfg: ModelConfig, variant: str, tp: TPGroup, full: dict, seed:
 
 def run_step(model, phase: str, variant: str, prompt: torch.Tensor, context: int, i: int):
     """One timed step: an ISO prefill, an ordinary prefill of ``prompt``, or decode step ``i`` after ``context``."""
-    if phase == "prefill" and variant == "iso":
+    if phase == "prefill" and get_variant(variant).layout == "chunked":
         return iso_prefill(model, prompt)
     if phase == "prefill":
         return model(prompt, start=0)

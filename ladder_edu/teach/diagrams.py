@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from ..perf.model.critical_path import simulate, total_time
+from ..models.registry import BENCH_VARIANTS
 
 from .palette import MODULES as KIND_COLORS, RANKS as RANK_COLORS, VARIANTS
 
@@ -94,7 +95,7 @@ def draw_dataflow(archs=("standard", "parallel", "ladder"), n_layers: int = 2):
     return fig
 
 
-def draw_schedule(variants=("standard", "parallel", "ladder", "upper_bound"), n_layers: int = 3,
+def draw_schedule(variants=BENCH_VARIANTS, n_layers: int = 3,
                   t_attn: float = 1.0, t_mlp: float = 1.0, t_comm: float = 0.8):
     """Idealised Gantt chart, one compute lane and one communication lane per variant, on one time axis."""
     fig, ax = plt.subplots(figsize=(11, 0.9 * 2 * len(variants) + 0.6))
@@ -125,8 +126,7 @@ def plot_decode(bench):
     names = [r.variant for r in bench.rows]
     med = [r.median_ms for r in bench.rows]
     err = [[r.median_ms - r.p10_ms for r in bench.rows], [r.p90_ms - r.median_ms for r in bench.rows]]
-    colors = [{"standard": "#8C8C8C", "upper_bound": "#DDDDDD"}.get(n, KIND_COLORS.get(
-        "attn+mlp" if n == "parallel" else "attn")) for n in names]
+    colors = [VARIANTS[n] for n in names]
     ax.bar(names, med, yerr=err, color=colors, capsize=4, edgecolor="black")
     for i, r in enumerate(bench.rows):
         ax.text(i, r.median_ms / 2, f"{r.speedup_vs_standard:.2f}x", ha="center", fontsize=9)

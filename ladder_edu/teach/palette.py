@@ -5,16 +5,19 @@ Communication red; waiting for an all-reduce grey; the main thread starting an a
 yellow. Variants have colours of their own, and a step's breakdown reuses the module and communication colours
 for the parts that belong to them.
 """
-ATTN, MLP, PARALLEL, LM_HEAD = "#4C72B0", "#55A868", "#8172B3", "#937860"
+from ..models.registry import VARIANTS as REGISTRY
+
+ATTN, MLP, PARALLEL, LM_HEAD = "#4C72B0", "#55A868", REGISTRY["parallel"].color, "#937860"
 COMM, WAIT, START, HIDDEN = "#C44E52", "#BBBBBB", "#E5AE38", "#EEAAAA"
 
 MODULES = {"attn": ATTN, "mlp": MLP, "attn+mlp": PARALLEL, "lm_head": LM_HEAD, "conj": LM_HEAD, "compute": ATTN,
            "allreduce": COMM, "wait": WAIT, "start": START}
 """Timeline and schedule colours, by interval kind."""
 
-VARIANTS = {"standard": "#8C8C8C", "parallel": PARALLEL, "ladder": "#DD8452", "upper_bound": "#DDDDDD",
-            "kraken": "#64B5CD", "iso": "#CCB974"}
-"""Bar and line colours, by architecture."""
+VARIANTS = {name: v.color for name, v in REGISTRY.items()}
+"""Bar and line colours, by variant (``models.registry``: the parallel block's is PARALLEL, its module's colour)."""
+MARKERS = {name: v.marker for name, v in REGISTRY.items()}
+"""Point markers, by variant."""
 
 BREAKDOWN = {"weights": "#A1C9F4", "attention": ATTN, "small kernels": "#D0BBFF", "LM head + sampling": LM_HEAD,
              "overlap slow-down": "#DA8BC3", "exposed communication": COMM}

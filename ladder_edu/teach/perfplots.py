@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from ..perf.model.hardware import Hardware
+from ..models.registry import BASELINE, CEILING
 from ..perf.model.perfmodel import forward_time, predict
 
-from .palette import BREAKDOWN, HIDDEN, VARIANTS as VARIANT_COLORS
-MARKERS = {"ladder": "o", "parallel": "s", "upper_bound": "^"}
+from .palette import BREAKDOWN, HIDDEN, MARKERS, VARIANTS as VARIANT_COLORS
 
 
 def plot_validation(report: dict, cv: dict | None = None):
@@ -93,7 +93,7 @@ def plot_prediction(cfg, hw: Hardware, tp: int, batch: int, ax=None):
     for i, v in enumerate(names):
         ax.text(i, pred[v].speedup_vs_standard + 0.01, f"{pred[v].speedup_vs_standard:.2f}x", ha="center",
                 fontsize=9)
-    share = 1 - pred["upper_bound"].decode_s / pred["standard"].decode_s
+    share = 1 - pred[CEILING].decode_s / pred[BASELINE].decode_s
     ax.set_ylim(0.8, max(1.2, 1.1 * max(p.speedup_vs_standard for p in pred.values())))
     ax.set_ylabel("speedup over standard")
     ax.set_title(f"{cfg.name}, TP={tp}, batch {batch}, {hw.name}: communication {100 * share:.0f}% of a "

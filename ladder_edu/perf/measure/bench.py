@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from ...tp import launch
 from ...models.config import ALL_VARIANTS, ModelConfig
+from ...models.registry import BASELINE, CEILING
 from ...models.build import init_weights
 from ...models.model import DTYPES
 from ...models.spec import RunSpec
@@ -176,12 +177,12 @@ def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
     for v, xs in times.items():
         ms = [1e3 * x for x in xs]
         res.rows.append(VariantTiming(v, statistics.median(ms), _percentile(ms, 0.1), _percentile(ms, 0.9), len(ms)))
-    if "standard" in times:
-        std = res.row("standard").median_ms
+    if BASELINE in times:
+        std = res.row(BASELINE).median_ms
         for r in res.rows:
             r.speedup_vs_standard = std / r.median_ms
-        if "upper_bound" in times:
-            res.comm_share = 1 - res.row("upper_bound").median_ms / std
+        if CEILING in times:
+            res.comm_share = 1 - res.row(CEILING).median_ms / std
     return res
 
 

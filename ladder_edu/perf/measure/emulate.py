@@ -29,6 +29,7 @@ import torch
 from .bench import _Timer, summarize
 from ...models.variants import run_step
 from ...models.config import BENCH_VARIANTS, ModelConfig, variant_config
+from ...models.registry import BASELINE, EMULATED, require
 from ...models.model import DTYPES, Transformer
 from ...tp.parallel import TPGroup
 from ..model.hardware import Hardware
@@ -177,11 +178,9 @@ def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_V
     All variants share one set of shard weights (they differ only in data flow), so four variants of a 70B shard
     fit where one does. Returns a ``bench.DecodeBenchmark`` whose backend says the communication is modeled."""
     variants = list(variants)
-    if "kraken" in variants:
-        raise ValueError("the emulated rank runs a Megatron shard (standard, parallel, ladder, upper_bound, iso); "
-                         "Kraken is not emulated: time it on real ranks (ladder-edu bench --arch kraken) or "
-                         "model it (ladder-edu predict)")
-    base, group = emulated_rank_model(cfg, "standard", hw, tp, device, dtype)
+    require(variants, EMULATED, "the emulated rank (a Megatron shard; time Kraken on real ranks with ladder-edu "
+            "bench --arch kraken, or model it with ladder-edu predict)")
+    base, group = emulated_rank_model(cfg, BASELINE, hw, tp, device, dtype)
     device = base.embed_tokens.weight.device
     try:
         models = variant_models(base, cfg, variants, dtype, batch, context + steps)

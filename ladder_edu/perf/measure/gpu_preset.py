@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from ...models.registry import CEILING
 from ..model.hardware import BOUNDS, HARDWARE, MEASURED, Hardware, get_hardware
 
 
@@ -224,7 +225,7 @@ def compiled_step_comparison(steps: list[dict], hw: Hardware, preset: str = "lla
             continue
         r = by[tp, b, lo]
         per = (by[tp, b, hi]["pipelined_us"] - r["pipelined_us"]) / (hi - lo)
-        model = 1e6 * sum(m.compute for _, m in layer_modules("upper_bound", cfg, hw, tp, b, 1, r["cache"]))
+        model = 1e6 * sum(m.compute for _, m in layer_modules(CEILING, cfg, hw, tp, b, 1, r["cache"]))
         out.append({"tp": tp, "batch": b, "layer_us": per, "model_layer_us": model,
                     "rest_us": r["pipelined_us"] - lo * per, "model_head_us": 1e6 * head_cost(cfg, hw, b, 1)})
     return out

@@ -27,6 +27,7 @@ import time
 import torch
 
 from ...models.config import get_config, variant_config
+from ...models.registry import CEILING
 from ...models.model import Transformer
 from ...tp.parallel import TPGroup
 from ...util import atomic
@@ -134,7 +135,7 @@ def shard_model(preset: str, tp: int, layers: int, device, dtype=torch.float16, 
     cfg = get_config(preset).replace(n_layers=layers, ladder_layers=0)
     cfg.check_tp(tp)
     torch.manual_seed(seed)
-    model = Transformer(variant_config(cfg, "upper_bound"), TPGroup(0, tp, None), dtype, torch.device(device))
+    model = Transformer(variant_config(cfg, CEILING), TPGroup(0, tp, None), dtype, torch.device(device))
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.fill_(1.0) if name.endswith("norm.weight") else p.normal_(0.0, cfg.init_std)

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ...models.config import BENCH_VARIANTS, ModelConfig
+from ...models.registry import BASELINE, require
 from ...models.model import Transformer
 from ...models.variants import run_step
 from ..model.hardware import Hardware
@@ -81,7 +82,7 @@ class GraphedRank:
     schedules: dict[str, list]              # per variant: ("start", k) / ("wait", k) as captured in its graph
 
     def predicted_speedup(self, variant: str) -> float:
-        return self.predicted_ms["standard"] / self.predicted_ms[variant]
+        return self.predicted_ms[BASELINE] / self.predicted_ms[variant]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,10 +111,8 @@ def graphed_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VA
     if not torch.cuda.is_available():
         raise RuntimeError("the graph-captured emulated rank needs a CUDA GPU; on a CPU run the eager emulated "
                            "rank (ladder-edu bench --emulate-tp N without --graph)")
-    if "kraken" in variants or "iso" in variants:
-        raise ValueError(f"the graph-captured rank runs decode steps of {', '.join(BENCH_VARIANTS)}; "
-                         f"got {', '.join(variants)}")
-    base, group = emulated_rank_model(cfg, "standard", hw, tp, device or "cuda", dtype)
+    require(variants, BENCH_VARIANTS, "the graph-captured rank (decode steps of a Megatron shard)")
+    base, group = emulated_rank_model(cfg, BASELINE, hw, tp, device or "cuda", dtype)
     dev = base.embed_tokens.weight.device
     cache = context + 8
     graphs, comm, schedules = {}, {}, {}
@@ -139,5 +138,5 @@ def graphed_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VA
     bench = summarize(cfg, tp, f"1 GPU, CUDA graph, all-reduces MODELED as {hw.name}", batch, context, times,
                       "n/a", "decode", compiled="CUDA graph of the eager step")
     predicted = {v: 1e3 * forward_time(v, cfg, hw, tp, batch, 1, cache) for v in variants}
-    return GraphedRank(bench, predicted, 1e3 * comm.get("standard", max(comm.values())), 1e3 * streamed_bytes(base) / (hw.mem_gbps * 1e9),
+    return GraphedRank(bench, predicted, 1e3 * comm.get(BASELINE, max(comm.values())), 1e3 * streamed_bytes(base) / (hw.mem_gbps * 1e9),
                        torch.cuda.get_device_name(dev), hw.name, schedules)

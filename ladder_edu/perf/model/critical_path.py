@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...models.config import ALL_VARIANTS, PREFILL_VARIANTS
+from ...models.registry import ALL_VARIANTS, BASELINE, get_variant
 
 MAX_LAG = 8
 NO_WAIT = MAX_LAG + 1    # a lag past every remembered all-reduce: the module waits for none
@@ -130,19 +130,18 @@ def modules(variant: str, n_layers: int, t_attn: float, t_mlp: float, t_comm: fl
     ``ladder_layers`` (a set of layer indices; None: all) says which layers have lag 1: with compute at least as
     long as an all-reduce, each ladder layer i > 0 hides two all-reduces wherever it sits (the previous module's
     and its attention's; its MLP's only when layer i+1 is ladder too, and that is then counted for i+1)."""
-    if variant not in PREFILL_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(PREFILL_VARIANTS)}")
-    comm = 0.0 if variant == "upper_bound" else t_comm
-    if variant == "parallel":
-        return [Module(t_attn + t_mlp, comm, 0, f"L{i}.attn+mlp", "attn+mlp") for i in range(n_layers)]
-    if variant == "iso":
+    v = get_variant(variant)
+    comm = t_comm if v.all_reduces else 0.0
+    if v.layout == "fused":
+        return [Module(t_attn + t_mlp, comm, v.lag, f"L{i}.attn+mlp", "attn+mlp") for i in range(n_layers)]
+    if v.layout == "chunked":
         return [Module(c / 2, comm / 2, 1, f"L{i}.{kind}[{chunk}]", kind) for i in range(n_layers)
                 for kind, c in (("attn", t_attn), ("mlp", t_mlp)) for chunk in (0, 1)]
-    if variant == "kraken":
+    if v.layout == "subsets":
         return [m for i in range(n_layers) for m in (Module(t_attn, 0.0, NO_WAIT, f"L{i}.attn", "attn"),
                                                      Module(t_mlp, comm, 0, f"L{i}.mlp", "mlp"))]
-    ladder = set(range(n_layers) if ladder_layers is None else ladder_layers) if variant == "ladder" else set()
-    return [Module(c, comm, int(i in ladder), f"L{i}.{kind}", kind) for i in range(n_layers)
+    lagged = set(range(n_layers) if ladder_layers is None else ladder_layers) if v.lag else set()
+    return [Module(c, comm, v.lag if i in lagged else 0, f"L{i}.{kind}", kind) for i in range(n_layers)
             for kind, c in (("attn", t_attn), ("mlp", t_mlp))]
 
 
@@ -161,5 +160,5 @@ def total_time(events: list[Event]) -> float:
 
 def speedups(n_layers: int, t_attn: float, t_mlp: float, t_comm: float, variants=ALL_VARIANTS) -> dict[str, float]:
     """Idealised speedup of each variant over standard."""
-    base = total_time(simulate("standard", n_layers, t_attn, t_mlp, t_comm))
+    base = total_time(simulate(BASELINE, n_layers, t_attn, t_mlp, t_comm))
     return {v: base / total_time(simulate(v, n_layers, t_attn, t_mlp, t_comm)) for v in variants}

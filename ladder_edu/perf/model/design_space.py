@@ -8,26 +8,14 @@ performance model (``perfmodel``) on hardware presets; quality of models trained
 from __future__ import annotations
 
 from ...models.config import get_config
+from ...models.registry import BASELINE, ISO, KRAKEN, VALID, VARIANTS
 from .perfmodel import forward_time, get_hardware, iso_prefill_time, predict
 
-STRATEGIES = ("standard", "parallel", "ladder", "kraken", "iso")
+STRATEGIES = VALID
 
-FACTS = {
-    "standard": dict(collectives="2 per layer", critical="both all-reduces block the next module",
-                     retrain="-", paper_quality="baseline"),
-    "parallel": dict(collectives="1 per layer", critical="its all-reduce blocks the next layer",
-                     retrain="yes (new block)",
-                     paper_quality="Ladder paper, 100B tokens: avg 58.75 vs 59.98 (1B), 63.03 vs 64.11 (3B)"),
-    "ladder": dict(collectives="2 per layer", critical="only the last; each hides under the next module",
-                   retrain="yes, or convert the top half + retrain",
-                   paper_quality="avg 58.92 vs 59.98 (1B), 62.91 vs 64.11 (3B); Llama-3.1-8B top 16 "
-                                 "converted: 56.11 -> 41.65 -> 56.24 after 3B tokens"),
-    "kraken": dict(collectives="1 per layer + 1 at the end", critical="the last; each hides under the next "
-                   "layer's attention", retrain="yes (new model)",
-                   paper_quality="'similar perplexity' to GPT-2 of equal size (values not published in text)"),
-    "iso": dict(collectives="2 per layer per chunk", critical="one chunk's all-reduce hides under the other "
-                "chunk's compute", retrain="no (exact, prefill only)", paper_quality="none: the same model"),
-}
+FACTS = {name: {"collectives": VARIANTS[name].collectives, "critical": VARIANTS[name].critical,
+                "retrain": VARIANTS[name].retrain, "paper_quality": VARIANTS[name].quality} for name in STRATEGIES}
+"""The papers' side of each row (``models.registry``)."""
 
 
 def modeled(preset: str = "llama-3-70b", tp: int = 8, hardware: str = "h100-nvlink", batch: int = 1,
@@ -35,10 +23,10 @@ def modeled(preset: str = "llama-3-70b", tp: int = 8, hardware: str = "h100-nvli
     """Model speedups over standard: end-to-end tokens/s (the Ladder benchmark) and prefill (time to first token)."""
     cfg, hw = get_config(preset), get_hardware(hardware)
     pred = predict(cfg, hw, tp, batch, prompt)
-    std = pred["standard"].prefill_s
+    std = pred[BASELINE].prefill_s
     out = {v: {"tokens_per_s": p.speedup_vs_standard, "prefill": std / p.prefill_s}
            for v, p in pred.items() if v in STRATEGIES}
-    out["iso"] = {"tokens_per_s": None, "prefill": std / iso_prefill_time(cfg, hw, tp, batch, prompt)}
+    out[ISO] = {"tokens_per_s": None, "prefill": std / iso_prefill_time(cfg, hw, tp, batch, prompt)}
     return out
 
 
@@ -51,8 +39,8 @@ def kraken_ttft_grid(hardware: str = "a100-nvswitch", presets=("llama-3-8b", "ll
         cfg = get_config(p)
         for tp in tps:
             for n in prompts:
-                out[p, tp, n] = (forward_time("standard", cfg, hw, tp, 1, n, n)
-                                 / forward_time("kraken", cfg, hw, tp, 1, n, n))
+                out[p, tp, n] = (forward_time(BASELINE, cfg, hw, tp, 1, n, n)
+                                 / forward_time(KRAKEN, cfg, hw, tp, 1, n, n))
     return out
 
 

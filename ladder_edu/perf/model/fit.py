@@ -20,6 +20,7 @@ import statistics
 from dataclasses import asdict, replace
 
 from ...models.config import PRESETS
+from ...models.registry import BASELINE, BENCH_VARIANTS
 from .hardware import BOUNDS, EFF_FIELDS, HARDWARE, MEASURED, Efficiency
 from .perfmodel import predict
 
@@ -44,6 +45,8 @@ PAPER_70B = {
                           "parallel": (None, 1276.66, 1873.71)},
 }
 BATCHES = (1, 4, 16, 64)
+COMPARED = tuple(v for v in BENCH_VARIANTS if v != BASELINE)
+"""The variants whose speed-up over the baseline the paper's table gives."""
 PARAMS = tuple(f for f in EFF_FIELDS if f not in MEASURED)
 """Fitted: the communication constants, which one GPU cannot measure (``MEASURED`` are held at their values)."""
 
@@ -76,7 +79,7 @@ def predictions(eff: Efficiency, data) -> dict[tuple, float]:
     cfg, out = PRESETS["llama-3-70b"], {}
     groups: dict[tuple, set] = {}
     for hw, b, tp, v, _ in data:
-        groups.setdefault((hw, b, tp), {"standard"}).add(v)
+        groups.setdefault((hw, b, tp), {BASELINE}).add(v)
     for (hw, b, tp), variants in groups.items():
         pred = predict(cfg, replace(HARDWARE[hw], eff=eff), tp, b, variants=tuple(sorted(variants)))
         out.update({(hw, b, tp, v): p.tokens_per_s for v, p in pred.items()})
@@ -89,7 +92,7 @@ def loss(eff: Efficiency, data) -> float:
     pred = predictions(eff, data)
     paper = {(hw, b, tp, v): t for hw, b, tp, v, t in data}
     logs = {k: math.log(pred[k]) - math.log(t) for k, t in paper.items()}
-    ratios = [logs[k] - logs[k[:3] + ("standard",)] for k in paper if k[3] != "standard"]
+    ratios = [logs[k] - logs[k[:3] + (BASELINE,)] for k in paper if k[3] != BASELINE]
     return 0.25 * sum(e * e for e in logs.values()) / len(logs) + sum(r * r for r in ratios) / len(ratios)
 
 
@@ -139,10 +142,10 @@ def speedup_errors(eff: Efficiency, data) -> list[dict]:
     pred = predictions(eff, data)
     paper = {(hw, b, tp, v): t for hw, b, tp, v, t in data}
     return [{"interconnect": k[0], "batch": k[1], "tp": k[2], "variant": k[3],
-             "paper_speedup": t / paper[k[:3] + ("standard",)],
-             "model_speedup": pred[k] / pred[k[:3] + ("standard",)],
+             "paper_speedup": t / paper[k[:3] + (BASELINE,)],
+             "model_speedup": pred[k] / pred[k[:3] + (BASELINE,)],
              "paper_tokens_per_s": t, "model_tokens_per_s": pred[k]}
-            for k, t in paper.items() if k[3] != "standard"]
+            for k, t in paper.items() if k[3] != BASELINE]
 
 
 def mae(rows) -> float:
@@ -166,7 +169,7 @@ def cross_validate(iters: int = 250) -> dict:
         rows = [r for f in out["folds"] if f["left_out"].startswith(kind) for r in f["rows"]]
         out[f"leave_one_{kind}_out_mae"] = mae(rows)
         out[f"leave_one_{kind}_out_by_variant"] = {v: mae([r for r in rows if r["variant"] == v])
-                                                  for v in ("ladder", "parallel", "upper_bound")}
+                                                  for v in COMPARED}
     out["params"] = {p: {"mean": statistics.mean(getattr(e, p) for e in fitted),
                          "spread": statistics.pstdev(getattr(e, p) for e in fitted)} for p in PARAMS}
     return out
@@ -178,6 +181,5 @@ def validate(eff: Efficiency | None = None) -> dict:
     eff = eff or HARDWARE["h100-nvlink"].eff
     rows = speedup_errors(eff, cells())
     return {"params": asdict(eff), "rows": rows, "speedup_mae": mae(rows),
-            "by_variant": {v: mae([r for r in rows if r["variant"] == v]) for v in ("ladder", "parallel",
-                                                                                    "upper_bound")},
+            "by_variant": {v: mae([r for r in rows if r["variant"] == v]) for v in COMPARED},
             "tokens_mape": sum(abs(r["model_tokens_per_s"] / r["paper_tokens_per_s"] - 1) for r in rows) / len(rows)}

@@ -32,7 +32,8 @@ from itertools import groupby
 
 from dataclasses import dataclass
 
-from ...models.config import ALL_VARIANTS, ModelConfig, kraken_config
+from ...models.config import ModelConfig, kraken_config
+from ...models.registry import ALL_VARIANTS, BASELINE, get_variant
 from . import critical_path as cp
 from .hardware import HARDWARE, Hardware, get_hardware  # noqa: F401  (re-exported: the presets live there)
 from .kernels import OUTSIDE_GRAPH, STEP_KERNELS, kernel_counts
@@ -110,9 +111,10 @@ def head_cost(cfg: ModelConfig, hw: Hardware, batch: int, new_tokens: int) -> fl
 def layer_modules(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
                   nodes: int = 1) -> list[tuple[str, ModuleCost]]:
     """One layer's modules for a variant (Kraken: per rank, its own sub-layer; see ``kraken_modules``)."""
-    if variant == "parallel":
-        return [("attn+mlp", module_cost("attn+mlp", cfg, hw, tp, batch, new_tokens, keys, nodes))]
-    comm = variant != "upper_bound"
+    v = get_variant(variant)
+    if v.layout == "fused":
+        return [("attn+mlp", module_cost("attn+mlp", cfg, hw, tp, batch, new_tokens, keys, nodes, v.all_reduces))]
+    comm = v.all_reduces
     return [(k, module_cost(k, cfg, hw, tp, batch, new_tokens, keys, nodes, comm)) for k in ("attn", "mlp")]
 
 
@@ -159,20 +161,22 @@ def forward(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, n
     ``ladder_layers``: for "ladder", which layers are ladder (None: all; k: the top k; a set of indices: those
     layers, each at its position: a ladder layer hides the all-reduce before it and its attention's, and its MLP's
     only if the next layer is ladder too)."""
+    v = get_variant(variant)
     if variant not in ALL_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {', '.join(ALL_VARIANTS)}")
+        raise ValueError(f"{variant!r} has no decode step of its own (prefill only: iso_prefill_time); valid "
+                         f"choices: {', '.join(ALL_VARIANTS)}")
     check_nodes(hw, tp, nodes)
     L = cfg.n_layers
-    if variant == "kraken":
+    if v.layout == "subsets":
         mods = kraken_modules(cfg, hw, tp, batch, new_tokens, keys, nodes)
         runs = [([cp.Module(mods[0][1].compute, 0.0, 1), cp.Module(mods[1][1].compute, mods[1][1].comm, 0)], L)]
     else:
         mods = layer_modules(variant, cfg, hw, tp, batch, new_tokens, keys, nodes)
-        ladder = ladder_positions(cfg, ladder_layers) if variant == "ladder" else frozenset()
-        kinds = [[cp.Module(m.compute, m.comm, lag) for _, m in mods] for lag in (0, 1)]
+        lagged = ladder_positions(cfg, ladder_layers) if v.lag else frozenset()
+        kinds = {lag: [cp.Module(m.compute, m.comm, lag) for _, m in mods] for lag in {0, v.lag}}
         runs = [(kinds[lag], len(list(g)))              # runs of consecutive layers of one kind, in order
-                for lag, g in groupby(int(i in ladder) for i in range(L))]
-    msg_dim = kraken_config(cfg, max(tp, 2)).dim if variant == "kraken" else cfg.dim
+                for lag, g in groupby(v.lag if i in lagged else 0 for i in range(L))]
+    msg_dim = kraken_config(cfg, max(tp, 2)).dim if v.layout == "subsets" else cfg.dim
     lanes = cp.Lanes()
     for layer, count in runs:
         if count:
@@ -241,9 +245,9 @@ def predict(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, prompt: int
         pre = forward_time(v, cfg, hw, tp, batch, prompt, keys, nodes, ladder_layers)
         dec = forward_time(v, cfg, hw, tp, batch, 1, keys, nodes, ladder_layers)
         out[v] = Prediction(v, pre, dec, batch * generate / (pre + (generate - 1) * dec))
-    if "standard" in out:
+    if BASELINE in out:
         for p in out.values():
-            p.speedup_vs_standard = p.tokens_per_s / out["standard"].tokens_per_s
+            p.speedup_vs_standard = p.tokens_per_s / out[BASELINE].tokens_per_s
     return out
 
 
@@ -254,7 +258,7 @@ def iso_prefill_time(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, prompt
     own chunk's previous all-reduce (lag = chunks - 1 in the interleaved order). A chunk [a, b) reads b keys."""
     from ...models.iso import balanced_split, chunk_bounds
     bounds = chunk_bounds(prompt, [balanced_split(cfg, prompt)] if splits is None else splits)
-    chunks = [layer_modules("standard", cfg, hw, tp, batch, b - a, b, nodes) for a, b in bounds]
+    chunks = [layer_modules(BASELINE, cfg, hw, tp, batch, b - a, b, nodes) for a, b in bounds]
     if len(chunks) > cp.MAX_LAG:
         raise ValueError(f"ISO with {len(chunks)} chunks: at most {cp.MAX_LAG} are modeled")
     layer = [cp.Module(c[i][1].compute, c[i][1].comm, len(chunks) - 1) for i in range(2) for c in chunks]
