@@ -10,7 +10,7 @@ from ..recovery.distill import DIVERGENCES
 from ..recovery.frontier import KS, RECOVER_KS
 from ..recovery.options import CHOSEN_KS, CHOSEN_RECOVER_KS, BLOCK, RECIPE_STAGES, REPAIR_TEXTS, STAGES, ConvertOptions
 from .assess import add_measure
-from .common import (add_plan, choice_list, floats, in_file, int_list, ints, out_dir, out_file, say, show_plan, source,
+from .common import (add_plan, choice_list, floats, int_list, ints, out_dir, out_file, say, show_plan, source,
                      write_json)
 
 CONVERT = ConvertOptions()          # every default of ladder-edu convert (and of finetune's recipe)

@@ -17,7 +17,6 @@ when the all-reduces are skipped (the same ceiling the Ladder paper plots as "up
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -31,35 +30,7 @@ from ...models.model import DTYPES
 from ...models.spec import RunSpec
 from ...models.variants import example_tokens, run_step, variant_model
 from ...tp.parallel import TPGroup
-
-
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class _Timer:
-    """Wall time of a step: CUDA events on a GPU (what ran on the device), perf_counter on a CPU."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        if self.cuda:
-            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-    def __enter__(self):
-        if self.cuda:
-            self.start.record()
-        else:
-            self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            self.end.record()
-            self.end.synchronize()
-            self.seconds = self.start.elapsed_time(self.end) / 1e3
-        else:
-            self.seconds = time.perf_counter() - self.t0
+from .timing import Timer, interleaved, sync
 
 
 def decode_worker(spec: RunSpec) -> dict:
@@ -88,25 +59,26 @@ def decode_worker(spec: RunSpec) -> dict:
             compiled[v] = CompiledDecode(models[v], None if compile_mode == "auto" else compile_mode)
             for _ in range(3):
                 compiled[v](prompt[:, -1:], context)
-    times = {v: [] for v in variants}
     step_times = torch.zeros(steps, dtype=torch.float64)
+
+    def measure(v: str) -> list[float]:
+        """``steps`` steps of ``v``, each started together on every rank; a step's time is its slowest rank's."""
+        for s in range(steps):
+            if tp.size > 1:
+                dist.barrier(group=tp.group)
+            sync(device)
+            with Timer(device) as timer:
+                if compiled:
+                    compiled[v](prompt[:, -1:], context + s)
+                else:
+                    run_step(models[v], phase, v, prompt, context, s)
+            step_times[s] = timer.seconds
+        if tp.size > 1:
+            dist.all_reduce(step_times, op=dist.ReduceOp.MAX, group=tp.group)
+        return step_times.tolist()
+
     with torch.no_grad():
-        for r in range(warmup + rounds):
-            for v in (variants if r % 2 == 0 else variants[::-1]):
-                for s in range(steps):
-                    if tp.size > 1:
-                        dist.barrier(group=tp.group)
-                    _sync(device)
-                    with _Timer(device) as timer:
-                        if compiled:
-                            compiled[v](prompt[:, -1:], context + s)
-                        else:
-                            run_step(models[v], phase, v, prompt, context, s)
-                    step_times[s] = timer.seconds
-                if tp.size > 1:
-                    dist.all_reduce(step_times, op=dist.ReduceOp.MAX, group=tp.group)
-                if r >= warmup:
-                    times[v].extend(step_times.tolist())
+        times = interleaved(variants, rounds, warmup, measure)
     mode = next(iter(compiled.values())).mode if compiled else None
     return {"times": times, "comm_priority": launch.applied_comm_priority(), "compiled": mode}
 

@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from .bench import _Timer, summarize
+from .bench import summarize
+from .timing import Timer, default_device, interleaved, random_fill
 from ...models.variants import run_step
 from ...models.config import BENCH_VARIANTS, ModelConfig, variant_config
 from ...models.registry import BASELINE, EMULATED, require
@@ -143,14 +144,10 @@ def emulated_rank_model(cfg: ModelConfig, variant: str, hw: Hardware, tp: int, d
     """Rank 0's shard of ``cfg`` at TP=``tp`` with random N(0, init_std) weights, built directly on ``device``
     (the full model is never materialised), and its modeled group."""
     cfg.check_tp(tp)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     group = ModeledGroup(hw, tp, device)
-    torch.manual_seed(seed)
     model = Transformer(variant_config(cfg, variant), TPGroup(0, tp, group, emulated=True), DTYPES[dtype], device)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.ones_like(p) if name.endswith("norm.weight") else torch.randn_like(p) * cfg.init_std)
-    return model.eval(), group
+    return random_fill(model, cfg.init_std, seed).eval(), group
 
 
 def variant_models(base: Transformer, cfg: ModelConfig, variants, dtype: str, batch: int,
@@ -185,17 +182,18 @@ def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_V
     try:
         models = variant_models(base, cfg, variants, dtype, batch, context + steps)
         prompt = torch.randint(0, cfg.vocab_size, (batch, context), device=device)
-        times = {v: [] for v in variants}
+        def measure(v: str) -> list[float]:
+            out = []
+            for s in range(steps):
+                with Timer(device) as timer:
+                    run_step(models[v], phase, v, prompt, context, s)
+                out.append(timer.seconds)
+            return out
+
         with torch.no_grad():
             for m in models.values():
                 m(prompt)
-            for r in range(warmup + rounds):
-                for v in (variants if r % 2 == 0 else variants[::-1]):
-                    for s in range(steps):
-                        with _Timer(device) as timer:
-                            run_step(models[v], phase, v, prompt, context, s)
-                        if r >= warmup:
-                            times[v].append(timer.seconds)
+            times = interleaved(variants, rounds, warmup, measure)
     finally:
         group.close()
     return summarize(cfg, tp, f"1 device, all-reduces MODELED as {hw.name}", batch, context, times, "n/a", phase)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import statistics
 import sys
-import time
 
 import torch
+
+from .timing import compile_and_time, default_device, per_layer_slope, random_fill
 
 
 def load_model_module(gpt_fast_dir: str):
@@ -60,11 +60,7 @@ def shard(gf, preset: str, tp: int, layers: int, device, dtype=torch.float16, se
     model.config.dim //= tp
     model.config.n_local_heads //= tp
     model = model.to_empty(device=device).to(dtype)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.fill_(1.0) if name.endswith("norm.weight") else p.normal_(0.0, 0.02)
-    return model.eval()
+    return random_fill(model, 0.02, seed).eval()
 
 
 def time_step(model, batch: int, cache: int, steps: int = 30) -> dict:
@@ -84,28 +80,8 @@ def time_step(model, batch: int, cache: int, steps: int = 30) -> dict:
         pos.fill_(cache // 2 + s)
         return step(x, pos)
 
-    t0 = time.perf_counter()
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        for s in range(3):
-            run(s)
-        if cuda:
-            torch.cuda.synchronize(device)
-        compile_s = time.perf_counter() - t0
-        times = []
-        for s in range(steps):
-            t = time.perf_counter()
-            run(s)
-            if cuda:
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        for s in range(steps):
-            run(s)
-        if cuda:
-            torch.cuda.synchronize(device)
-        pipelined = (time.perf_counter() - t) / steps
-    return {"compile_s": compile_s, "median_us": 1e6 * statistics.median(times), "pipelined_us": 1e6 * pipelined,
-            "steps": steps}
+        return compile_and_time(run, device, steps)
 
 
 def gpt_fast_steps(gpt_fast_dir: str, preset: str, configs, cache: int = 1536, device=None, dtype=torch.float16,
@@ -114,7 +90,7 @@ def gpt_fast_steps(gpt_fast_dir: str, preset: str, configs, cache: int = 1536, d
     ``deadline``; an error (out of memory, a compiler failure) is recorded in its row and the sweep goes on."""
     from .gpu_terms import step_sweep
     gf = load_model_module(gpt_fast_dir)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
 
     def measure(tp, batch, layers):
         return time_step(shard(gf, preset, tp, layers, device, dtype), batch, cache)
@@ -131,9 +107,8 @@ def per_layer(rows: list[dict]) -> list[dict]:
         pair = sorted((r for r in ok if (r["tp"], r["batch"]) == key), key=lambda r: r["layers"])
         if len(pair) >= 2 and pair[-1]["layers"] > pair[0]["layers"]:
             a, b = pair[0], pair[-1]
-            slope = (b["pipelined_us"] - a["pipelined_us"]) / (b["layers"] - a["layers"])
-            out.append({"tp": key[0], "batch": key[1], "per_layer_us": slope,
-                        "rest_us": a["pipelined_us"] - a["layers"] * slope})
+            slope, rest = per_layer_slope(a["layers"], a["pipelined_us"], b["layers"], b["pipelined_us"])
+            out.append({"tp": key[0], "batch": key[1], "per_layer_us": slope, "rest_us": rest})
     return out
 
 

@@ -21,6 +21,7 @@ import os
 from dataclasses import replace
 
 from ...models.registry import CEILING
+from .timing import default_device, per_layer_slope
 from ..model.hardware import BOUNDS, HARDWARE, MEASURED, Hardware, get_hardware
 
 
@@ -159,7 +160,7 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "", g
 
     from . import gpu_terms
     os.makedirs(out_dir, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     head = {"device": gpu_terms.device_name(device), "torch": torch.__version__, "command": command}
     start = time.time()
     deadline = start + budget_s
@@ -224,8 +225,8 @@ def compiled_step_comparison(steps: list[dict], hw: Hardware, preset: str = "lla
         if lo == hi:
             continue
         r = by[tp, b, lo]
-        per = (by[tp, b, hi]["pipelined_us"] - r["pipelined_us"]) / (hi - lo)
+        per, rest = per_layer_slope(lo, r["pipelined_us"], hi, by[tp, b, hi]["pipelined_us"])
         model = 1e6 * sum(m.compute for _, m in layer_modules(CEILING, cfg, hw, tp, b, 1, r["cache"]))
-        out.append({"tp": tp, "batch": b, "layer_us": per, "model_layer_us": model,
-                    "rest_us": r["pipelined_us"] - lo * per, "model_head_us": 1e6 * head_cost(cfg, hw, b, 1)})
+        out.append({"tp": tp, "batch": b, "layer_us": per, "model_layer_us": model, "rest_us": rest,
+                    "model_head_us": 1e6 * head_cost(cfg, hw, b, 1)})
     return out

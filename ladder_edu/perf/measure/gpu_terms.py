@@ -31,10 +31,7 @@ from ...models.registry import CEILING
 from ...models.model import Transformer
 from ...tp.parallel import TPGroup
 from ...util import atomic
-
-
-def _device(device) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+from .timing import Timer, compile_and_time, default_device, random_fill
 
 
 def projection_shapes(cfg, tp: int) -> dict[str, tuple[int, int]]:
@@ -98,7 +95,7 @@ def projection_sweep(presets=("llama-3-8b", "llama-3-70b"), tps=(1, 2, 4, 8), to
                      deadline: float = math.inf) -> list[dict]:
     """One row per (model, TP, projection, tokens); shapes met twice are timed once. Stops at ``deadline``
     (a ``time.time()``) with the rows it has."""
-    device = _device(device)
+    device = default_device(device)
     rows, seen = [], {}
     for name in presets:
         cfg = get_config(name)
@@ -120,7 +117,7 @@ def projection_sweep(presets=("llama-3-8b", "llama-3-70b"), tps=(1, 2, 4, 8), to
 
 def small_kernel_us(device=None, n: int = 2000) -> float:
     """Microseconds of one tiny pointwise kernel (1024 floats, += 1) inside a CUDA graph of ``n`` of them."""
-    device = _device(device)
+    device = default_device(device)
     small = torch.zeros(1024, device=device)
 
     def run():
@@ -134,12 +131,8 @@ def shard_model(preset: str, tp: int, layers: int, device, dtype=torch.float16, 
     variant: no process group is needed), weights ~ N(0, init_std) made on ``device``."""
     cfg = get_config(preset).replace(n_layers=layers, ladder_layers=0)
     cfg.check_tp(tp)
-    torch.manual_seed(seed)
     model = Transformer(variant_config(cfg, CEILING), TPGroup(0, tp, None), dtype, torch.device(device))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.fill_(1.0) if name.endswith("norm.weight") else p.normal_(0.0, cfg.init_std)
-    return model.eval()
+    return random_fill(model, cfg.init_std, seed).eval()
 
 
 def time_compiled_step(model: Transformer, batch: int, cache: int, steps: int = 30, prompt: int = 1024,
@@ -148,7 +141,6 @@ def time_compiled_step(model: Transformer, batch: int, cache: int, steps: int = 
     decode step (``CompiledDecode``: CUDA graphs on a GPU) and time them. Decode is timed two ways: each step
     alone (``median_us``: CPU launch work included) and ``steps`` steps back to back with one synchronisation at
     the end (``pipelined_us``: the CPU runs ahead, as in gpt-fast's generation loop)."""
-    from .bench import _Timer
     from ...models.compiled import CompiledDecode, positions
     device = model.embed_tokens.weight.device
     model.setup_cache(batch, cache)
@@ -158,29 +150,13 @@ def time_compiled_step(model: Transformer, batch: int, cache: int, steps: int = 
     pre = []
     with torch.no_grad():
         for r in range(4):
-            with _Timer(device) as timer:
+            with Timer(device) as timer:
                 prefill(ids, positions(0, t_pre, device))
             pre += [timer.seconds] if r else []
     tokens = torch.randint(0, model.cfg.vocab_size, (batch, 1), device=device)
-    t0 = time.perf_counter()
     step = CompiledDecode(model)
-    for s in range(3):
-        step(tokens, cache // 2 + s)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    compile_s = time.perf_counter() - t0
-    times = []
-    for s in range(steps):
-        with _Timer(device) as timer:
-            step(tokens, cache // 2 + s)
-        times.append(timer.seconds)
-    with _Timer(device) as timer:
-        for s in range(steps):
-            step(tokens, cache // 2 + s)
-    q = statistics.quantiles(times, n=10)
-    out = {"prefill_tokens": t_pre, "prefill_us": 1e6 * statistics.median(pre), "compile_s": compile_s,
-           "median_us": 1e6 * statistics.median(times), "p10_us": 1e6 * q[0], "p90_us": 1e6 * q[-1],
-           "pipelined_us": 1e6 * timer.seconds / steps, "steps": steps}
+    out = {"prefill_tokens": t_pre, "prefill_us": 1e6 * statistics.median(pre),
+           **compile_and_time(lambda s: step(tokens, cache // 2 + s), device, steps)}
     if profile:
         try:
             out["kernels"] = profile_kernels(lambda: step(tokens, cache // 2), device)
@@ -234,7 +210,7 @@ def compiled_steps(preset: str, configs, cache: int = 1536, device=None, dtype=t
                    deadline: float = math.inf, on_row=None, profile=()) -> list[dict]:
     """[{tp, batch, layers, median_us, ...}] for each (tp, batch, layers) in ``configs``, until ``deadline``;
     the configs in ``profile`` also get their decode step's kernel list."""
-    device = _device(device)
+    device = default_device(device)
 
     def measure(tp, batch, layers):
         model = shard_model(preset, tp, layers, device, dtype)

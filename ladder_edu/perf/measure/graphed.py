@@ -35,6 +35,7 @@ from ..model.hardware import Hardware
 from ..model.perfmodel import forward_time
 from .bench import DecodeBenchmark, summarize
 from .emulate import emulated_rank_model, variant_models
+from .timing import Timer, interleaved
 
 
 def streamed_bytes(model: Transformer) -> int:
@@ -122,17 +123,14 @@ def graphed_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VA
             for v, m in variant_models(base, cfg, variants, dtype, batch, cache).items():
                 m(prompt[:, :context], start=0)                        # fill the cache: attention reads it
                 graphs[v], comm[v], schedules[v] = capture_decode_step(m, v, prompt, context)
-            times = {v: [] for v in variants}
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            for r in range(warmup + rounds):
-                for v in (variants if r % 2 == 0 else variants[::-1]):
-                    start.record()
+
+            def measure(v: str) -> list[float]:
+                with Timer(dev) as timer:
                     for _ in range(replays):
                         graphs[v].replay()
-                    end.record()
-                    end.synchronize()
-                    if r >= warmup:
-                        times[v].append(start.elapsed_time(end) / 1e3 / replays)
+                return [timer.seconds / replays]
+
+            times = interleaved(variants, rounds, warmup, measure)
     finally:
         group.close()
     bench = summarize(cfg, tp, f"1 GPU, CUDA graph, all-reduces MODELED as {hw.name}", batch, context, times,

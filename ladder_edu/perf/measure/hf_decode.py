@@ -9,9 +9,10 @@ the two produced the same tokens. ``ladder-edu compare-hf`` runs it on SmolLM2-1
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
+
+from .timing import Timer, interleaved
 
 
 def decode_vs_transformers(cfg, state, prompt_tokens: int = 32, new_tokens: int = 32, rounds: int = 5,
@@ -36,16 +37,15 @@ def decode_vs_transformers(cfg, state, prompt_tokens: int = 32, new_tokens: int 
             return out[0, prompt_tokens:]
 
         codes = {"ours": run_ours, "transformers": run_theirs}
-        rates = {name: [] for name in codes}
         tokens = {}
+
+        def measure(name: str) -> list[float]:
+            with Timer(torch.device("cpu")) as timer:
+                tokens[name] = codes[name]()
+            return [new_tokens / timer.seconds]
+
         with torch.no_grad():
-            for fn in codes.values():                                       # warm-up, untimed
-                fn()
-            for r in range(rounds):
-                for name in (list(codes) if r % 2 == 0 else list(codes)[::-1]):
-                    t0 = time.perf_counter()
-                    tokens[name] = codes[name]()
-                    rates[name].append(new_tokens / (time.perf_counter() - t0))
+            rates = interleaved(codes, rounds, 1, measure)            # one warm-up round, dropped
     finally:
         torch.set_num_threads(before)
     out = {name: {"tokens_per_s": statistics.median(xs), "min": min(xs), "max": max(xs), "rounds": xs}
