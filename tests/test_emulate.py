@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from ladder_edu.models.config import get_config
+from ladder_edu.models.spec import RunSpec
 from ladder_edu.perf.measure.emulate import ModeledGroup, allreduce_seconds, emulated_benchmark, emulated_rank_model
+from ladder_edu.perf.model.deployment import Deployment
 from ladder_edu.perf.model.perfmodel import HARDWARE
 
 
@@ -57,7 +59,7 @@ def test_variants_share_the_shard_weights():
 
 
 def test_emulated_benchmark_runs_every_variant_and_says_it_is_modeled():
-    res = emulated_benchmark(get_config("tiny"), 4, HARDWARE["h100-no-p2p"], steps=2, rounds=1, context=8)
+    res = emulated_benchmark(RunSpec(get_config("tiny"), 4, steps=2, rounds=1, context=8), HARDWARE["h100-no-p2p"])
     assert [r.variant for r in res.rows] == ["standard", "parallel", "ladder", "upper_bound"]
     assert "MODELED" in res.backend and "MODELED" in res.table()
 
@@ -98,7 +100,7 @@ def test_graphed_rank_refuses_a_cpu_with_the_way_out():
         pytest.skip("this machine has CUDA: tests/test_gpu.py runs the graph")
     from ladder_edu.perf.measure.graphed import graphed_benchmark
     with pytest.raises(RuntimeError, match="needs a CUDA GPU.*--emulate-tp N without --graph"):
-        graphed_benchmark(get_config("tiny"), 2, HARDWARE["h100-nvlink"])
+        graphed_benchmark(RunSpec(get_config("tiny"), 2), HARDWARE["h100-nvlink"])
 
 
 def test_streamed_bytes_count_every_weight_but_the_embedding_table():
@@ -119,7 +121,7 @@ def test_graphed_rank_table_puts_the_replay_next_to_the_model():
     cfg, hw = get_config("llama-3-70b", n_layers=2), HARDWARE["h100-nvlink"]
     times = {"standard": [2e-3, 2.2e-3], "ladder": [1.6e-3, 1.7e-3], "upper_bound": [1.5e-3, 1.5e-3]}
     bench = summarize(cfg, 8, "1 GPU, CUDA graph, all-reduces MODELED", 1, 1024, times, "n/a")
-    predicted = {v: 1e3 * forward_time(v, cfg, hw, 8, 1, 1, 1032) for v in times}
+    predicted = {v: 1e3 * forward_time(v, Deployment(cfg, hw, 8), 1, 1032) for v in times}
     res = GraphedRank(bench, predicted, 0.3, 0.2, "a GPU", hw.name, {})
     assert res.predicted_speedup("ladder") > 1 == res.predicted_speedup("standard")
     lines = res.table().splitlines()

@@ -6,6 +6,7 @@ ranges, the emulated rank of a 70B TP=8 deployment against its HBM floor (eager 
 import pytest
 import torch
 
+from ladder_edu.models.spec import RunSpec
 from ladder_edu.tp import launch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
@@ -49,7 +50,7 @@ def test_emulated_70b_tp8_rank_is_above_its_hbm_floor():
     from ladder_edu.perf.model.hardware import HARDWARE
     cfg = get_config("llama-3-70b").replace(n_layers=8, ladder_layers=0)
     hw = HARDWARE["h100-nvlink"]
-    res = emulated_benchmark(cfg, 8, hw, ["standard", "ladder"], steps=8, rounds=2, dtype="bfloat16")
+    res = emulated_benchmark(RunSpec(cfg, 8, ("standard", "ladder"), steps=8, rounds=2, dtype="bfloat16"), hw)
     rows = {r.variant: r.median_ms for r in res.rows}
     layer_bytes = 2 * (cfg.dim * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) + 3 * cfg.dim * cfg.ffn_dim) / 8
     floor_ms = 1e3 * cfg.n_layers * layer_bytes / 3.35e12          # H100 HBM3: the fastest GPU we model
@@ -63,8 +64,8 @@ def test_graph_captured_70b_tp8_rank_hides_what_the_schedule_lets_it():
     from ladder_edu.perf.measure.graphed import graphed_benchmark
     from ladder_edu.perf.model.hardware import HARDWARE
     cfg = get_config("llama-3-70b").replace(n_layers=8, ladder_layers=0)
-    res = graphed_benchmark(cfg, 8, HARDWARE["h100-nvlink"], ["standard", "ladder", "upper_bound"], context=256,
-                            replays=10, rounds=4)
+    res = graphed_benchmark(RunSpec(cfg, 8, ("standard", "ladder", "upper_bound"), context=256, steps=10, rounds=4,
+                                    dtype="bfloat16"), HARDWARE["h100-nvlink"])
     print(res.table())
     ms = {r.variant: r.median_ms for r in res.bench.rows}
     ladder = res.schedules["ladder"]

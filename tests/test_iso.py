@@ -46,12 +46,13 @@ def test_iso_refuses_changed_models_and_bad_splits():
 
 
 def test_iso_in_the_performance_model():
+    from ladder_edu.perf.model.deployment import Deployment
     from ladder_edu.perf.model.perfmodel import HARDWARE, forward_time, iso_prefill_time
     cfg, hw = get_config("llama-3-70b"), HARDWARE["rtx4090-pcie"]
-    std = forward_time("standard", cfg, hw, 8, 1, 1024, 1024)
-    assert iso_prefill_time(cfg, hw, 8, 1, 1024, splits=[]) == pytest.approx(std, rel=1e-12)   # 1 chunk
-    assert iso_prefill_time(cfg, hw, 8, 1, 1024) < std
-    assert iso_prefill_time(cfg, hw.with_(shm_interference=1.0), 8, 1, 1024) >= std * (1 - 1e-9)  # no overlap
+    std = forward_time("standard", Deployment(cfg, hw, 8), 1024, 1024)
+    assert iso_prefill_time(Deployment(cfg, hw, 8), 1024, splits=[]) == pytest.approx(std, rel=1e-12)   # 1 chunk
+    assert iso_prefill_time(Deployment(cfg, hw, 8), 1024) < std
+    assert iso_prefill_time(Deployment(cfg, hw.with_(shm_interference=1.0), 8), 1024) >= std * (1 - 1e-9)  # no overlap
 
 
 def test_iso_in_bench_and_profile(tmp_path):

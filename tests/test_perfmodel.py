@@ -10,6 +10,7 @@ from ladder_edu.perf.model.fit import PAPER_70B, cells, cross_validate, fit, val
 from ladder_edu.perf.model.hardware import BOUNDS, EFF_FIELDS, HARDWARE, Efficiency, get_hardware, load_hardware
 from ladder_edu.perf.model.kernels import kernel_counts
 from ladder_edu.perf.model.nccl import allreduce_time
+from ladder_edu.perf.model.deployment import Deployment
 from ladder_edu.perf.model.perfmodel import forward, forward_time, module_cost, predict
 from ladder_edu.perf.model.critical_path import simulate, total_time
 
@@ -69,7 +70,7 @@ def test_two_nodes_cross_the_network():
 def test_mlp_cost_by_hand():
     """70B MLP at TP 8, one token: the weight shard streamed at mem_eff, 4 kernels + the copy, one all-reduce."""
     e = NVL.eff
-    m = module_cost("mlp", CFG, NVL, 8, 1, 1, 1536)
+    m = module_cost("mlp", Deployment(CFG, NVL, 8, 1), 1, 1536)
     weights = (3 * 8192 * 28672 / 8 * 2 + 2 * 8192 * 2) / (3350e9 * e.mem_eff)
     assert m.parts["weights"] == pytest.approx(weights, rel=1e-9)
     # fixed cost of 2 matmuls (kernel_us) + 2 fused pointwise kernels + the copy (small_us); their activations:
@@ -82,8 +83,8 @@ def test_mlp_cost_by_hand():
 
 def test_attention_reads_the_kv_cache_once_per_query_head():
     e = NVL.eff
-    a1 = module_cost("attn", CFG, NVL, 8, 1, 1, 1536).parts["attention"]
-    a64 = module_cost("attn", CFG, NVL, 8, 64, 1, 1536).parts["attention"]
+    a1 = module_cost("attn", Deployment(CFG, NVL, 8, 1), 1, 1536).parts["attention"]
+    a64 = module_cost("attn", Deployment(CFG, NVL, 8, 64), 1, 1536).parts["attention"]
     per_seq = (2 * 8 * 1536 * 128 * 2 + 4 * 8 * 1536 * 2) / (3350e9 * e.mem_eff)    # 8 query heads per rank
     assert a1 == pytest.approx(per_seq, rel=1e-9) and a64 == pytest.approx(64 * per_seq, rel=1e-9)
 
@@ -126,14 +127,14 @@ def test_interference_by_hand():
 
 
 def test_hybrid_ladder_lies_between_standard_and_ladder():
-    ts = [forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=k) for k in (0, 20, 40, 80)]
-    assert ts[0] == pytest.approx(forward_time("standard", CFG, NVL, 8, 1, 1, 1536))
-    assert ts[-1] == pytest.approx(forward_time("ladder", CFG, NVL, 8, 1, 1, 1536))
+    ts = [forward_time("ladder", Deployment(CFG, NVL, 8, ladder_layers=k), 1, 1536) for k in (0, 20, 40, 80)]
+    assert ts[0] == pytest.approx(forward_time("standard", Deployment(CFG, NVL, 8), 1, 1536))
+    assert ts[-1] == pytest.approx(forward_time("ladder", Deployment(CFG, NVL, 8), 1, 1536))
     assert ts[0] > ts[1] > ts[2] > ts[3]
     with pytest.raises(ValueError, match=r"must be between 0 and n_layers=80"):
-        forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=81)
+        forward_time("ladder", Deployment(CFG, NVL, 8, ladder_layers=81), 1, 1536)
     with pytest.raises(ValueError, match=r"distinct layer indices in \[0, 79\]"):
-        forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=(3, 80))
+        forward_time("ladder", Deployment(CFG, NVL, 8, ladder_layers=(3, 80)), 1, 1536)
 
 
 def test_a_lone_ladder_layer_by_hand():
@@ -148,12 +149,12 @@ def test_a_lone_ladder_layer_by_hand():
 def test_the_performance_model_counts_ladder_layers_by_position():
     """Any k ladder layers past layer 0 hide the same all-reduces, so on the critical path the set costs what the
     top k cost (up to the interference of where the overlap happens); the top k equals the integer k."""
-    top = forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=20)
-    assert top == forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=tuple(range(60, 80)))
-    spread = forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=tuple(range(1, 80, 4)))
+    top = forward_time("ladder", Deployment(CFG, NVL, 8, ladder_layers=20), 1, 1536)
+    assert top == forward_time("ladder", Deployment(CFG, NVL, 8, ladder_layers=tuple(range(60, 80))), 1, 1536)
+    spread = forward_time("ladder", Deployment(CFG, NVL, 8, ladder_layers=tuple(range(1, 80, 4))), 1, 1536)
     assert spread == pytest.approx(top, rel=0.01)
-    lone = forward_time("ladder", CFG, NVL, 8, 1, 1, 1536, ladder_layers=(40,))
-    std = forward_time("standard", CFG, NVL, 8, 1, 1, 1536)
+    lone = forward_time("ladder", Deployment(CFG, NVL, 8, ladder_layers=(40,)), 1, 1536)
+    std = forward_time("standard", Deployment(CFG, NVL, 8), 1, 1536)
     assert std > lone > top
 
 
@@ -164,7 +165,7 @@ def test_orderings_breakdown_and_tp1():
     one = predict(get_config("llama-3-8b"), NVL, 1, 1, variants=BENCH_VARIANTS)
     tps = [x.tokens_per_s for x in one.values()]                # no communication: only the parallel block's
     assert max(tps) / min(tps) < 1.001                          # fused activations differ, by < 0.1%
-    p = forward("ladder", CFG, NVL, 8, 1, 1, 1536)
+    p = forward("ladder", Deployment(CFG, NVL, 8), 1, 1536)
     compute = sum(p.parts[k] for k in ("weights", "attention", "small kernels", "LM head + sampling"))
     assert p.seconds == pytest.approx(compute + p.parts["overlap slow-down"] + p.parts["exposed communication"])
 
@@ -220,7 +221,8 @@ def test_calibrated_cpu_preset_is_physical():
     assert hw.mem_gbps > 0 and hw.tflops > 0 and hw.link_gbps > 0 and hw.intra.hop_us > 0
     assert 0 <= hw.eff.interference <= 1 and hw.eff.kernel_us >= 0 and hw.bytes_per_param == 4
     small = get_config("small")
-    assert forward_time("standard", small, hw, 2, 1, 1, 64) > forward_time("upper_bound", small, hw, 2, 1, 1, 64)
+    dep = Deployment(small, hw, 2)
+    assert forward_time("standard", dep, 1, 64) > forward_time("upper_bound", dep, 1, 64)
 
 
 def test_perf_explorer_redraws_with_the_sliders(monkeypatch):
@@ -244,3 +246,25 @@ def test_efficiency_fields_are_whatif_fields():
     hw = NVL.with_(mem_eff=0.5, link_gbps=100.0)
     assert hw.eff.mem_eff == 0.5 and hw.intra.gbps == 100.0 and isinstance(hw.eff, Efficiency)
     assert math.isclose(replace(NVL, eff=Efficiency()).eff.mem_eff, Efficiency().mem_eff)
+
+
+def test_the_all_reduce_is_the_deployments_implementation():
+    """``Deployment.allreduce`` is a seam: another implementation changes only the communication, by name or as a
+    function; an unknown name is refused with the valid choices."""
+    from ladder_edu.perf.model.deployment import ALLREDUCE
+    calls = []
+
+    def constant(hw, n, nbytes, nodes):
+        calls.append((n, nbytes, nodes))
+        return 1e-3, "constant"
+
+    base = Deployment(CFG, NVL, 8)
+    slow = forward("standard", base.with_(allreduce=constant), 1, 1536)
+    assert calls and all(n == 8 and nodes == 1 for n, _, nodes in calls) and slow.algo == "constant"
+    assert slow.seconds > forward("standard", base, 1, 1536).seconds
+    assert forward_time("upper_bound", base.with_(allreduce=constant), 1, 1536) == \
+        forward_time("upper_bound", base, 1, 1536)                  # no all-reduce: no call, the same time
+    assert predict(CFG, NVL, 8, allreduce="nccl")["ladder"].tokens_per_s == predict(CFG, NVL, 8)["ladder"].tokens_per_s
+    assert set(ALLREDUCE) >= {"nccl"}
+    with pytest.raises(ValueError, match="unknown all-reduce implementation 'mpi'; valid choices: nccl"):
+        Deployment(CFG, NVL, 8, allreduce="mpi")

@@ -5,6 +5,7 @@ from dataclasses import asdict
 
 from ..models.compiled import MODES
 from ..models.config import ALL_VARIANTS, BENCH_VARIANTS, PREFILL_VARIANTS, get_config
+from ..models.spec import RunSpec
 from ..models.registry import EMULATED, ISO, PHASES, require
 from .common import (add_common, add_priority, choice_list, int_list, ints, is_main_rank, launch_options, out_file,
                      say, source, write_json)
@@ -114,15 +115,15 @@ def cmd_bench(args) -> int:
     for tp, batch, context in tqdm(combos, desc="bench", unit="config", disable=not is_main_rank()):
         if args.graph:
             from ..perf.measure.graphed import graphed_benchmark
-            g = graphed_benchmark(cfg, args.emulate_tp, hw, variants, batch, context, args.steps, args.rounds,
-                                  dtype=dtype)
+            g = graphed_benchmark(RunSpec(cfg, args.emulate_tp, tuple(variants), "decode", batch, context,
+                                          args.steps, args.rounds, seed=args.seed, dtype=dtype), hw)
             graphed.append(g.to_dict())
             say(g.table())
             results.append(g.bench)
             continue
         if args.emulate_tp:
-            res = emulated_benchmark(cfg, args.emulate_tp, hw, variants, batch, context, args.steps, args.rounds,
-                                     dtype=dtype, phase=args.phase)
+            res = emulated_benchmark(RunSpec(cfg, args.emulate_tp, tuple(variants), args.phase, batch, context,
+                                             args.steps, args.rounds, seed=args.seed, dtype=dtype), hw)
         else:
             res = decode_benchmark(cfg, tp, variants, batch=batch, context=context, steps=args.steps,
                                    rounds=args.rounds, seed=args.seed, phase=args.phase, compile_mode=args.compile,

@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from ..models.config import PRESETS, get_config
 from ..models.registry import BASELINE
+from ..perf.model.deployment import Deployment
 from ..perf.model.hardware import HARDWARE
 from .common import add_plan, floats, in_dir, ints, ladder_layers, out_dir, out_file, say, show_plan, write_json
 
@@ -123,7 +124,7 @@ def cmd_predict(args) -> int:
     for p in pred.values():
         say(f"  {p.variant:12s} {1e3 * p.prefill_s:11.2f} {1e3 * p.decode_s:10.3f} {p.tokens_per_s:10.1f} "
             f"{p.speedup_vs_standard:7.3f}x")
-    iso = iso_prefill_time(cfg, hw, args.tp, args.batch, args.prompt, nodes=args.nodes)
+    iso = iso_prefill_time(Deployment(cfg, hw, args.tp, args.batch, args.nodes), args.prompt)
     gain = 1 - iso / pred[BASELINE].prefill_s
     say(f"  ISO prefill (standard model, prompt split in 2 balanced chunks): {1e3 * iso:.2f} ms, "
         f"{100 * abs(gain):.1f}% {'less' if gain >= 0 else 'more'} than the standard prefill")
@@ -195,7 +196,7 @@ def compare(cfg, hw, args) -> dict:
     say("decode ms per token on this machine, model vs measured (context 64):")
     rows = {}
     for r in meas.rows:
-        model_ms = 1e3 * forward_time(r.variant, cfg, hw, args.tp, args.batch, 1, context + steps // 2)
+        model_ms = 1e3 * forward_time(r.variant, Deployment(cfg, hw, args.tp, args.batch), 1, context + steps // 2)
         rows[r.variant] = {"model_ms": model_ms, "measured_ms": r.median_ms}
     for v, r in rows.items():
         say(f"  {v:12s} model {r['model_ms']:7.2f}  measured {r['measured_ms']:7.2f}  speedup model "

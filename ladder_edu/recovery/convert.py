@@ -14,9 +14,7 @@
 6. **distilled**: from the unrepaired chosen model (the recipe, ``RECIPE_STAGES``) and, at the same budget, from the
    repaired one: distillation from the original (``experiment.RECIPE``), training only the converted layers; the
    fine-tune's evaluations are its loss on the held-out teacher replies (a generation score, in its history), not
-   perplexity. Measured on SmolLM2: fitted on the chats alone with a small ridge (the defaults) the repair fits
-   the calibration text and loses; on mixed text with a ridge of 0.1 it keeps more of the model than no repair
-   (docs/recovery.md).
+   perplexity. What each stage recovers on SmolLM2 is measured in docs/recovery.md.
 7. **the other recoveries**, each from the chosen model at the same number of steps: teacher-forced per-module
    matching (``match.py``) alone and followed by distillation; progressive conversion (the chosen layers added in
    their order of choice, a third at a time, a third of the steps after each); distillation with the KL on the chat

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 
 from ..perf.model.hardware import Hardware
 from ..models.registry import BASELINE, CEILING
+from ..perf.model.deployment import Deployment
 from ..perf.model.perfmodel import forward_time, predict
 
 from .palette import BREAKDOWN, HIDDEN, MARKERS, VARIANTS as VARIANT_COLORS
@@ -103,7 +104,7 @@ def plot_prediction(cfg, hw: Hardware, tp: int, batch: int, ax=None):
 
 def modelled_ms(bench, cfg, hw: Hardware) -> dict[str, float]:
     """{variant: the calibrated model's ms per decoded token} for the benchmark's shape (mid-run context)."""
-    return {r.variant: 1e3 * forward_time(r.variant, cfg, hw, bench.tp, bench.batch, 1, bench.context + 8)
+    return {r.variant: 1e3 * forward_time(r.variant, Deployment(cfg, hw, bench.tp, bench.batch), 1, bench.context + 8)
             for r in bench.rows}
 
 

@@ -32,6 +32,7 @@ from ...models.variants import run_step
 from ...models.config import BENCH_VARIANTS, ModelConfig, variant_config
 from ...models.registry import BASELINE, EMULATED, require
 from ...models.model import DTYPES, Transformer
+from ...models.spec import RunSpec
 from ...tp.parallel import TPGroup
 from ..model.hardware import Hardware
 from ..model.nccl import allreduce_time
@@ -167,17 +168,18 @@ def variant_models(base: Transformer, cfg: ModelConfig, variants, dtype: str, ba
     return models
 
 
-def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VARIANTS, batch: int = 1,
-                       context: int = 64, steps: int = 8, rounds: int = 4, warmup: int = 1, dtype: str = "float32",
-                       device=None, phase: str = "decode"):
-    """Time rank 0's shard of each variant with modeled all-reduces, interleaved as in ``bench.py``.
+def emulated_benchmark(spec: RunSpec, hw: Hardware, device=None):
+    """Time rank 0's shard of each of ``spec.variants`` (default: ``BENCH_VARIANTS``) at TP ``spec.tp`` with
+    all-reduces modeled for ``hw``, interleaved as in ``bench.py`` (``spec``: the run's batch, context, steps,
+    rounds, warm-up, seed, dtype and phase).
 
     All variants share one set of shard weights (they differ only in data flow), so four variants of a 70B shard
     fit where one does. Returns a ``bench.DecodeBenchmark`` whose backend says the communication is modeled."""
-    variants = list(variants)
+    cfg, tp, batch, context, steps, phase = spec.cfg, spec.tp, spec.batch, spec.context, spec.steps, spec.phase
+    variants, dtype = list(spec.variants or BENCH_VARIANTS), spec.dtype
     require(variants, EMULATED, "the emulated rank (a Megatron shard; time Kraken on real ranks with ladder-edu "
             "bench --arch kraken, or model it with ladder-edu predict)")
-    base, group = emulated_rank_model(cfg, BASELINE, hw, tp, device, dtype)
+    base, group = emulated_rank_model(cfg, BASELINE, hw, tp, device, dtype, spec.seed)
     device = base.embed_tokens.weight.device
     try:
         models = variant_models(base, cfg, variants, dtype, batch, context + steps)
@@ -193,7 +195,7 @@ def emulated_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_V
         with torch.no_grad():
             for m in models.values():
                 m(prompt)
-            times = interleaved(variants, rounds, warmup, measure)
+            times = interleaved(variants, spec.rounds, spec.warmup, measure)
     finally:
         group.close()
     return summarize(cfg, tp, f"1 device, all-reduces MODELED as {hw.name}", batch, context, times, "n/a", phase)

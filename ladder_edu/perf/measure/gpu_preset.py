@@ -214,6 +214,7 @@ def compiled_step_comparison(steps: list[dict], hw: Hardware, preset: str = "lla
     (difference of the two, back to back) and the rest of the step (LM head, embedding), next to the model's
     upper-bound layer and LM head for gpt-fast's kernels."""
     from ...models.config import get_config
+    from ..model.deployment import Deployment
     from ..model.perfmodel import head_cost, layer_modules
     cfg, out = get_config(preset), []
     by = {(r["tp"], r["batch"], r["layers"]): r for r in steps if "pipelined_us" in r}
@@ -226,7 +227,8 @@ def compiled_step_comparison(steps: list[dict], hw: Hardware, preset: str = "lla
             continue
         r = by[tp, b, lo]
         per, rest = per_layer_slope(lo, r["pipelined_us"], hi, by[tp, b, hi]["pipelined_us"])
-        model = 1e6 * sum(m.compute for _, m in layer_modules(CEILING, cfg, hw, tp, b, 1, r["cache"]))
+        dep = Deployment(cfg, hw, tp, b)
+        model = 1e6 * sum(m.compute for _, m in layer_modules(CEILING, dep, 1, r["cache"]))
         out.append({"tp": tp, "batch": b, "layer_us": per, "model_layer_us": model, "rest_us": rest,
-                    "model_head_us": 1e6 * head_cost(cfg, hw, b, 1)})
+                    "model_head_us": 1e6 * head_cost(dep, 1)})
     return out

@@ -27,11 +27,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ...models.config import BENCH_VARIANTS, ModelConfig
+from ...models.config import BENCH_VARIANTS
 from ...models.registry import BASELINE, require
 from ...models.model import Transformer
+from ...models.spec import RunSpec
 from ...models.variants import run_step
 from ..model.hardware import Hardware
+from ..model.deployment import Deployment
 from ..model.perfmodel import forward_time
 from .bench import DecodeBenchmark, summarize
 from .emulate import emulated_rank_model, variant_models
@@ -103,17 +105,17 @@ class GraphedRank:
         return "\n".join(lines)
 
 
-def graphed_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VARIANTS, batch: int = 1,
-                      context: int = 1024, replays: int = 20, rounds: int = 6, warmup: int = 1,
-                      dtype: str = "bfloat16", device=None) -> GraphedRank:
-    """Replay each variant's captured decode step ``replays`` times per round, variants interleaved (alternate
-    rounds reversed); a sample is one round's mean step time. Needs CUDA."""
-    variants = list(variants)
+def graphed_benchmark(spec: RunSpec, hw: Hardware, device=None) -> GraphedRank:
+    """Replay each variant's captured decode step ``spec.steps`` times per round, variants interleaved (alternate
+    rounds reversed); a sample is one round's mean step time (``spec``: variants, default ``BENCH_VARIANTS``; TP,
+    batch, context, rounds, warm-up, seed, dtype). Needs CUDA."""
+    cfg, tp, batch, context, replays = spec.cfg, spec.tp, spec.batch, spec.context, spec.steps
+    variants, dtype = list(spec.variants or BENCH_VARIANTS), spec.dtype
     if not torch.cuda.is_available():
         raise RuntimeError("the graph-captured emulated rank needs a CUDA GPU; on a CPU run the eager emulated "
                            "rank (ladder-edu bench --emulate-tp N without --graph)")
     require(variants, BENCH_VARIANTS, "the graph-captured rank (decode steps of a Megatron shard)")
-    base, group = emulated_rank_model(cfg, BASELINE, hw, tp, device or "cuda", dtype)
+    base, group = emulated_rank_model(cfg, BASELINE, hw, tp, device or "cuda", dtype, spec.seed)
     dev = base.embed_tokens.weight.device
     cache = context + 8
     graphs, comm, schedules = {}, {}, {}
@@ -130,11 +132,11 @@ def graphed_benchmark(cfg: ModelConfig, tp: int, hw: Hardware, variants=BENCH_VA
                         graphs[v].replay()
                 return [timer.seconds / replays]
 
-            times = interleaved(variants, rounds, warmup, measure)
+            times = interleaved(variants, spec.rounds, spec.warmup, measure)
     finally:
         group.close()
     bench = summarize(cfg, tp, f"1 GPU, CUDA graph, all-reduces MODELED as {hw.name}", batch, context, times,
                       "n/a", "decode", compiled="CUDA graph of the eager step")
-    predicted = {v: 1e3 * forward_time(v, cfg, hw, tp, batch, 1, cache) for v in variants}
+    predicted = {v: 1e3 * forward_time(v, Deployment(cfg, hw, tp, batch), 1, cache) for v in variants}
     return GraphedRank(bench, predicted, 1e3 * comm.get(BASELINE, max(comm.values())), 1e3 * streamed_bytes(base) / (hw.mem_gbps * 1e9),
                        torch.cuda.get_device_name(dev), hw.name, schedules)

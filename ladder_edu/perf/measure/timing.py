@@ -26,7 +26,7 @@ def sync(device: torch.device) -> None:
 
 
 class Timer:
-    """Wall time of what runs inside ``with Timer(device) as t:``, in ``t.seconds``: CUDA events on a GPU (what
+    """Wall time of what runs inside ``with Timer(device) as t:``, in its ``seconds``: CUDA events on a GPU (what
     ran on the device), ``time.perf_counter`` on a CPU."""
 
     def __init__(self, device: torch.device):

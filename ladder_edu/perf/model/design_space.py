@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ...models.config import get_config
 from ...models.registry import BASELINE, ISO, KRAKEN, VALID, VARIANTS
+from .deployment import Deployment
 from .perfmodel import forward_time, get_hardware, iso_prefill_time, predict
 
 STRATEGIES = VALID
@@ -26,7 +27,7 @@ def modeled(preset: str = "llama-3-70b", tp: int = 8, hardware: str = "h100-nvli
     std = pred[BASELINE].prefill_s
     out = {v: {"tokens_per_s": p.speedup_vs_standard, "prefill": std / p.prefill_s}
            for v, p in pred.items() if v in STRATEGIES}
-    out[ISO] = {"tokens_per_s": None, "prefill": std / iso_prefill_time(cfg, hw, tp, batch, prompt)}
+    out[ISO] = {"tokens_per_s": None, "prefill": std / iso_prefill_time(Deployment(cfg, hw, tp, batch), prompt)}
     return out
 
 
@@ -39,8 +40,8 @@ def kraken_ttft_grid(hardware: str = "a100-nvswitch", presets=("llama-3-8b", "ll
         cfg = get_config(p)
         for tp in tps:
             for n in prompts:
-                out[p, tp, n] = (forward_time(BASELINE, cfg, hw, tp, 1, n, n)
-                                 / forward_time(KRAKEN, cfg, hw, tp, 1, n, n))
+                dep = Deployment(cfg, hw, tp)
+                out[p, tp, n] = forward_time(BASELINE, dep, n, n) / forward_time(KRAKEN, dep, n, n)
     return out
 
 

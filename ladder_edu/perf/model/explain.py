@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ...models.config import BENCH_VARIANTS, PRESETS, ModelConfig
 from .hardware import HARDWARE, Hardware
+from .deployment import Deployment
 from .perfmodel import forward, static_cache
 
 SWEEP_MODELS = ("1b", "3b", "llama-3-8b", "34b", "llama-3-70b", "llama-3.1-405b")
@@ -22,7 +23,7 @@ def breakdown(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, prompt: i
     cfg.check_tp(tp)
     out = {}
     for v in variants:
-        p = forward(v, cfg, hw, tp, batch, 1, static_cache(prompt, generate), nodes, ladder_layers)
+        p = forward(v, Deployment(cfg, hw, tp, batch, nodes, ladder_layers), 1, static_cache(prompt, generate))
         out[v] = dict(p.parts, total=p.seconds, algorithm=p.algo)
     return out
 

@@ -121,7 +121,7 @@ def load_hardware(path: str) -> Hardware:
             d = json.load(f)
         d["intra"] = Link(**d["intra"])
         d["inter"] = Link(**d["inter"]) if d.get("inter") else None
-        d["eff"].pop("shm_gbps", None)             # fitted before 2026-11-25; now the SHM link's data sheet
+        d["eff"].pop("shm_gbps", None)             # older files fitted it; the SHM link's data sheet gives it now
         d["eff"] = Efficiency(**d["eff"])
         return Hardware(**d)
     except (OSError, ValueError, TypeError, KeyError) as e:

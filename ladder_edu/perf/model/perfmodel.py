@@ -20,8 +20,9 @@ model code, fused as inductor and gpt-fast launch them). Every kernel costs
   every prompt position in prefill; then sampling and buffer updates (``kernels.STEP_KERNELS``, ``OUTSIDE_GRAPH``).
 
 A communicating module adds a copy kernel (a functional all-reduce copies its input into the collective's buffer)
-and an all-reduce of b*T*d values (``nccl.allreduce_time``: NCCL's own
-algorithm choice, latency and bandwidth). The architectures differ only in which all-reduces a module waits for
+and an all-reduce of b*T*d values, timed by the deployment's implementation (``Deployment.allreduce``; by default
+``nccl.allreduce_time``: NCCL's own algorithm choice, latency and bandwidth). Every function takes the question as
+one ``Deployment`` (model, hardware, TP, batch, nodes, ladder layers, all-reduce implementation). The architectures differ only in which all-reduces a module waits for
 (``critical_path``: lag 0 or 1, and the compute slow-down while an all-reduce overlaps it). Generation of G tokens
 after a P-token prompt (the Ladder benchmark: P = 1024, G = 512) takes one prefill and G - 1 decode steps; tokens/s
 = b * G / that time.
@@ -35,9 +36,9 @@ from dataclasses import dataclass
 from ...models.config import ModelConfig, kraken_config
 from ...models.registry import ALL_VARIANTS, BASELINE, get_variant
 from . import critical_path as cp
+from .deployment import Deployment
 from .hardware import HARDWARE, Hardware, get_hardware  # noqa: F401  (re-exported: the presets live there)
 from .kernels import OUTSIDE_GRAPH, STEP_KERNELS, kernel_counts
-from .nccl import allreduce_time
 
 PARTS = ("weights", "attention", "small kernels", "LM head + sampling")
 
@@ -65,9 +66,10 @@ def _kernels(hw: Hardware, k: int, nbytes: float, flops: float, tokens: int = 1,
     return k * (e.kernel_us if matmul else e.small_us) * 1e-6, roof
 
 
-def module_cost(kind: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
-                nodes: int = 1, comm: bool = True) -> ModuleCost:
-    """Cost per rank of one "attn", "mlp" or "attn+mlp" (parallel block) module."""
+def module_cost(kind: str, dep: Deployment, new_tokens: int, keys: int, comm: bool = True) -> ModuleCost:
+    """Cost per rank of one "attn", "mlp" or "attn+mlp" (parallel block) module of ``dep``'s model; ``keys``: the
+    keys each query reads; ``comm``: whether it all-reduces its output."""
+    cfg, hw, tp, batch = dep.cfg, dep.hw, dep.tp, dep.batch
     arch = "parallel" if kind == "attn+mlp" else "standard"
     counts = kernel_counts(arch)[kind]
     bpp, d, hd, bt = hw.bytes_per_param, cfg.dim, cfg.head_dim, batch * new_tokens
@@ -94,12 +96,13 @@ def module_cost(kind: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, 
     parts["small kernels"] += fixed + roof
     if not comm or tp == 1:
         return ModuleCost(parts)
-    t, algo = allreduce_time(hw, tp, bt * d * bpp, nodes)
+    t, algo = dep.allreduce_time(bt * d * bpp)
     return ModuleCost(parts, t, algo)
 
 
-def head_cost(cfg: ModelConfig, hw: Hardware, batch: int, new_tokens: int) -> float:
+def head_cost(dep: Deployment, new_tokens: int) -> float:
     """The replicated LM head (its norm and matmul; logits of every new position), sampling, buffer updates."""
+    cfg, hw, batch = dep.cfg, dep.hw, dep.batch
     bpp, v, d = hw.bytes_per_param, cfg.vocab_size, cfg.dim
     logits = batch * new_tokens * v
     fixed, roof = _kernels(hw, 1, v * d * bpp + logits * bpp, 2 * logits * d, batch * new_tokens, True)
@@ -108,31 +111,28 @@ def head_cost(cfg: ModelConfig, hw: Hardware, batch: int, new_tokens: int) -> fl
     return fixed + roof + fixed2 + roof2
 
 
-def layer_modules(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
-                  nodes: int = 1) -> list[tuple[str, ModuleCost]]:
+def layer_modules(variant: str, dep: Deployment, new_tokens: int, keys: int) -> list[tuple[str, ModuleCost]]:
     """One layer's modules for a variant (Kraken: per rank, its own sub-layer; see ``kraken_modules``)."""
     v = get_variant(variant)
-    if v.layout == "fused":
-        return [("attn+mlp", module_cost("attn+mlp", cfg, hw, tp, batch, new_tokens, keys, nodes, v.all_reduces))]
-    comm = v.all_reduces
-    return [(k, module_cost(k, cfg, hw, tp, batch, new_tokens, keys, nodes, comm)) for k in ("attn", "mlp")]
+    kinds = ("attn+mlp",) if v.layout == "fused" else ("attn", "mlp")
+    return [(k, module_cost(k, dep, new_tokens, keys, v.all_reduces)) for k in kinds]
 
 
-def kraken_modules(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
-                   nodes: int = 1) -> list[tuple[str, ModuleCost]]:
+def kraken_modules(dep: Deployment, new_tokens: int, keys: int) -> list[tuple[str, ModuleCost]]:
     """Kraken (``config.kraken_config``, degree = TP): each rank computes one full-width sub-layer of width
     d/sqrt(n) on its own (tp = 1 shapes), then one all-reduce per layer of the layer output, which only the next
     layer's MLP needs. With tp = 1 the rank computes both sub-layers of a degree-2 model."""
     from ...models.kraken import split_config
-    kcfg = kraken_config(cfg, tp if tp > 1 else 2)
-    sub, local = split_config(kcfg), (1 if tp > 1 else 2)
-    attn = module_cost("attn", sub, hw, 1, batch, new_tokens, keys, comm=False)
-    mlp = module_cost("mlp", sub, hw, 1, batch, new_tokens, keys, comm=False)
+    tp = dep.tp
+    kcfg = kraken_config(dep.cfg, tp if tp > 1 else 2)
+    sub, local = dep.with_(cfg=split_config(kcfg), tp=1, nodes=1), (1 if tp > 1 else 2)
+    attn = module_cost("attn", sub, new_tokens, keys, comm=False)
+    mlp = module_cost("mlp", sub, new_tokens, keys, comm=False)
     if local > 1:
         attn.parts = {k: local * v for k, v in attn.parts.items()}
         mlp.parts = {k: local * v for k, v in mlp.parts.items()}
     if tp > 1:
-        mlp.comm, mlp.algo = allreduce_time(hw, tp, batch * new_tokens * kcfg.dim * hw.bytes_per_param, nodes)
+        mlp.comm, mlp.algo = dep.allreduce_time(dep.batch * new_tokens * kcfg.dim * dep.hw.bytes_per_param)
     return [("attn", attn), ("mlp", mlp)]
 
 
@@ -155,34 +155,33 @@ def ladder_positions(cfg: ModelConfig, ladder_layers=None) -> frozenset[int]:
         raise ValueError(f"ladder_layers for {cfg.name}: {e}") from None
 
 
-def forward(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int, keys: int,
-            nodes: int = 1, ladder_layers: int | None = None) -> Pass:
-    """A forward pass (a prefill of ``new_tokens`` or one decode step) of ``variant`` on the critical path.
-    ``ladder_layers``: for "ladder", which layers are ladder (None: all; k: the top k; a set of indices: those
-    layers, each at its position: a ladder layer hides the all-reduce before it and its attention's, and its MLP's
-    only if the next layer is ladder too)."""
+def forward(variant: str, dep: Deployment, new_tokens: int, keys: int) -> Pass:
+    """A forward pass (a prefill of ``new_tokens`` or one decode step, each query reading ``keys`` keys) of
+    ``variant`` on the critical path. ``dep.ladder_layers``: for "ladder", which layers are ladder (None: all; k:
+    the top k; a set of indices: those layers, each at its position: a ladder layer hides the all-reduce before it
+    and its attention's, and its MLP's only if the next layer is ladder too)."""
     v = get_variant(variant)
     if variant not in ALL_VARIANTS:
         raise ValueError(f"{variant!r} has no decode step of its own (prefill only: iso_prefill_time); valid "
                          f"choices: {', '.join(ALL_VARIANTS)}")
-    check_nodes(hw, tp, nodes)
+    cfg, hw, batch = dep.cfg, dep.hw, dep.batch
     L = cfg.n_layers
     if v.layout == "subsets":
-        mods = kraken_modules(cfg, hw, tp, batch, new_tokens, keys, nodes)
+        mods = kraken_modules(dep, new_tokens, keys)
         runs = [([cp.Module(mods[0][1].compute, 0.0, 1), cp.Module(mods[1][1].compute, mods[1][1].comm, 0)], L)]
     else:
-        mods = layer_modules(variant, cfg, hw, tp, batch, new_tokens, keys, nodes)
-        lagged = ladder_positions(cfg, ladder_layers) if v.lag else frozenset()
+        mods = layer_modules(variant, dep, new_tokens, keys)
+        lagged = ladder_positions(cfg, dep.ladder_layers) if v.lag else frozenset()
         kinds = {lag: [cp.Module(m.compute, m.comm, lag) for _, m in mods] for lag in {0, v.lag}}
         runs = [(kinds[lag], len(list(g)))              # runs of consecutive layers of one kind, in order
                 for lag, g in groupby(v.lag if i in lagged else 0 for i in range(L))]
-    msg_dim = kraken_config(cfg, max(tp, 2)).dim if v.layout == "subsets" else cfg.dim
+    msg_dim = kraken_config(cfg, max(dep.tp, 2)).dim if v.layout == "subsets" else cfg.dim
     lanes = cp.Lanes()
     for layer, count in runs:
         if count:
             cp.run(lanes, layer, count, interference(hw, batch * new_tokens * msg_dim * hw.bytes_per_param))
     layers_end = cp.finish(lanes)
-    head = head_cost(cfg, hw, batch, new_tokens)
+    head = head_cost(dep, new_tokens)
     per_layer = {p: sum(m.parts[p] for _, m in mods) for p in PARTS[:3]}
     parts = {p: L * per_layer[p] for p in PARTS[:3]}
     parts["LM head + sampling"] = head
@@ -193,10 +192,9 @@ def forward(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, n
     return Pass(layers_end + head, parts, next((m.algo for _, m in mods if m.algo), "none"))
 
 
-def forward_time(variant: str, cfg: ModelConfig, hw: Hardware, tp: int, batch: int, new_tokens: int,
-                 context: int, nodes: int = 1, ladder_layers: int | None = None) -> float:
-    """Seconds of one forward pass; ``context`` = keys each query reads."""
-    return forward(variant, cfg, hw, tp, batch, new_tokens, context, nodes, ladder_layers).seconds
+def forward_time(variant: str, dep: Deployment, new_tokens: int, keys: int) -> float:
+    """Seconds of one forward pass (``forward``); ``keys`` = keys each query reads."""
+    return forward(variant, dep, new_tokens, keys).seconds
 
 
 def interference(hw: Hardware, nbytes: float) -> float:
@@ -209,17 +207,6 @@ def interference(hw: Hardware, nbytes: float) -> float:
         return hw.eff.interference
     top = hw.eff.shm_interference if hw.intra.kind == "shm" else hw.eff.interference
     return top * min(1.0, nbytes / 2 ** 20)
-
-
-def check_nodes(hw: Hardware, tp: int, nodes: int) -> None:
-    if nodes < 1 or tp % nodes:
-        raise ValueError(f"--nodes {nodes} must divide TP={tp}; valid: "
-                         f"{', '.join(str(k) for k in range(1, tp + 1) if tp % k == 0)}")
-    if tp // nodes > hw.gpus_per_node:
-        raise ValueError(f"TP={tp} on {nodes} node(s) needs {tp // nodes} GPUs per node, but a {hw.name} node has "
-                         f"{hw.gpus_per_node}; use --nodes {-(-tp // hw.gpus_per_node)} or more")
-    if nodes > 1 and hw.inter is None:
-        raise ValueError(f"{hw.name} has no network between nodes; valid: --nodes 1")
 
 
 def static_cache(prompt: int, generate: int) -> int:
@@ -237,13 +224,15 @@ class Prediction:
 
 
 def predict(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, prompt: int = 1024, generate: int = 512,
-            variants=ALL_VARIANTS, nodes: int = 1, ladder_layers: int | None = None) -> dict[str, Prediction]:
-    """Prefill time, decode time per token and tokens/s of each variant (the Ladder benchmark's definitions)."""
-    cfg.check_tp(tp)
+            variants=ALL_VARIANTS, nodes: int = 1, ladder_layers: int | None = None,
+            allreduce="nccl") -> dict[str, Prediction]:
+    """Prefill time, decode time per token and tokens/s of each variant (the Ladder benchmark's definitions) for
+    the ``Deployment`` of these arguments (``allreduce``: a name in ``deployment.ALLREDUCE`` or a function)."""
+    dep = Deployment(cfg, hw, tp, batch, nodes, ladder_layers, allreduce)
     keys, out = static_cache(prompt, generate), {}
     for v in variants:
-        pre = forward_time(v, cfg, hw, tp, batch, prompt, keys, nodes, ladder_layers)
-        dec = forward_time(v, cfg, hw, tp, batch, 1, keys, nodes, ladder_layers)
+        pre = forward_time(v, dep, prompt, keys)
+        dec = forward_time(v, dep, 1, keys)
         out[v] = Prediction(v, pre, dec, batch * generate / (pre + (generate - 1) * dec))
     if BASELINE in out:
         for p in out.values():
@@ -251,17 +240,17 @@ def predict(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, prompt: int
     return out
 
 
-def iso_prefill_time(cfg: ModelConfig, hw: Hardware, tp: int, batch: int, prompt: int, splits=None,
-                     nodes: int = 1) -> float:
+def iso_prefill_time(dep: Deployment, prompt: int, splits=None) -> float:
     """ISO (``models/iso.py``): the standard model's prefill in chunks, interleaved. On the critical path the
     sequence is chunk 0's attention, chunk 1's attention, chunk 0's MLP, ...; each chunk's module needs only its
     own chunk's previous all-reduce (lag = chunks - 1 in the interleaved order). A chunk [a, b) reads b keys."""
     from ...models.iso import balanced_split, chunk_bounds
+    cfg, hw, batch = dep.cfg, dep.hw, dep.batch
     bounds = chunk_bounds(prompt, [balanced_split(cfg, prompt)] if splits is None else splits)
-    chunks = [layer_modules(BASELINE, cfg, hw, tp, batch, b - a, b, nodes) for a, b in bounds]
+    chunks = [layer_modules(BASELINE, dep, b - a, b) for a, b in bounds]
     if len(chunks) > cp.MAX_LAG:
         raise ValueError(f"ISO with {len(chunks)} chunks: at most {cp.MAX_LAG} are modeled")
     layer = [cp.Module(c[i][1].compute, c[i][1].comm, len(chunks) - 1) for i in range(2) for c in chunks]
     lanes = cp.Lanes()
     cp.run(lanes, layer, cfg.n_layers, interference(hw, batch * prompt / 2 * cfg.dim * hw.bytes_per_param))
-    return cp.finish(lanes) + head_cost(cfg, hw, batch, prompt)
+    return cp.finish(lanes) + head_cost(dep, prompt)
