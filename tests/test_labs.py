@@ -128,10 +128,10 @@ def test_exposed_communication_check():
     from ladder_edu.labs.profile_checks import traces
     profiled = traces(tp=2, steps=1)
     res = labs.check_exposed_communication(exposed, profiled)
-    assert res["verdict"].passed and len(res["rows"]) == 4
-    v = labs.check_exposed_communication(exposed_all, profiled)["verdict"]
+    assert res.passed and len(res.rows) == 4
+    v = labs.check_exposed_communication(exposed_all, profiled)
     assert not v.passed and "you counted all communication" in str(v)
-    v = labs.check_exposed_communication(exposed_unmerged, profiled)["verdict"]
+    v = labs.check_exposed_communication(exposed_unmerged, profiled)
     assert not v.passed and "merge overlapping" in str(v)
 
 

@@ -2,30 +2,37 @@
 
 Each lab is an nbgrader assignment (``notebooks/labs/source/<lab>/``: solution regions between ``### BEGIN
 SOLUTION`` and ``### END SOLUTION``, autograded cells that call a check); ``nbgrader generate_assignment`` makes the
-student release. The checks live here:
-
-* lab 1: ``check_column_parallel``, ``check_row_parallel`` (tp_checks), ``check_tp_mlp``, ``check_tp_attention``
-  (tp_layer_checks)
-* lab 2: ``check_forward_stream``, ``check_forward_hybrid`` (due_checks): standard, parallel block, ladder and
-  a hybrid from one loop
-* lab 3: ``check_allreduce_model``, ``check_roofline``, ``check_schedule`` (model_checks), then
-  ``check_predicted_speedup``, ``explain_gap`` (perf_checks)
-* lab 4: ``check_intervals_from_trace``, ``check_exposed_communication``, ``check_room`` (profile_checks)
-* lab 5: ``check_ladder_lags``, ``check_choose_layers``, ``check_distill_loss``, ``check_distill_step``
-  (convert_checks)
+student release. Every check is written one way (``runner``): load the student's function from its source
+(``load_student``), run it on the exercise's inputs (``call``; on real ranks with ``run_check``), name a wrong answer
+by the first ``Misconception`` it matches (``diagnose``), and return a ``Verdict``. ``LABS`` is the index, one row
+per lab; the list below is written from it.
 """
-from .convert_checks import check_choose_layers, check_distill_loss, check_distill_step, check_ladder_lags
-from .model_checks import check_allreduce_model, check_fit_alpha_beta, check_roofline, check_schedule
-from .due_checks import check_forward_hybrid, check_forward_stream
-from .perf_checks import check_predicted_speedup, explain_gap
-from .profile_checks import check_exposed_communication, check_intervals_from_trace, check_room
-from .runner import Verdict
-from .tp_checks import check_column_parallel, check_row_parallel, check_shard_layer
-from .tp_layer_checks import check_tp_attention, check_tp_mlp
+from __future__ import annotations
 
-__all__ = ["check_column_parallel", "check_row_parallel", "check_tp_mlp", "check_tp_attention", "check_forward_stream",
-           "check_forward_hybrid", "check_intervals_from_trace", "check_distill_step", "check_fit_alpha_beta",
-           "check_shard_layer",
-           "check_allreduce_model", "check_roofline", "check_schedule", "check_predicted_speedup", "explain_gap",
-           "check_exposed_communication", "check_room", "check_ladder_lags", "check_choose_layers",
-           "check_distill_loss", "Verdict"]
+import importlib
+
+from .runner import Verdict
+
+LABS = (   # (assignment folder, what the student builds, {checks module: its checks})
+    ("lab1_tensor_parallel_linear", "column- and row-parallel linears, a sharded layer, the TP MLP and attention",
+     {"tp_checks": ("check_column_parallel", "check_row_parallel", "check_shard_layer"),
+      "tp_layer_checks": ("check_tp_mlp", "check_tp_attention")}),
+    ("lab2_due_rule", "standard, parallel block, ladder and a hybrid from one loop (the due rule)",
+     {"due_checks": ("check_forward_stream", "check_forward_hybrid")}),
+    ("lab3_predict_then_measure", "a model of a decode step, then the package's prediction beside a measurement",
+     {"model_checks": ("check_allreduce_model", "check_fit_alpha_beta", "check_roofline", "check_schedule"),
+      "perf_checks": ("check_predicted_speedup", "explain_gap")}),
+    ("lab4_read_a_profile", "a profile analyser: intervals, exposed communication, the room to hide it",
+     {"profile_checks": ("check_intervals_from_trace", "check_exposed_communication", "check_room")}),
+    ("lab5_convert_a_pretrained_model", "conversion and distillation: lags, the layer choice, the loss, one step",
+     {"convert_checks": ("check_ladder_lags", "check_choose_layers", "check_distill_loss", "check_distill_step")}),
+)
+
+__all__ = ["Verdict", "LABS"]
+for _lab, _what, _modules in LABS:
+    for _module, _names in _modules.items():
+        _m = importlib.import_module(f".{_module}", __name__)
+        globals().update({n: getattr(_m, n) for n in _names})
+        __all__ += list(_names)
+    __doc__ += f"\n* {_lab}: {_what}: " + "; ".join(
+        ", ".join(f"``{n}``" for n in names) + f" ({module})" for module, names in _modules.items())

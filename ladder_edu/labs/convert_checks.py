@@ -1,12 +1,10 @@
 """Lab 5: convert a pretrained model's top layers to ladder, and watch what breaks."""
 from __future__ import annotations
 
-import inspect
-import textwrap
 
 from ..models.config import get_config
 from ..models.model import Transformer
-from .runner import Verdict, call, failed, load
+from .runner import Verdict, call, failed, load_student
 
 
 def reference_lags(n_layers: int, k: int) -> list[int]:
@@ -18,9 +16,9 @@ def reference_lags(n_layers: int, k: int) -> list[int]:
 def check_ladder_lags(fn) -> Verdict:
     """``fn(n_layers, k)`` -> [lag of layer 0, ..., lag of layer n-1]; compared with the model the package builds
     for ``ladder_layers=k`` (its Block.lag), for several (n, k)."""
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    if problem:
-        return failed(problem)
+    fn2, bad = load_student(fn)
+    if bad:
+        return bad
     for n, k in ((4, 2), (30, 15), (30, 0), (30, 30), (32, 16)):
         got, problem = call(fn2, n, k)
         if problem:
@@ -54,9 +52,9 @@ def check_distill_loss(fn) -> Verdict:
     """``fn(student_logits [B, T, V], teacher_logits [B, T, V], temperature)`` -> the distillation loss, a scalar
     tensor: T^2 times the mean over positions of KL(teacher || student) at temperature T."""
     import torch
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    if problem:
-        return failed(problem)
+    fn2, bad = load_student(fn)
+    if bad:
+        return bad
     g = torch.Generator().manual_seed(5)
     for temperature in (1.0, 2.0, 0.5):
         s_logits, t_logits = torch.randn(2, 3, 11, generator=g) * 2, torch.randn(2, 3, 11, generator=g) * 2
@@ -88,9 +86,9 @@ def check_distill_loss(fn) -> Verdict:
 def check_choose_layers(fn) -> Verdict:
     """``fn(costs, k)`` -> the k layer indices (sorted) whose conversion costs least (``costs[i]``: the loss
     increase when layer i alone is made ladder)."""
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    if problem:
-        return failed(problem)
+    fn2, bad = load_student(fn)
+    if bad:
+        return bad
     costs = [1.83, 1.80, 0.09, 0.16, 0.02, 0.01, 0.03, 0.12, 0.02, 0.015, 0.35, 0.21]
     for k in (0, 3, 6, 12):
         got, problem = call(fn2, list(costs), k)
@@ -115,9 +113,9 @@ def check_distill_step(fn) -> Verdict:
     Compared, parameter by parameter, with the same step done by the package on a tiny model."""
     import torch
     from ..models.build import build_model, init_weights
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    if problem:
-        return failed(problem)
+    fn2, bad = load_student(fn)
+    if bad:
+        return bad
     cfg = get_config("tiny", n_layers=2)
     tokens = torch.randint(0, cfg.vocab_size, (2, 9), generator=torch.Generator().manual_seed(3))
 

@@ -14,11 +14,9 @@ Units: microseconds, bytes, GB/s, TFLOP/s.
 """
 from __future__ import annotations
 
-import inspect
-import textwrap
 
 from ..perf.model import critical_path as cp
-from .runner import Verdict, call, failed, load
+from .runner import Misconception, Verdict, call, diagnose, failed, load_student
 
 
 def allreduce_us(nbytes: float, world: int, alpha_us: float, bus_gbps: float) -> float:
@@ -38,13 +36,8 @@ def schedule_us(compute_us: float, comm_us: float, n_modules: int, lag: int) -> 
     return cp.finish(lanes)
 
 
-def _student(fn):
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    return (None, failed(problem)) if problem else (fn2, None)
-
-
 def _run_cases(fn, cases, reference, wrong) -> Verdict:
-    fn2, bad = _student(fn)
+    fn2, bad = load_student(fn)
     if bad:
         return bad
     for args in cases:
@@ -56,10 +49,9 @@ def _run_cases(fn, cases, reference, wrong) -> Verdict:
             return Verdict(False, f"{args}: returned {type(got).__name__}, expected a number of microseconds")
         if abs(got - want) <= 1e-6 * max(1.0, abs(want)):
             continue
-        for alt, problem_text, hint in wrong:
-            if abs(got - alt(*args)) <= 1e-6 * max(1.0, abs(want)):
-                return Verdict(False, f"{args}: {problem_text} (you said {got:.4g}, the formula gives {want:.4g})",
-                               hint)
+        m = diagnose(got, args, wrong, lambda a, b: abs(a - b) <= 1e-6 * max(1.0, abs(want)))
+        if m:
+            return Verdict(False, f"{args}: {m.problem} (you said {got:.4g}, the formula gives {want:.4g})", m.hint)
         return Verdict(False, f"{args}: you said {got:.4g} us, the formula gives {want:.4g} us",
                        "check the units: bytes / (GB/s) is nanoseconds, not microseconds")
     return Verdict(True, f"checked {len(cases)} cases")
@@ -69,15 +61,17 @@ def check_allreduce_model(fn) -> Verdict:
     """``fn(nbytes, world, alpha_us, bus_gbps)`` -> microseconds of a ring all-reduce."""
     cases = [(16384, 8, 2.0, 300.0), (8 << 20, 8, 2.0, 300.0), (16384, 2, 5.0, 25.0), (1 << 30, 4, 1.0, 100.0),
              (4096, 1, 2.0, 300.0)]
-    wrong = [(lambda b, n, a, w: a + b / (w * 1e3), "latency and bandwidth are paid once, as for one copy",
-              "a ring all-reduce is a reduce-scatter then an all-gather: 2 (n - 1) steps, each a latency and "
-              "1/n of the data"),
-             (lambda b, n, a, w: (n - 1) * a + (n - 1) / n * b / (w * 1e3), "that is half an all-reduce",
-              "a reduce-scatter alone leaves each rank 1/n of the sum: the all-gather that follows costs as much"),
-             (lambda b, n, a, w: 2 * (n - 1) * a + 2 * (n - 1) / n * b / (w * 1e6), "off by 1000",
-              "1 GB/s moves 1000 bytes per microsecond"),
-             (lambda b, n, a, w: 2 * (n - 1) * a + 2 * (n - 1) / n * b / w, "off by 1000",
-              "1 GB/s moves 1000 bytes per microsecond")]
+    wrong = [
+        Misconception(lambda b, n, a, w: a + b / (w * 1e3), "latency and bandwidth are paid once, as for one copy",
+                      "a ring all-reduce is a reduce-scatter then an all-gather: 2 (n - 1) steps, each a latency and "
+                      "1/n of the data"),
+        Misconception(lambda b, n, a, w: (n - 1) * a + (n - 1) / n * b / (w * 1e3), "that is half an all-reduce",
+                      "a reduce-scatter alone leaves each rank 1/n of the sum: the all-gather that follows costs as "
+                      "much"),
+        Misconception(lambda b, n, a, w: 2 * (n - 1) * a + 2 * (n - 1) / n * b / (w * 1e6), "off by 1000",
+                      "1 GB/s moves 1000 bytes per microsecond"),
+        Misconception(lambda b, n, a, w: 2 * (n - 1) * a + 2 * (n - 1) / n * b / w, "off by 1000",
+                      "1 GB/s moves 1000 bytes per microsecond")]
     return _run_cases(fn, cases, allreduce_us, wrong)
 
 
@@ -85,12 +79,13 @@ def check_roofline(fn) -> Verdict:
     """``fn(weight_bytes, flops, hbm_gbps, tflops)`` -> microseconds of one matmul by the roofline."""
     cases = [(2 * 8192 * 1024, 2 * 8192 * 1024, 3350.0, 989.0), (2 * 8192 * 1024, 2 * 8192 * 1024 * 512, 3350.0,
              989.0), (1e6, 1e6, 100.0, 1.0)]
-    wrong = [(lambda w, f, bw, p: w / (bw * 1e3) + f / (p * 1e6), "you added the memory and compute times",
-              "reading and computing overlap: the slower of the two sets the time"),
-             (lambda w, f, bw, p: w / (bw * 1e3), "you counted memory only",
-              "with many tokens per step a matmul becomes compute-bound"),
-             (lambda w, f, bw, p: f / (p * 1e6), "you counted compute only",
-              "one token per step reads every weight once: memory time dominates")]
+    wrong = [
+        Misconception(lambda w, f, bw, p: w / (bw * 1e3) + f / (p * 1e6), "you added the memory and compute times",
+                      "reading and computing overlap: the slower of the two sets the time"),
+        Misconception(lambda w, f, bw, p: w / (bw * 1e3), "you counted memory only",
+                      "with many tokens per step a matmul becomes compute-bound"),
+        Misconception(lambda w, f, bw, p: f / (p * 1e6), "you counted compute only",
+                      "one token per step reads every weight once: memory time dominates")]
     return _run_cases(fn, cases, roofline_us, wrong)
 
 
@@ -98,10 +93,12 @@ def check_schedule(fn) -> Verdict:
     """``fn(compute_us, comm_us, n_modules, lag)`` -> microseconds of n modules under the due rule (lag 0 or 1)."""
     cases = [(10.0, 4.0, 8, 0), (10.0, 4.0, 8, 1), (3.0, 5.0, 8, 1), (5.0, 5.0, 160, 1), (5.0, 0.0, 4, 1),
              (2.0, 3.0, 1, 1)]
-    wrong = [(lambda c, a, n, lag: n * max(c, a) if lag else n * (c + a), "every all-reduce hid, the last one too",
-              "nothing follows the last module: its all-reduce is exposed"),
-             (lambda c, a, n, lag: n * c if lag else n * (c + a), "you assumed communication always hides",
-              "an all-reduce longer than the next module's compute makes that module wait")]
+    wrong = [
+        Misconception(lambda c, a, n, lag: n * max(c, a) if lag else n * (c + a),
+                      "every all-reduce hid, the last one too",
+                      "nothing follows the last module: its all-reduce is exposed"),
+        Misconception(lambda c, a, n, lag: n * c if lag else n * (c + a), "you assumed communication always hides",
+                      "an all-reduce longer than the next module's compute makes that module wait")]
     return _run_cases(fn, cases, schedule_us, wrong)
 
 
@@ -109,7 +106,7 @@ def check_fit_alpha_beta(fn) -> Verdict:
     """``fn(sizes_bytes, times_us)`` -> (alpha_us, beta_gbps): the line t = alpha + bytes / beta fitted by least
     squares to measured all-reduce times (the latency is the intercept, the bandwidth the inverse slope)."""
     import random
-    fn2, bad = _student(fn)
+    fn2, bad = load_student(fn)
     if bad:
         return bad
     rng = random.Random(4)

@@ -1,14 +1,12 @@
 """Lab 3: predict a speedup with the performance model, then measure one and explain the difference."""
 from __future__ import annotations
 
-import inspect
-import textwrap
 
 from ..models.config import get_config
 from ..models.registry import BASELINE, CEILING
 from ..perf.model.hardware import get_hardware
 from ..perf.model.perfmodel import predict
-from .runner import Verdict, call, failed, load
+from .runner import Verdict, call, failed, load_student
 
 SETTINGS = (("llama-3-70b", "h100-nvlink", 8, 1), ("llama-3-70b", "h100-no-p2p", 8, 1),
             ("llama-3-8b", "h100-nvlink", 4, 16), ("llama-3-70b", "h100-nvlink", 8, 64))
@@ -20,9 +18,9 @@ def reference_speedup(model: str, gpu: str, tp: int, batch: int) -> float:
 
 def check_predicted_speedup(fn) -> Verdict:
     """``fn(model, gpu, tp, batch)`` -> ladder's predicted tokens/s speedup over standard (``perf.model.perfmodel.predict``)."""
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    if problem:
-        return failed(problem)
+    fn2, bad = load_student(fn)
+    if bad:
+        return bad
     for model, gpu, tp, batch in SETTINGS:
         got, problem = call(fn2, model, gpu, tp, batch)
         if problem:

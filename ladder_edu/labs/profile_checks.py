@@ -4,8 +4,8 @@ from __future__ import annotations
 import tempfile
 
 from ..models.config import get_config
-from ..profiling.overlap import classify, intersection, length, load_trace, union
-from .runner import Verdict, call, load
+from ..profiling.overlap import Interval, classify, in_flight_windows, intersection, length, load_trace, union
+from .runner import Misconception, Verdict, call, diagnose, failed, load_student
 
 
 def reference_exposed(compute: list[tuple[float, float]], comm: list[tuple[float, float]]) -> float:
@@ -27,40 +27,43 @@ def intervals(trace: dict) -> tuple[list[tuple[float, float]], list[tuple[float,
     return [(i.start, i.end) for i in parts["compute"]], [(i.start, i.end) for i in parts["comm"]]
 
 
-def check_exposed_communication(fn, profiled: dict[str, list[dict]]) -> dict:
-    """``fn(compute, comm)`` -> microseconds of communication not overlapped by compute, checked on every rank's
-    trace in ``profiled`` (from ``traces()``) and on small cases with known answers. Returns {"verdict", "rows"}."""
-    import inspect
-    import textwrap
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    cases = [([(0, 10)], [(5, 15)], 5.0), ([(0, 10)], [(2, 4), (3, 6)], 0.0), ([], [(0, 3), (2, 5)], 5.0),
-             ([(0, 1), (4, 5)], [(0, 5)], 3.0)]
+EXPOSED_MISTAKES = (
+    Misconception(lambda compute, comm: sum(e - s for s, e in comm), "you counted all communication",
+                  "subtract the part during which compute ran"),
+    Misconception(lambda compute, comm: sum(e - s for s, e in comm) - intersection(union(comm), union(compute)),
+                  "you counted overlapping communication twice",
+                  "merge overlapping communication intervals first (union), then subtract their overlap with the "
+                  "union of compute intervals"),
+)
+
+
+def check_exposed_communication(fn, profiled: dict[str, list[dict]]) -> Verdict:
+    """``fn(compute, comm)`` -> microseconds of communication not overlapped by compute, checked on small cases
+    with known answers and on every rank's trace in ``profiled`` (from ``traces()``). The verdict's ``rows``: per
+    variant and rank, the communication and the exposed part."""
+    fn2, bad = load_student(fn)
+    if bad:
+        return bad
+    cases = [([(0, 10)], [(5, 15)]), ([(0, 10)], [(2, 4), (3, 6)]), ([], [(0, 3), (2, 5)]), ([(0, 1), (4, 5)], [(0, 5)])]
+    cases += [(*intervals(trace), f"{variant} rank {r}") for variant, ranks in profiled.items()
+              for r, trace in enumerate(ranks)]
     rows = []
-    if problem:
-        return {"verdict": Verdict(False, problem), "rows": rows}
-    for compute, comm, want in cases:
+    for compute, comm, *where in cases:
         got, problem = call(fn2, compute, comm)
         if problem:
-            return {"verdict": Verdict(False, problem), "rows": rows}
-        if abs(float(got) - want) > 1e-6:
-            total = sum(e - s for s, e in comm)
-            hint = ("you counted all communication: subtract the part during which compute ran"
-                    if abs(float(got) - total) < 1e-6 else
-                    "merge overlapping communication intervals first (union), then subtract their overlap with "
-                    "the union of compute intervals")
-            return {"verdict": Verdict(False, f"compute={compute}, comm={comm}: you said {got}, the answer is "
-                                       f"{want}", hint), "rows": rows}
-    for variant, ranks in profiled.items():
-        for r, trace in enumerate(ranks):
-            compute, comm = intervals(trace)
-            got, problem = call(fn2, compute, comm)
-            want = reference_exposed(compute, comm)
-            if problem or abs(float(got) - want) > 1e-3 * max(1.0, want):
-                return {"verdict": Verdict(False, problem or f"{variant} rank {r}: you said {got:.1f} us, the "
-                                           f"answer is {want:.1f} us"), "rows": rows}
-            rows.append({"variant": variant, "rank": r, "comm_us": length(union(comm)), "exposed_us": want})
-    return {"verdict": Verdict(True, f"checked on {sum(len(v) for v in profiled.values())} real traces"),
-            "rows": rows}
+            return failed(problem)
+        want = reference_exposed(compute, comm)
+        close = lambda a, b: abs(float(a) - b) <= 1e-3 * max(1.0, abs(b))   # noqa: E731
+        if not close(got, want):
+            said = where[0] if where else f"compute={compute}, comm={comm}"
+            m = diagnose(got, (compute, comm), EXPOSED_MISTAKES, close)
+            return Verdict(False, f"{said}: {m.problem + ': ' if m else ''}you said {float(got):.1f} us, the answer "
+                           f"is {want:.1f} us", m.hint if m else "communication not overlapped by compute: "
+                           "|union(comm)| minus its overlap with union(compute)")
+        if where:
+            variant, rank = where[0].rsplit(" rank ", 1)
+            rows.append({"variant": variant, "rank": int(rank), "comm_us": length(union(comm)), "exposed_us": want})
+    return Verdict(True, f"checked on {len(rows)} real traces", rows=rows)
 
 
 def room_inputs(trace: dict):
@@ -76,15 +79,14 @@ def room_inputs(trace: dict):
 
 
 def reference_room(compute, starts, waits) -> float:
-    pending: dict[str, list[float]] = {}
-    for name, t in sorted(starts, key=lambda s: s[1]):
-        pending.setdefault(name, []).append(t)
-    windows = [(pending[name].pop(0), t) for name, t in sorted(waits, key=lambda w: w[1]) if pending.get(name)]
+    """Compute inside the in-flight windows (``overlap.in_flight_windows``, on the lab's (name, time) pairs)."""
+    windows = in_flight_windows([{"name": name, "ts": t, "dur": 0.0} for name, t in starts],
+                                [Interval(t, t, name, "wait") for name, t in waits])
     return intersection(union(compute), union(windows))
 
 
 def _room_any_wait(compute, starts, waits) -> float:
-    """The misconception: a start pairs with the next wait, whatever module it belongs to."""
+    """A misconception: a start pairs with the next wait, whatever module it belongs to."""
     ends = sorted(t for _, t in waits)
     windows = []
     for _, t in sorted(starts, key=lambda s: s[1]):
@@ -94,15 +96,21 @@ def _room_any_wait(compute, starts, waits) -> float:
     return intersection(union(compute), union(windows))
 
 
+ROOM_MISTAKES = (
+    Misconception(_room_any_wait, "a start paired with the next wait of any module",
+                  "a start pairs with the wait of the *same* module (ladder waits one module later)"),
+    Misconception(lambda compute, starts, waits: length(union(compute)), "all compute counted",
+                  "you counted all compute: only compute inside a window could hide an all-reduce"),
+)
+
+
 def check_room(fn, profiled: dict[str, list[dict]]) -> Verdict:
     """``fn(compute, starts, waits)`` -> microseconds of compute inside the all-reduces' in-flight windows (from
     the end of an all-reduce's start region to the beginning of its wait region; the k-th start of a module pairs
     with its k-th wait). Checked on a hand case and on every rank of the real traces in ``profiled``."""
-    import inspect
-    import textwrap
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    if problem:
-        return Verdict(False, problem)
+    fn2, bad = load_student(fn)
+    if bad:
+        return bad
     hand = ([(0, 4), (5, 9), (10, 14)], [("L0.attn", 4), ("L0.mlp", 9)], [("L0.attn", 9.5), ("L0.mlp", 14.5)])
     cases = [("a hand case", hand)] + [(f"{v} rank {r}", room_inputs(t)) for v, ts in profiled.items()
                                        for r, t in enumerate(ts)]
@@ -111,25 +119,21 @@ def check_room(fn, profiled: dict[str, list[dict]]) -> Verdict:
         if problem:
             return Verdict(False, problem)
         want = reference_room(compute, starts, waits)
-        if not isinstance(got, (int, float)) or abs(got - want) > 1e-3 * max(1.0, want):
-            hint = "merge the windows and the compute intervals, then measure their intersection"
-            if isinstance(got, (int, float)) and abs(got - _room_any_wait(compute, starts, waits)) < 1e-3 * max(
-                    1.0, want) and abs(want - _room_any_wait(compute, starts, waits)) > 1e-6:
-                hint = "a start pairs with the wait of the *same* module (ladder waits one module later)"
-            elif isinstance(got, (int, float)) and abs(got - length(union(compute))) < 1e-3 * max(1.0, want):
-                hint = "you counted all compute: only compute inside a window could hide an all-reduce"
-            return Verdict(False, f"{what}: you said {got}, the room is {want:.1f} us", hint)
+        close = lambda a, b: isinstance(a, (int, float)) and abs(a - b) <= 1e-3 * max(1.0, want)   # noqa: E731
+        if not close(got, want):
+            m = diagnose(got, (compute, starts, waits), ROOM_MISTAKES, close)
+            return Verdict(False, f"{what}: you said {got}, the room is {want:.1f} us",
+                           m.hint if m else "merge the windows and the compute intervals, then measure their "
+                           "intersection")
     return Verdict(True, f"checked on a hand case and {len(cases) - 1} real traces")
 
 
 def check_intervals_from_trace(fn, profiled: dict[str, list[dict]]) -> Verdict:
     """``fn(trace)`` -> (compute, comm): the (start, end) intervals of one rank's raw CPU trace, compared with the
     package's reading (``profiling.overlap.classify``) on every rank of ``profiled``."""
-    import inspect
-    import textwrap
-    fn2, problem = load(textwrap.dedent(inspect.getsource(fn)), fn.__name__)
-    if problem:
-        return Verdict(False, problem)
+    fn2, bad = load_student(fn)
+    if bad:
+        return bad
     n = 0
     for variant, ranks in profiled.items():
         for r, trace in enumerate(ranks):

@@ -19,11 +19,11 @@ import contextlib
 import inspect
 import io
 import os
-import re
 import signal
 import textwrap
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..tp import launch
 
@@ -71,11 +71,13 @@ PRELUDE = ("import math\nimport torch\nimport torch.distributed as dist\nimport 
 
 @dataclass
 class Verdict:
-    """What a check found: passed, a one-line problem, a hint, and details per rank."""
+    """What a check found: passed, a one-line problem, a hint, details per rank, and ``rows``: what the check
+    measured on the way, for the notebook to show."""
     passed: bool
     problem: str = ""
     hint: str = ""
     details: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
 
     def __str__(self) -> str:
         if self.passed:
@@ -104,6 +106,32 @@ def source_of(fn) -> tuple[str, str]:
         return textwrap.dedent(inspect.getsource(fn)), fn.__name__
     except (OSError, TypeError) as e:
         raise TypeError(f"cannot read the source of {fn.__name__!r} ({e}); define it with `def` in a cell") from e
+
+
+@dataclass(frozen=True)
+class Misconception:
+    """A wrong answer students give: ``answer(*args)`` computes it from the check's inputs, ``problem`` names the
+    mistake and ``hint`` points to the concept (each is planted in tests/test_labs*.py and must be named)."""
+    answer: Callable
+    problem: str
+    hint: str
+
+
+def diagnose(got, args: tuple, misconceptions, close: Callable) -> Misconception | None:
+    """The first misconception whose answer ``close(got, answer)`` accepts, else None."""
+    for m in misconceptions:
+        try:
+            if close(got, m.answer(*args)):
+                return m
+        except Exception:  # noqa: BLE001 - a misconception that does not apply to these inputs
+            continue
+    return None
+
+
+def load_student(fn):
+    """(``fn`` compiled afresh from its source, None), or (None, the failed Verdict saying why it cannot run)."""
+    fn2, problem = load(*source_of(fn))
+    return (None, failed(problem)) if problem else (fn2, None)
 
 
 def load(source: str, name: str):
@@ -166,20 +194,18 @@ def run_check(worker, fn, *args, world: int | None = None, bound_s: float | None
     try:
         results = launch.run(_bounded, world, worker, bound, source, name, *args, options=options)
     except launch.CollectiveTimeout as e:
-        if "deadline_s" in str(e):
+        if e.whole_job:
             return Verdict(False, f"the check did not finish within {options.deadline_s:g} s", "a rank is stuck "
                            "where no timer reaches it (in native code); restart the kernel if this repeats")
         return Verdict(False, f"rank {e.rank} waited more than {options.timeout_s:g} s for the other ranks after "
                        f"your function returned", "every rank must make the same collectives in the same order "
                        "(is a collective inside an `if rank == ...`?)")
     except launch.RankError as e:
-        first = str(e).splitlines()[0]
-        code = re.search(r"died with exit code (-?\d+)", first)
-        if code:
-            how = f"killed by signal {-int(code[1])}" if int(code[1]) < 0 else f"exit code {code[1]}"
+        if e.exit_code is not None:
+            how = f"killed by signal {-e.exit_code}" if e.exit_code < 0 else f"exit code {e.exit_code}"
             return Verdict(False, f"rank {e.rank} died while running your function ({how})",
                            "the rank's process ended: os._exit, a signal, or running out of memory")
-        return Verdict(False, f"a rank crashed outside your function: {first}")
+        return Verdict(False, f"a rank crashed outside your function: {str(e).splitlines()[0]}")
     for r, v in enumerate(results):
         if not v.passed:
             v.details = [f"rank {r}: {d}" for d in v.details] or [f"seen on rank {r}"]

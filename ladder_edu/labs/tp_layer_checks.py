@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..tp import launch
-from .runner import Verdict, call, failed, load, run_check
+from .runner import Misconception, Verdict, call, diagnose, failed, load, run_check
 
 TOKENS, HEAD_DIM = 5, 4
 
@@ -47,17 +47,21 @@ def attention_reference(x, wq, wk, wv, wo, n_heads, n_kv, causal=True, scale=Tru
     return o @ wo.T
 
 
-def _compare(got, want, alternatives) -> Verdict:
+def _close(a, b) -> bool:
+    return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def _compare(got, want, mistakes) -> Verdict:
     if not isinstance(got, torch.Tensor):
         return Verdict(False, f"returned {type(got).__name__}, expected a tensor of shape {tuple(want.shape)}")
     if tuple(got.shape) != tuple(want.shape):
         return Verdict(False, f"returned shape {tuple(got.shape)}, expected {tuple(want.shape)} (the whole output "
                        f"on every rank)", "which dimension of each weight holds the features this rank owns?")
-    if torch.allclose(got, want, atol=1e-4, rtol=1e-4):
+    if _close(got, want):
         return Verdict(True)
-    for other, problem, hint in alternatives:
-        if torch.allclose(got, other, atol=1e-4, rtol=1e-4):
-            return Verdict(False, problem, hint)
+    m = diagnose(got, (), mistakes, _close)
+    if m:
+        return Verdict(False, m.problem, m.hint)
     return Verdict(False, f"values differ by up to {float((got - want).abs().max()):.3g}",
                    "compare each rank's partial result with the single-device formula in the lab's text")
 
@@ -78,12 +82,14 @@ def mlp_worker(source: str, name: str) -> Verdict:
         return failed(problem)
     got = got.cpu() if isinstance(got, torch.Tensor) else got
     return _compare(got, want, [
-        (partial, "each rank returned only its partial sum", "the down projection is row-parallel: its outputs "
-         "are partial sums that every rank must add up"),
-        (world * want, "the output is world_size times too large", "something whole was summed over ranks: each "
-         "rank's share must be a part, added once"),
-        (mlp_reference(x, wg, wu, wd, F.relu), "the activation is not SiLU", "SwiGLU multiplies silu(gate) by up"),
-        (world * partial, "the output is world_size times too large", "the all-reduce already sums over ranks")])
+        Misconception(lambda: partial, "each rank returned only its partial sum", "the down projection is "
+                      "row-parallel: its outputs are partial sums that every rank must add up"),
+        Misconception(lambda: world * want, "the output is world_size times too large", "something whole was summed "
+                      "over ranks: each rank's share must be a part, added once"),
+        Misconception(lambda: mlp_reference(x, wg, wu, wd, F.relu), "the activation is not SiLU",
+                      "SwiGLU multiplies silu(gate) by up"),
+        Misconception(lambda: world * partial, "the output is world_size times too large",
+                      "the all-reduce already sums over ranks")])
 
 
 def attention_worker(source: str, name: str) -> Verdict:
@@ -106,16 +112,20 @@ def attention_worker(source: str, name: str) -> Verdict:
         return failed(problem)
     got = got.cpu() if isinstance(got, torch.Tensor) else got
     return _compare(got, want, [
-        (partial, "each rank returned only its partial sum", "the output projection is row-parallel: its outputs "
-         "are partial sums of the heads each rank owns"),
-        (world * want, "the output is world_size times too large", "something whole was summed over ranks"),
-        (attention_reference(x, wq, wk, wv, wo, n_heads, n_kv, group=[h % n_kv for h in range(n_heads)]),
-         "query heads read the wrong kv heads", "grouped-query attention groups *neighbouring* query heads: which "
-         "kv head does query head h share?"),
-        (attention_reference(x, wq, wk, wv, wo, n_heads, n_kv, causal=False), "a token attended to later tokens",
-         "a decoder's attention is causal: position t may read positions 0 .. t only"),
-        (attention_reference(x, wq, wk, wv, wo, n_heads, n_kv, scale=False), "the scores are not scaled",
-         "scaled dot-product attention divides the scores by the square root of the head size")])
+        Misconception(lambda: partial, "each rank returned only its partial sum", "the output projection is "
+                      "row-parallel: its outputs are partial sums of the heads each rank owns"),
+        Misconception(lambda: world * want, "the output is world_size times too large",
+                      "something whole was summed over ranks"),
+        Misconception(lambda: attention_reference(x, wq, wk, wv, wo, n_heads, n_kv,
+                                                  group=[h % n_kv for h in range(n_heads)]),
+                      "query heads read the wrong kv heads", "grouped-query attention groups *neighbouring* query "
+                      "heads: which kv head does query head h share?"),
+        Misconception(lambda: attention_reference(x, wq, wk, wv, wo, n_heads, n_kv, causal=False),
+                      "a token attended to later tokens",
+                      "a decoder's attention is causal: position t may read positions 0 .. t only"),
+        Misconception(lambda: attention_reference(x, wq, wk, wv, wo, n_heads, n_kv, scale=False),
+                      "the scores are not scaled",
+                      "scaled dot-product attention divides the scores by the square root of the head size")])
 
 
 def check_tp_mlp(fn, world: int | None = None) -> Verdict:

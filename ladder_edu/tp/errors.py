@@ -9,15 +9,22 @@ class LaunchError(RuntimeError):
 
 
 class RankError(RuntimeError):
-    """A rank failed. ``rank`` names it and ``remote_traceback`` is its traceback."""
+    """A rank failed. ``rank`` names it, ``remote_traceback`` is its traceback, and ``exit_code`` is its process's
+    exit status when it died without reporting (negative: killed by that signal; None: it raised)."""
 
-    def __init__(self, message: str, rank: int, remote_traceback: str = ""):
+    def __init__(self, message: str, rank: int, remote_traceback: str = "", exit_code: int | None = None):
         super().__init__(message)
-        self.rank, self.remote_traceback = rank, remote_traceback
+        self.rank, self.remote_traceback, self.exit_code = rank, remote_traceback, exit_code
 
 
 class CollectiveTimeout(RankError):
-    """A collective (or the whole job) did not finish in time: typically one rank skipped an all-reduce."""
+    """A collective (or the whole job) did not finish in time: typically one rank skipped an all-reduce.
+    ``whole_job``: the job's ``deadline_s`` passed (a rank stuck where no collective timeout reaches it), rather
+    than one collective's timeout."""
+
+    def __init__(self, message: str, rank: int, remote_traceback: str = "", whole_job: bool = False):
+        super().__init__(message, rank, remote_traceback)
+        self.whole_job = whole_job
 
 
 LOST_PEER = ("connection reset by peer", "connection closed by peer", "broken pipe", "socket closed",

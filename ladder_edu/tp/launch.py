@@ -244,11 +244,11 @@ def _collect(procs, out_dir, deadline_s, timeout_s):
         for rank, p in enumerate(procs):
             if not p.is_alive() and _read(out_dir, rank) is None:
                 raise RankError(f"rank {rank} of {n} died with exit code {p.exitcode} without reporting a result "
-                                f"({_death_hint(p.exitcode)})", rank)
+                                f"({_death_hint(p.exitcode)})", rank, exit_code=p.exitcode)
         if deadline_s is not None and time.monotonic() - start > deadline_s:
             missing = [r for r in range(n) if results[r] is None]
             raise CollectiveTimeout(f"the job did not finish within deadline_s={deadline_s:g} s; "
-                                    f"ranks still running: {missing}", missing[0])
+                                    f"ranks still running: {missing}", missing[0], whole_job=True)
         time.sleep(0.02)
 
 
