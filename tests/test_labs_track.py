@@ -192,14 +192,14 @@ def test_conversion_checks(check, fn, said):
 
 
 def forward_hybrid_previous_lag(x, modules, lags, reduce):
-    pending = deque()  # noqa: F821
+    outs, n_joined = [], 0
     for i, module in enumerate(modules):
-        lag = lags[i - 1] if i else lags[0]
-        while len(pending) > lag:
-            x = x + pending.popleft().wait()
-        pending.append(reduce(module(x)))
-    while pending:
-        x = x + pending.popleft().wait()
+        due = len(outs) - lags[i - 1 if i else 0]       # the mistake: the lag of the module before
+        while n_joined < due:
+            x, n_joined = x + outs[n_joined].wait(), n_joined + 1
+        outs.append(reduce(module(x)))
+    while n_joined < len(outs):
+        x, n_joined = x + outs[n_joined].wait(), n_joined + 1
     return x
 
 
@@ -256,14 +256,14 @@ def distill_step(student, teacher, tokens, optimizer, temperature):
 
 
 def distill_step_no_zero_grad(student, teacher, tokens, optimizer, temperature):
-    with torch.no_grad():
-        t_logits = teacher(tokens[:, :-1])
-    s = F.log_softmax(student(tokens[:, :-1]) / temperature, -1)  # noqa: F821
-    t = F.log_softmax(t_logits / temperature, -1)  # noqa: F821
-    loss = (t.exp() * (t - s)).sum(-1).mean() * temperature ** 2
+    inputs = tokens[:, :-1]
+    target = F.log_softmax(teacher(inputs).detach() / temperature, -1)  # noqa: F821
+    kl = F.kl_div(F.log_softmax(student(inputs) / temperature, -1), target, log_target=True,  # noqa: F821
+                  reduction="none")
+    loss = temperature ** 2 * kl.sum(-1).mean()
     loss.backward()
-    optimizer.step()
-    return float(loss)
+    optimizer.step()                        # the mistake: the gradients are never zeroed
+    return loss.item()
 
 
 def distill_step_teacher_grads(student, teacher, tokens, optimizer, temperature):

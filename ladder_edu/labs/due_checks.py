@@ -11,22 +11,15 @@ from ..models.config import get_config
 from ..tp import launch
 from ..tp.comm import all_reduce_async
 from ..tp.parallel import TPGroup
-from .runner import Verdict, call, failed, load, run_check
+from .runner import Verdict, call, load, run_check
 
 CASES = (("standard", 0), ("parallel", 0), ("ladder", 1))
 
 
 def reference_stream(x, modules, reduce, lag: int, drain: bool = True):
     """The package's rule (models/model.py): before a module runs, all but the newest ``lag`` pending outputs join
-    the stream; after the last module, all of them."""
-    pending = deque()
-    for module in modules:
-        while len(pending) > lag:
-            x = x + pending.popleft().wait()
-        pending.append(reduce(module(x)))
-    while drain and pending:
-        x = x + pending.popleft().wait()
-    return x
+    the stream; after the last module, all of them (``drain``)."""
+    return reference_hybrid(x, modules, [lag] * len(modules), reduce, drain=drain)
 
 
 def _setup(arch: str):
@@ -41,9 +34,9 @@ def _setup(arch: str):
 
 
 def stream_worker(source: str, name: str) -> Verdict:
-    fn, problem = load(source, name)
-    if problem:
-        return failed(problem)
+    fn, bad = load(source, name)
+    if bad:
+        return bad
     for arch, lag in CASES:
         model, tp, tokens, modules = _setup(arch)
         reduce = lambda out: all_reduce_async(out, tp)      # noqa: E731 - the student's loop calls it
@@ -81,7 +74,7 @@ def check_forward_stream(fn, world: int | None = None) -> Verdict:
     return run_check(stream_worker, fn, world=world)
 
 
-def reference_hybrid(x, modules, lags, reduce, lag_of_previous: bool = False):
+def reference_hybrid(x, modules, lags, reduce, lag_of_previous: bool = False, drain: bool = True):
     """The due rule with a lag per module (``models/model.py``: the lag of the layer about to run)."""
     pending = deque()
     for i, module in enumerate(modules):
@@ -89,15 +82,15 @@ def reference_hybrid(x, modules, lags, reduce, lag_of_previous: bool = False):
         while len(pending) > lag:
             x = x + pending.popleft().wait()
         pending.append(reduce(module(x)))
-    while pending:
+    while drain and pending:
         x = x + pending.popleft().wait()
     return x
 
 
 def hybrid_worker(source: str, name: str) -> Verdict:
-    fn, problem = load(source, name)
-    if problem:
-        return failed(problem)
+    fn, bad = load(source, name)
+    if bad:
+        return bad
     tp, dev = TPGroup.from_dist(), launch.current_device()
     for k in (1, 2, 3, (1,), (0, 2)):                  # the top k, and sets of layers anywhere
         cfg = get_config("tiny", n_layers=4, ladder_layers=k)

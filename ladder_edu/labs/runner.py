@@ -130,18 +130,25 @@ def diagnose(got, args: tuple, misconceptions, close: Callable) -> Misconception
 
 def load_student(fn):
     """(``fn`` compiled afresh from its source, None), or (None, the failed Verdict saying why it cannot run)."""
-    fn2, problem = load(*source_of(fn))
-    return (None, failed(problem)) if problem else (fn2, None)
+    return load(*source_of(fn))
 
 
 def load(source: str, name: str):
-    """Compile the student's source on this rank; returns (function, None) or (None, a one-line problem)."""
+    """Compile the student's source here; returns (function, None) or (None, a failed Verdict saying why)."""
     namespace: dict = {}
     try:
         exec(compile(PRELUDE + source, f"<your {name}>", "exec"), namespace)
     except Exception as e:  # noqa: BLE001 - a student's syntax error is a verdict, not a crash
-        return None, f"your code does not compile: {type(e).__name__}: {e}"
+        return None, failed(f"your code does not compile: {type(e).__name__}: {e}")
     return namespace[name], None
+
+
+def on_rank(source: str, name: str):
+    """On a rank of a check: (the student's function or None, a failed Verdict or None, rank, world size,
+    device)."""
+    import torch.distributed as dist
+    fn, bad = load(source, name)
+    return fn, bad, dist.get_rank(), dist.get_world_size(), launch.current_device()
 
 
 def call(fn, *args):

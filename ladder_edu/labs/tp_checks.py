@@ -2,22 +2,19 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 
-from ..tp import launch
-from .runner import Verdict, call, failed, load, run_check
+from .runner import Verdict, call, failed, on_rank, run_check
 
 SHAPE = (4, 8, 12)          # tokens, d_in, d_out: d_in and d_out divide by 2, 4 (and 1, 3, 6 for d_out)
 
 
 def _setup(source: str, name: str):
     """(rank, world, the student's function or a failed Verdict, x, full weight) on this rank's device."""
-    rank, world, dev = dist.get_rank(), dist.get_world_size(), launch.current_device()
-    fn, problem = load(source, name)
+    fn, bad, rank, world, dev = on_rank(source, name)
     g = torch.Generator().manual_seed(0)
     tokens, d_in, d_out = SHAPE[0], SHAPE[1] * world, SHAPE[2] * world
     x, w = torch.randn(tokens, d_in, generator=g).to(dev), torch.randn(d_out, d_in, generator=g).to(dev)
-    return rank, world, (failed(problem) if problem else fn), x, w
+    return rank, world, bad or fn, x, w
 
 
 def column_worker(source: str, name: str) -> Verdict:
@@ -87,10 +84,9 @@ ROW = ("o_proj", "down_proj")                                          # input f
 
 
 def shard_worker(source: str, name: str) -> Verdict:
-    rank, world = dist.get_rank(), dist.get_world_size()
-    fn, problem = load(source, name)
-    if problem:
-        return failed(problem)
+    fn, bad, rank, world, _ = on_rank(source, name)
+    if bad:
+        return bad
     g = torch.Generator().manual_seed(7)
     d, f, kv = 8 * world, 6 * world, 4 * world
     shapes = {"q_proj": (d, d), "k_proj": (kv, d), "v_proj": (kv, d), "o_proj": (d, d), "gate_proj": (f, d),

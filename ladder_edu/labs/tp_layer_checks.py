@@ -13,11 +13,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..tp import launch
-from .runner import Misconception, Verdict, call, diagnose, failed, load, run_check
+from .runner import Misconception, Verdict, call, diagnose, failed, on_rank, run_check
 
 TOKENS, HEAD_DIM = 5, 4
 
@@ -51,7 +49,12 @@ def _close(a, b) -> bool:
     return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
-def _compare(got, want, mistakes) -> Verdict:
+def _judge(result, want, mistakes) -> Verdict:
+    """The verdict on ``result`` = ``call(...)``'s (output, problem) against ``want``, naming a ``mistakes`` match."""
+    got, problem = result
+    if problem:
+        return failed(problem)
+    got = got.cpu() if isinstance(got, torch.Tensor) else got
     if not isinstance(got, torch.Tensor):
         return Verdict(False, f"returned {type(got).__name__}, expected a tensor of shape {tuple(want.shape)}")
     if tuple(got.shape) != tuple(want.shape):
@@ -67,21 +70,16 @@ def _compare(got, want, mistakes) -> Verdict:
 
 
 def mlp_worker(source: str, name: str) -> Verdict:
-    rank, world, dev = dist.get_rank(), dist.get_world_size(), launch.current_device()
-    fn, problem = load(source, name)
-    if problem:
-        return failed(problem)
+    fn, bad, rank, world, dev = on_rank(source, name)
+    if bad:
+        return bad
     g = torch.Generator().manual_seed(1)
     d, f = 8, 6 * world
     x, wg, wu, wd = _rand(g, TOKENS, d), _rand(g, f, d) / 3, _rand(g, f, d) / 3, _rand(g, d, f) / 3
     want = mlp_reference(x, wg, wu, wd)
     rows = slice(rank * f // world, (rank + 1) * f // world)
     partial = mlp_reference(x, wg[rows], wu[rows], wd[:, rows])
-    got, problem = call(fn, *(t.to(dev) for t in (x, wg, wu, wd)), rank, world)
-    if problem:
-        return failed(problem)
-    got = got.cpu() if isinstance(got, torch.Tensor) else got
-    return _compare(got, want, [
+    return _judge(call(fn, *(t.to(dev) for t in (x, wg, wu, wd)), rank, world), want, [
         Misconception(lambda: partial, "each rank returned only its partial sum", "the down projection is "
                       "row-parallel: its outputs are partial sums that every rank must add up"),
         Misconception(lambda: world * want, "the output is world_size times too large", "something whole was summed "
@@ -93,10 +91,9 @@ def mlp_worker(source: str, name: str) -> Verdict:
 
 
 def attention_worker(source: str, name: str) -> Verdict:
-    rank, world, dev = dist.get_rank(), dist.get_world_size(), launch.current_device()
-    fn, problem = load(source, name)
-    if problem:
-        return failed(problem)
+    fn, bad, rank, world, dev = on_rank(source, name)
+    if bad:
+        return bad
     g = torch.Generator().manual_seed(2)
     n_heads, n_kv = 4 * world, 2 * world
     d = 16
@@ -107,11 +104,7 @@ def attention_worker(source: str, name: str) -> Verdict:
     qh = slice(rank * n_heads // world * HEAD_DIM, (rank + 1) * n_heads // world * HEAD_DIM)
     kh = slice(rank * n_kv // world * HEAD_DIM, (rank + 1) * n_kv // world * HEAD_DIM)
     partial = attention_reference(x, wq[qh], wk[kh], wv[kh], wo[:, qh], n_heads // world, n_kv // world)
-    got, problem = call(fn, *(t.to(dev) for t in (x, wq, wk, wv, wo)), n_heads, n_kv, rank, world)
-    if problem:
-        return failed(problem)
-    got = got.cpu() if isinstance(got, torch.Tensor) else got
-    return _compare(got, want, [
+    return _judge(call(fn, *(t.to(dev) for t in (x, wq, wk, wv, wo)), n_heads, n_kv, rank, world), want, [
         Misconception(lambda: partial, "each rank returned only its partial sum", "the output projection is "
                       "row-parallel: its outputs are partial sums of the heads each rank owns"),
         Misconception(lambda: world * want, "the output is world_size times too large",

@@ -24,6 +24,7 @@ from ..models.config import ModelConfig
 from ..models.model import Transformer
 from ..tp import launch
 from ..tp.parallel import TPGroup
+from ..perf.measure.timing import slowest_rank_median
 from .palette import ATTN, COMM, PHASES, VARIANTS
 
 SIZES = tuple(1 << k for k in range(10, 26, 1))          # 1 KiB .. 32 MiB
@@ -35,20 +36,7 @@ def allreduce_sweep_worker(sizes=SIZES, reps: int = 7) -> dict:
     out = {}
     for nbytes in sizes:
         t = torch.ones(max(1, nbytes // 4), device=device)
-        dist.all_reduce(t)                                   # warm-up (buffers, connections)
-        times = []
-        for _ in range(reps):
-            dist.barrier()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            dist.all_reduce(t)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        slowest = torch.tensor([statistics.median(times)], dtype=torch.float64, device=device)
-        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-        out[nbytes] = float(slowest)
+        out[nbytes] = slowest_rank_median(lambda: dist.all_reduce(t), reps, warmup=1, device=device)
     return out
 
 
@@ -63,16 +51,7 @@ def sequence_parallel_worker(tokens: int = 512, dim: int = 1024, reps: int = 7) 
     whole = torch.empty(tokens, dim, device=device)
 
     def timed(fn):
-        fn()
-        times = []
-        for _ in range(reps):
-            dist.barrier()
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        slowest = torch.tensor([statistics.median(times)], dtype=torch.float64, device=device)
-        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
-        return float(slowest)
+        return slowest_rank_median(fn, reps, warmup=1, device=device)
     ar = timed(lambda: dist.all_reduce(x.clone()))
     rs = timed(lambda: dist.reduce_scatter_single(part, x.clone()))
     ag = timed(lambda: dist.all_gather_single(whole, part))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ...models.config import PRESETS
 from ..model.hardware import Efficiency, Hardware, Link
 from ..model.kernels import kernel_counts
+from .timing import slowest_rank_median
 
 
 def measure_machine_worker(dim: int = 512, hidden: int = 1408, iters: int = 20) -> dict:
@@ -15,9 +16,6 @@ def measure_machine_worker(dim: int = 512, hidden: int = 1408, iters: int = 20) 
     interference: from the overlap probe (probe.py) with a burst of the size of one module: the share of an
     overlappable all-reduce that did not hide.
     """
-    import statistics
-    import time
-
     import torch
     import torch.distributed as dist
 
@@ -27,15 +25,7 @@ def measure_machine_worker(dim: int = 512, hidden: int = 1408, iters: int = 20) 
     from ...profiling.probe import probe_worker
 
     def timed(fn, n=iters):
-        ts = []
-        for _ in range(n):
-            dist.barrier()
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        t = torch.tensor([statistics.median(ts)], dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return t.item()
+        return slowest_rank_median(fn, n)
 
     ws, x = [torch.randn(hidden, dim) for _ in range(16)], torch.randn(1, dim)
     t_mem = timed(lambda: [x @ w.T for w in ws])

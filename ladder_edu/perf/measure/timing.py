@@ -102,3 +102,24 @@ def random_fill(model: torch.nn.Module, std: float, seed: int = 0) -> torch.nn.M
         for name, p in model.named_parameters():
             p.fill_(1.0) if name.endswith("norm.weight") else p.normal_(0.0, std)
     return model
+
+
+def slowest_rank_median(fn: Callable[[], object], reps: int, warmup: int = 0,
+                        device: torch.device = torch.device("cpu")) -> float:
+    """Seconds of ``fn`` on a process group's ranks: each call starts after a barrier (and the device's queue
+    drained), the median over ``reps`` calls per rank, the slowest rank's median (a collective is done when its
+    last rank is). ``device``: where the ranks' tensors live (NCCL: the rank's GPU)."""
+    import torch.distributed as dist
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        dist.barrier()
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    slowest = torch.tensor([statistics.median(times)], dtype=torch.float64, device=device)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    return float(slowest)
