@@ -92,9 +92,14 @@ def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypa
     from ladder_edu.recovery.safe_io import load_model_dir
     cfg = get_config("tiny", vocab_size=49152, max_seq_len=512, n_layers=3)
     loaded = (cfg, init_weights(cfg, 0), load_tokenizer("smollm2"))
-    kw = dict(k=1, steps=2, eval_blocks=1, score_blocks=1, calib_blocks=2, every=1, probe_limit=1, max_prompts=12,
-              prompt_source="templates", progress=False, loaded=loaded)
-    r = convert.run_conversion(str(tmp_path), **kw)
+    from dataclasses import replace
+    opts = convert.ConvertOptions(out=str(tmp_path), choose=1, steps=2, eval_blocks=1, score_blocks=1, calib_blocks=2,
+                                  every=1, probe_limit=1, max_prompts=12, prompt_source="templates")
+
+    def run(**changes):
+        return convert.run_conversion(replace(opts, **changes), loaded, progress=False)
+
+    r = run()
     assert set(r["rows"]) == set(convert.STAGES) - {"choice"}
     assert r["rows"]["original"]["gen_kl"] == pytest.approx(0, abs=1e-6)
     assert len(r["chosen"]) == 1 and r["choice"]["order"][0] == r["chosen"][0] and len(r["repair"]) == 2
@@ -111,7 +116,7 @@ def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypa
     assert len(plot_distill_runs(r["histories"]).axes[1].lines) == len(convert.TRAINED)
     monkeypatch.setattr(convert, "choose_layers", lambda *a, **k: pytest.fail("the choice was recomputed"))
     monkeypatch.setattr(convert, "repair", lambda *a, **k: pytest.fail("the repair was recomputed"))
-    again = convert.run_conversion(str(tmp_path), **kw)
+    again = run()
     assert again["rows"] == r["rows"]
     # progressive conversion resumes group by group: with its model gone, every group's checkpoint is complete
     import shutil
@@ -126,19 +131,19 @@ def test_the_conversion_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypa
     forget("chosen+progressive")
     real_step = Trainer.step
     monkeypatch.setattr(Trainer, "step", lambda *a, **k: pytest.fail("a finished step was recomputed"))
-    rerun = convert.run_conversion(str(tmp_path), **{**kw, "stages": ("chosen+progressive",)})
+    rerun = run(stages=("chosen+progressive",))
     assert rerun["rows"]["chosen+progressive"] == r["rows"]["chosen+progressive"]
     forget("chosen+match")
     forget("chosen+match+distill")
     with pytest.raises(ValueError, match=r"starts from 'chosen\+match'"):
-        convert.run_conversion(str(tmp_path), **{**kw, "stages": ("chosen+match+distill",)})
+        run(stages=("chosen+match+distill",))
     with pytest.raises(ValueError, match="holds a run with k=1"):
-        convert.run_conversion(str(tmp_path), **{**kw, "k": 2})
+        run(choose=2)
     # another budget of the same conversion reuses the choice (choose_layers would fail) and the original's text
     longer = tmp_path / "longer"
     monkeypatch.setattr(Trainer, "step", real_step)
     convert.reuse_choice(str(tmp_path), str(longer), 1)
-    more = convert.run_conversion(str(longer), **{**kw, "steps": 3, "stages": ("chosen+match",)})
+    more = run(out=str(longer), steps=3, stages=("chosen+match",))
     assert more["chosen"] == r["chosen"] and more["rows"]["original"] == r["rows"]["original"]
     assert len(more["histories"]["chosen+match"]["train"]) == 3
     with pytest.raises(ValueError, match="chose 1 layers; k=2 needs more"):

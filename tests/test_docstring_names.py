@@ -18,7 +18,8 @@ EXTERNAL = {"torch", "np", "numpy", "os", "math", "json", "transformers", "matpl
             "w"}                                                   # w: a weight tensor in a formula
 # The package's conventional names for an instance of one of its classes
 INSTANCES = {"tp": "ladder_edu.tp.parallel.TPGroup", "spec": "ladder_edu.models.spec.RunSpec",
-             "model": "ladder_edu.models.model.Transformer", "ft": "ladder_edu.recovery.ftconfig.FinetuneConfig"}
+             "model": "ladder_edu.models.model.Transformer", "ft": "ladder_edu.recovery.ftconfig.FinetuneConfig",
+             "opts": "ladder_edu.recovery.options.ConvertOptions"}
 MODULES = ["ladder_edu"] + [m.name for m in pkgutil.walk_packages(ladder_edu.__path__, "ladder_edu.")]
 
 

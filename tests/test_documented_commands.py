@@ -10,7 +10,7 @@ import pytest
 
 from tests.documented import fixtures, quoted_commands, subcommands, to_argv
 from ladder_edu.cli.main import build_parser, main
-from ladder_edu.recovery.options import RECIPE_STAGES, ConvertOptions
+from ladder_edu.recovery.options import LIBRARY_ONLY, RECIPE_STAGES, ConvertOptions
 
 QUOTED = quoted_commands()
 LONG = ("finetune", "convert", "frontier", "from-scratch", "calibrate-gpu", "evaluate")   # they have --plan
@@ -113,7 +113,7 @@ def test_convert_options_are_the_commands_options():
     parser = subcommands(build_parser())["convert"]
     dests = {a.dest: a.default for a in parser._actions if a.dest not in ("help", "plan", "plot", "json")}
     defaults = ConvertOptions()
-    assert set(dests) == {f.name for f in fields(ConvertOptions)}
+    assert set(dests) == {f.name for f in fields(ConvertOptions)} - set(LIBRARY_ONLY)
     for name, default in dests.items():
         want = getattr(defaults, name)
         assert (tuple(default) if isinstance(default, list) else default) == want, name

@@ -14,7 +14,7 @@ import os
 
 from .evaluate import blocks, corpus_split, mean_loss, run_probe
 from .safe_io import load_model_dir
-from .options import EVAL_BLOCKS
+from .options import BLOCK, EVAL_BLOCKS
 
 
 def read_text(path: str) -> str:
@@ -27,7 +27,7 @@ def read_text(path: str) -> str:
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read {path!r} as UTF-8 text ({e})") from None
     if not text.strip():
-        raise ValueError(f"{path!r} is empty: a text file needs at least one block of 256 tokens")
+        raise ValueError(f"{path!r} is empty: a text file needs at least one block of {BLOCK} tokens")
     return text
 
 
@@ -85,7 +85,7 @@ def assess(spec: str, texts: list[str] | None = None, probe: str | None = None, 
     for path, text in named.items():
         data = blocks(tok, text, limit=eval_blocks)
         if len(data) == 0:
-            raise ValueError(f"{path!r} is shorter than one block of {256} tokens; give a longer text")
+            raise ValueError(f"{path!r} is shorter than one block of {BLOCK} tokens; give a longer text")
         loss = mean_loss(model, data)
         out["texts"][path] = {"ppl": math.exp(loss), "loss": loss, "blocks": len(data)}
     res = run_probe(model, tok, items, limit=probe_limit)

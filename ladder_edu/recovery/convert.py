@@ -32,7 +32,7 @@ import os
 import torch
 
 from .choose import choose_layers, divergence, teacher_log_probs
-from .evaluate import blocks, corpus_split, mean_loss, out_of_domain_text, run_probe
+from .evaluate import ChatFormat, blocks, corpus_split, mean_loss, out_of_domain_text, run_probe
 from .experiment import RECIPE, build, load, recipe_prompts, teacher_chat_blocks
 from .distill import reply_mask
 from .finetune import FinetuneConfig, finetune
@@ -40,10 +40,8 @@ from .ftconfig import warmup_steps
 from .repair import repair
 from .safe_io import is_model_dir, load_model_dir, save_model_dir
 from ..util.atomic import write_json
-from .options import (CALIB_BLOCKS, CHOSEN_KS, CHOSEN_RECOVER_KS, EVAL_BLOCKS, LADDER_LAYERS,  # noqa: F401
-                      RECIPE_STAGES, REPAIR_TEXTS, RESCORE_EVERY, STAGES, STEPS, TRAINED, ConvertOptions)
-
-PROGRESSIVE_GROUPS = 3
+from .options import (BLOCK, CHOSEN_KS, CHOSEN_RECOVER_KS, MEASURED, RECIPE_STAGES, REPAIR_TEXTS,  # noqa: F401
+                      STAGES, STEPS, TRAINED, ConvertOptions, Stage)
 
 
 class Texts:
@@ -56,7 +54,7 @@ class Texts:
         self.ood_name, ood = out_of_domain_text()
         self.ood = blocks(tok, ood, limit=eval_blocks)
         if len(chat) < 2:
-            raise ValueError(f"the original's text fills {len(chat)} block(s) of 256 tokens; at least 2 are needed "
+            raise ValueError(f"the original's text fills {len(chat)} block(s) of {BLOCK} tokens; at least 2 are needed "
                              f"(one to score, one to calibrate): allow more prompts (max_prompts)")
         score_blocks = min(score_blocks, len(chat) // 2)
         self.score, self.calib = chat[:score_blocks], chat[score_blocks:]
@@ -81,149 +79,161 @@ def measure_all(model, tok, texts: Texts, teacher_logp, probe_limit=None) -> dic
             "probe_correct": probe["correct"], "probe_total": probe["total"], "replies": probe["replies"][:8]}
 
 
-def convert(opts: ConvertOptions, progress: bool = True) -> dict:
-    """``ladder-edu convert`` and ``ladder-edu finetune``'s recipe: one run of ``opts`` (``ConvertOptions``)."""
+def convert(opts: ConvertOptions, progress: bool = True, loaded=None) -> dict:
+    """``ladder-edu convert`` and ``ladder-edu finetune``'s recipe: one run of ``opts`` (``ConvertOptions``),
+    started from ``opts.choice_from``'s layer choice if it names one."""
     opts.check()
     if opts.choice_from:
         reuse_choice(opts.choice_from, opts.out, opts.choose)
-    return run_conversion(opts.out, opts.choose, opts.steps, eval_blocks=opts.eval_blocks, every=opts.every,
-                          calib_blocks=opts.calib_blocks, probe_limit=opts.probe_limit, max_prompts=opts.max_prompts,
-                          stages=opts.stages, repair_ridge=opts.repair_ridge, repair_text=opts.repair_text,
-                          progress=progress)
+    return run_conversion(opts, loaded, progress)
 
 
-def run_conversion(out_dir: str, k: int = LADDER_LAYERS, steps: int = STEPS, source: str = "smollm2",
-                   eval_blocks: int = EVAL_BLOCKS, score_blocks: int = 8, calib_blocks: int = CALIB_BLOCKS,
-                   every: int = RESCORE_EVERY, choose_k: int | None = None,
-                   probe_limit: int | None = None, max_prompts: int | None = None, chat_tokens: int = 48,
-                   stages=STAGES, candidates=None, prompt_source: str = "self", seed: int = 0, progress: bool = True,
-                   loaded=None, repair_ridge: float = 1e-3, repair_text: str = "chats") -> dict:
-    """The stages of the module docstring that are in ``stages``, resumably; returns the results dict.
-    ``choose_k`` (default k) layers are chosen greedily from ``candidates`` (default: all); the first k of them
-    are converted. ``prompt_source``: who writes the chat prompts the original answers ("self", the recipe, or
-    "templates"); ``loaded`` = (config, weights, tokenizer) replaces the pretrained checkpoint."""
-    if repair_text not in REPAIR_TEXTS:
-        raise ValueError(f"repair_text {repair_text!r}; valid choices: {', '.join(REPAIR_TEXTS)}")
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "results.json")
-    result = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            result = json.load(f)
-    if result.get("k", k) != k:
-        raise ValueError(f"{path} holds a run with k={result['k']}; use another --out or delete it")
-    result.update(k=k, steps=steps)
-    torch.manual_seed(seed)
-    cfg, state, tok = loaded or load(source)
-    result["n_layers"] = cfg.n_layers
-    original = build(cfg, state)
-    prompts = recipe_prompts(out_dir, original, tok, prompt_source, max_prompts, seed)
-    chat = teacher_chat_blocks(out_dir, original, tok, prompts, chat_tokens, 256, progress)
-    texts = Texts(tok, chat, eval_blocks, score_blocks)
-    result["texts"] = {"held": len(texts.held), "ood": texts.ood_name, "ood_blocks": len(texts.ood),
-                       "score_blocks": len(texts.score), "calib_blocks": min(calib_blocks, len(texts.calib))}
-    teacher_logp = teacher_log_probs(original, texts.score)
+def run_conversion(opts: ConvertOptions, loaded=None, progress: bool = True) -> dict:
+    """The stages of the module docstring that are in ``opts.stages``, resumably, in ``opts.out``; returns the
+    results dict. ``opts.choose_k`` (default ``opts.choose``) layers are chosen greedily from ``opts.candidates``
+    (default: all); the first ``opts.choose`` of them are converted. ``loaded`` = (config, weights, tokenizer)
+    replaces the pretrained checkpoint."""
+    return Conversion(opts, loaded, progress).run()
 
-    def save():
-        write_json(path, result)
 
-    def row(name, model):
-        result.setdefault("rows", {})[name] = measure_all(model, tok, texts, teacher_logp, probe_limit)
-        save()
+class Conversion:
+    """One conversion in ``opts.out``: the texts and the original, the results (saved after every stage), and the
+    stages: measured ones (``options.MEASURED``), the layer choice, the repair, and the trained ones
+    (``options.TRAINED``), each resumed from what the directory holds."""
 
-    rows = result.setdefault("rows", {})
-    if "original" in stages and "original" not in rows:
-        row("original", original)
-    if "choice" not in result:
-        result["choice"] = choose_layers(cfg, state, texts.score, choose_k or k, every, candidates, progress)
-        save()
-    chosen = tuple(sorted(result["choice"]["order"][:k]))
-    result["chosen"] = list(chosen)
-    top = tuple(range(cfg.n_layers - k, cfg.n_layers))
-    if "top" in stages and "top" not in rows:
-        row("top", build(cfg, state, ladder_layers=top))
-    if "chosen" in stages and "chosen" not in rows:
-        row("chosen", build(cfg, state, ladder_layers=chosen))
-    repaired_dir = os.path.join(out_dir, "repaired")
-    needs_repair = any(s in stages for s in ("repaired", "repaired+distill"))
-    settings = {"ridge": repair_ridge, "text": repair_text, "calib_blocks": calib_blocks}
-    if needs_repair and is_model_dir(repaired_dir) and result.get("repair_settings", settings) != settings:
-        raise ValueError(f"{repaired_dir} was repaired with {result['repair_settings']}, not {settings}: use "
-                         f"another --out (or delete that directory and its rows)")
-    if needs_repair and not is_model_dir(repaired_dir):
-        model = build(cfg, state, ladder_layers=chosen)
-        result["repair"] = repair(model, original, repair_tokens(texts, calib_blocks, repair_text),
-                                  ridge=repair_ridge, progress=progress)
-        result["repair_settings"] = settings
-        save_model_dir(repaired_dir, model.cfg, model.state_dict(), {"stage": "repaired", "source": source})
-        save()
-    if "repaired" in stages and "repaired" not in rows:
-        rcfg, rstate = load_model_dir(repaired_dir)
-        row("repaired", build(rcfg, rstate))
-    end = tok.convert_tokens_to_ids("<|im_end|>")
-    chat_mask = reply_mask(texts.calib, tok.convert_tokens_to_ids("<|im_start|>"), end,
-                           tuple(tok("assistant").input_ids), tok("\n").input_ids[0])
+    def __init__(self, opts: ConvertOptions, loaded=None, progress: bool = True):
+        self.opts, self.progress, k = opts, progress, opts.choose
+        os.makedirs(opts.out, exist_ok=True)
+        self.path = os.path.join(opts.out, "results.json")
+        self.result = {}
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.result = json.load(f)
+        if self.result.get("k", k) != k:
+            raise ValueError(f"{self.path} holds a run with k={self.result['k']}; use another --out or delete it")
+        self.result.update(k=k, steps=opts.steps)
+        torch.manual_seed(opts.seed)
+        self.cfg, self.state, self.tok = loaded or load(opts.source)
+        self.result["n_layers"] = self.cfg.n_layers
+        self.original = build(self.cfg, self.state)
+        prompts = recipe_prompts(opts.out, self.original, self.tok, opts.prompt_source, opts.max_prompts, opts.seed)
+        chat = teacher_chat_blocks(opts.out, self.original, self.tok, prompts, opts.chat_tokens, BLOCK, progress)
+        self.texts = Texts(self.tok, chat, opts.eval_blocks, opts.score_blocks)
+        self.result["texts"] = {"held": len(self.texts.held), "ood": self.texts.ood_name,
+                                "ood_blocks": len(self.texts.ood), "score_blocks": len(self.texts.score),
+                                "calib_blocks": min(opts.calib_blocks, len(self.texts.calib))}
+        self.teacher_logp = teacher_log_probs(self.original, self.texts.score)
+        self.repaired_dir = os.path.join(opts.out, "repaired")
 
-    def train(name, model, layers, n_steps, method="distill", sub=None, **changes):
-        """One resumable stage of training (``experiment.RECIPE`` unless ``changes`` say otherwise), only
-        ``layers``; returns its history."""
+    def save(self):
+        write_json(self.path, self.result)
+
+    def row(self, name: str, model):
+        self.result.setdefault("rows", {})[name] = measure_all(model, self.tok, self.texts, self.teacher_logp,
+                                                               self.opts.probe_limit)
+        self.save()
+
+    def run(self) -> dict:
+        opts, result, cfg, state = self.opts, self.result, self.cfg, self.state
+        stages, k = opts.stages, opts.choose
+        rows = result.setdefault("rows", {})
+        if "original" in stages and "original" not in rows:
+            self.row("original", self.original)
+        if "choice" not in result:
+            result["choice"] = choose_layers(cfg, state, self.texts.score, opts.choose_k or k, opts.every,
+                                             opts.candidates, self.progress)
+            self.save()
+        self.order = result["choice"]["order"][:k]
+        self.chosen = tuple(sorted(self.order))
+        result["chosen"] = list(self.chosen)
+        if "top" in stages and "top" not in rows:
+            self.row("top", build(cfg, state, ladder_layers=tuple(range(cfg.n_layers - k, cfg.n_layers))))
+        if "chosen" in stages and "chosen" not in rows:
+            self.row("chosen", build(cfg, state, ladder_layers=self.chosen))
+        if any(s in stages for s in ("repaired", "repaired+distill")):
+            self.repair()
+        if "repaired" in stages and "repaired" not in rows:
+            self.row("repaired", self.start_from("repaired"))
+        fmt = ChatFormat.of(self.tok)
+        self.chat_mask = reply_mask(self.texts.calib, fmt.start, fmt.end, fmt.assistant, fmt.newline)
+        for name, stage in TRAINED.items():
+            if name not in stages or name in rows:
+                continue
+            if not self.saved(name):
+                if stage.start in TRAINED and not self.saved(stage.start):
+                    raise ValueError(f"stage {name!r} starts from {stage.start!r}: add that stage (it runs first)")
+                model, history = self.train_stage(name, stage)
+                result.setdefault("histories", {})[name] = history
+                save_model_dir(self.model_dir(name), model.cfg, model.state_dict(), {"stage": name})
+                self.save()
+            self.row(name, self.start_from(name))
+        self.save()
+        return result
+
+    def repair(self):
+        """The chosen model with every converted module's output projection refit in closed form, saved once."""
+        opts = self.opts
+        settings = {"ridge": opts.repair_ridge, "text": opts.repair_text, "calib_blocks": opts.calib_blocks}
+        if is_model_dir(self.repaired_dir):
+            if self.result.get("repair_settings", settings) != settings:
+                raise ValueError(f"{self.repaired_dir} was repaired with {self.result['repair_settings']}, not "
+                                 f"{settings}: use another --out (or delete that directory and its rows)")
+            return
+        model = build(self.cfg, self.state, ladder_layers=self.chosen)
+        self.result["repair"] = repair(model, self.original,
+                                       repair_tokens(self.texts, opts.calib_blocks, opts.repair_text),
+                                       ridge=opts.repair_ridge, progress=self.progress)
+        self.result["repair_settings"] = settings
+        save_model_dir(self.repaired_dir, model.cfg, model.state_dict(), {"stage": "repaired", "source": opts.source})
+        self.save()
+
+    def model_dir(self, name: str) -> str:
+        return os.path.join(self.opts.out, name, "model")
+
+    def saved(self, name: str) -> bool:
+        return is_model_dir(self.model_dir(name))
+
+    def start_from(self, name: str):
+        if name == "repaired":
+            return build(*load_model_dir(self.repaired_dir))
+        if name == "chosen":
+            return build(self.cfg, self.state, ladder_layers=self.chosen)
+        return build(*load_model_dir(self.model_dir(name)))
+
+    def train_stage(self, name: str, stage: Stage):
+        """Train ``stage`` from its start: its layers converted in ``stage.groups`` groups (in their order of
+        choice), ``opts.steps`` split among them; returns (model, history)."""
+        k, steps, groups = self.opts.choose, self.opts.steps, stage.groups
+        model, histories = self.start_from(stage.start), {}
+        for g in range(1, groups + 1):
+            layers = sorted(self.order[:round(k * g / groups)])
+            n = max(1, steps // groups + (steps % groups if g == groups else 0))
+            sub = f"group{g}" if groups > 1 else None
+            if groups > 1:
+                model = build(self.cfg, model.state_dict(), ladder_layers=tuple(layers))
+            histories[sub] = self.train(name, model, layers, n, stage.method, sub, **stage.changes)
+        return model, histories if groups > 1 else histories[None]
+
+    def train(self, name: str, model, layers, n_steps: int, method: str, sub: str | None, **changes) -> dict:
+        """One resumable fine-tune (``experiment.RECIPE`` unless ``changes`` say otherwise) of ``layers`` only;
+        returns its history."""
         ft = FinetuneConfig(**{"steps": n_steps, "method": method, "prompts": RECIPE["prompts"], "lr": RECIPE["lr"],
-                               "chat_fraction": RECIPE["chat_fraction"], "seed": seed,
+                               "chat_fraction": RECIPE["chat_fraction"], "seed": self.opts.seed,
                                "warmup": warmup_steps(n_steps), "train_layers": list(layers),
                                "eval_every": max(1, n_steps // 4), "checkpoint_every": max(1, n_steps // 4),
                                **changes})
-        run_dir = os.path.join(out_dir, name, *([sub] if sub else []))
-        return finetune(model, texts.train, ft, run_dir, texts.score, teacher=original, chat_blocks=texts.calib,
-                        progress=progress, desc=f"{name} {sub}" if sub else name, chat_mask=chat_mask)
-
-    def saved(name):
-        return is_model_dir(os.path.join(out_dir, name, "model"))
-
-    def keep(name, model, history):
-        result.setdefault("histories", {})[name] = history
-        save_model_dir(os.path.join(out_dir, name, "model"), model.cfg, model.state_dict(), {"stage": name})
-        save()
-
-    def start_from(name):
-        if name == "repaired":
-            return build(*load_model_dir(repaired_dir))
-        if name == "chosen":
-            return build(cfg, state, ladder_layers=chosen)
-        return build(*load_model_dir(os.path.join(out_dir, name, "model")))
-
-    for name in TRAINED:
-        if name not in stages or name in rows:
-            continue
-        if not saved(name):
-            if name == "chosen+progressive":       # add the chosen layers in their order, a third at a time
-                order, model, history = result["choice"]["order"][:k], start_from("chosen"), {}
-                for g in range(1, PROGRESSIVE_GROUPS + 1):
-                    layers = sorted(order[:round(k * g / PROGRESSIVE_GROUPS)])
-                    n = max(1, steps // PROGRESSIVE_GROUPS + (steps % PROGRESSIVE_GROUPS
-                                                              if g == PROGRESSIVE_GROUPS else 0))
-                    model = build(cfg, model.state_dict(), ladder_layers=tuple(layers))
-                    history[f"group{g}"] = train(name, model, layers, n, sub=f"group{g}")
-            else:
-                base, method, changes = TRAINED[name]
-                if base in TRAINED and not saved(base):
-                    raise ValueError(f"stage {name!r} starts from {base!r}: add that stage (it runs first)")
-                model = start_from(base)
-                history = train(name, model, chosen, steps, method, **changes)
-            keep(name, model, history)
-        row(name, start_from(name))
-    save()
-    return result
+        run_dir = os.path.join(self.opts.out, name, *([sub] if sub else []))
+        return finetune(model, self.texts.train, ft, run_dir, self.texts.score, teacher=self.original,
+                        chat_blocks=self.texts.calib, progress=self.progress, desc=f"{name} {sub}" if sub else name,
+                        chat_mask=self.chat_mask)
 
 
 def table(result: dict) -> str:
     """One line per measured model: perplexities, generation score, probe."""
-    names = {"original": "original", "top": f"top {result['k']}, converted",
-             "chosen": f"chosen {result['k']}, converted", "repaired": "chosen, repaired (closed form)",
-             "repaired+distill": "chosen, repaired + distill", "chosen+distill": "chosen + distill (the recipe)",
-             "chosen+match": "chosen + module matching", "chosen+match+distill": "chosen + matching + distill",
-             "chosen+progressive": "chosen, progressive + distill",
-             "chosen+distill:replies": "chosen + distill, replies only"}
-    lines = [f"{'model':<32} {'pydoc ppl':>9} {'LICENSE ppl':>11} {'gen KL':>7} {'probe':>7}"]
+    names = {**{n: label.format(k=result["k"]) for n, label in MEASURED.items()},
+             **{n: stage.label for n, stage in TRAINED.items()}}
+    ood = result.get("texts", {}).get("ood", "out-of-domain").split()[-1]
+    lines = [f"{'model':<32} {'pydoc ppl':>9} {ood + ' ppl':>11} {'gen KL':>7} {'probe':>7}"]
     for key, r in result.get("rows", {}).items():
         lines.append(f"{names.get(key, key):<32} {r['ppl']:9.2f} {r['ood_ppl']:11.2f} {r['gen_kl']:7.3f} "
                      f"{r['probe_correct']:>3d}/{r['probe_total']:<3d}")
@@ -260,11 +270,12 @@ def chosen_ks(choice_from: str, ks=None, recover_ks=None) -> tuple[list[int], li
 
 
 def chosen_frontier(out_dir: str, choice_from: str, ks=CHOSEN_KS, recover_ks=CHOSEN_RECOVER_KS, steps: int = STEPS,
-                    progress: bool = True, **kwargs) -> dict:
+                    progress: bool = True, loaded=None, **options) -> dict:
     """For each k: the top k and the first k layers of ``choice_from``'s greedy choice (``out_dir/results.json`` of
     a ``run_conversion`` with ``choose_k >= max(ks)``), converted; for the k in ``recover_ks`` also distilled (the
     recipe: ``chosen+distill``); and the speed-up the performance model predicts (``frontier.predicted_speedups``). Each k runs in
-    ``out_dir/k<k>`` and resumes there; the original's text is shared with ``choice_from``."""
+    ``out_dir/k<k>`` and resumes there; the original's text is shared with ``choice_from``. ``options``: other
+    ``ConvertOptions`` fields (eval_blocks, probe_limit, ...)."""
     from .frontier import predicted_speedups
     with open(os.path.join(choice_from, "results.json")) as f:
         main = json.load(f)
@@ -276,7 +287,7 @@ def chosen_frontier(out_dir: str, choice_from: str, ks=CHOSEN_KS, recover_ks=CHO
         d = os.path.join(out_dir, f"k{k}")
         reuse_choice(choice_from, d, k)
         stages = ("top", "chosen", "chosen+distill") if k in recover_ks else ("top", "chosen")
-        r = run_conversion(d, k, steps, stages=stages, progress=progress, **kwargs)
+        r = run_conversion(ConvertOptions(out=d, choose=k, steps=steps, stages=stages, **options), loaded, progress)
         r["predicted"] = predicted_speedups(k, r["n_layers"])
         points.append(r)
     result = {"original": main["rows"]["original"], "points": points, "steps": steps}

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .evaluate import CHAT
+from .evaluate import ChatFormat
 from ..models.generate import generate
 
 DIVERGENCES = ("forward", "reverse")
@@ -55,8 +55,8 @@ def teacher_chats(teacher, tokenizer, prompts: list[str], max_new_tokens: int = 
 
     Prompts of equal token length are generated together as one batch (no padding needed)."""
     from tqdm.auto import tqdm
-    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    encoded = [tokenizer(CHAT.format(q=p)).input_ids for p in prompts]
+    end = ChatFormat.of(tokenizer).end
+    encoded = [ChatFormat.prompt_ids(tokenizer, p) for p in prompts]
     by_len: dict[int, list[int]] = {}
     for i, ids in enumerate(encoded):
         by_len.setdefault(len(ids), []).append(i)

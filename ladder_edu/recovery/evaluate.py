@@ -18,14 +18,37 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ..models.generate import generate
+from .options import BLOCK
 
 PROBE_FILE = os.path.join(os.path.dirname(__file__), "data", "probe.json")
-CHAT = "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+CHAT = f"{IM_START}user\n{{q}}{IM_END}\n{IM_START}assistant\n"
+"""SmolLM2-Instruct's chat template (ChatML) for one user turn, ready for the assistant's reply."""
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """The chat template's token ids, read once from the tokenizer: a turn's start and end, "assistant", newline."""
+    start: int
+    end: int
+    assistant: tuple[int, ...]
+    newline: int
+
+    @classmethod
+    def of(cls, tokenizer) -> "ChatFormat":
+        ids = tokenizer.convert_tokens_to_ids
+        return cls(ids(IM_START), ids(IM_END), tuple(tokenizer("assistant").input_ids), tokenizer("\n").input_ids[0])
+
+    @staticmethod
+    def prompt_ids(tokenizer, question: str) -> list[int]:
+        """The token ids of ``question`` as a user turn, up to where the assistant's reply starts."""
+        return tokenizer(CHAT.format(q=question)).input_ids
 
 
 def corpus_split() -> tuple[str, str]:
@@ -48,7 +71,7 @@ def out_of_domain_text() -> tuple[str, str]:
         return "CPython LICENSE.txt", f.read()
 
 
-def blocks(tokenizer, text: str, block: int = 256, limit: int | None = None) -> torch.Tensor:
+def blocks(tokenizer, text: str, block: int = BLOCK, limit: int | None = None) -> torch.Tensor:
     """Non-overlapping [n, block] token blocks of ``text`` (the tail that does not fill a block is dropped)."""
     ids = torch.tensor(tokenizer(text).input_ids, dtype=torch.long)
     n = len(ids) // block
@@ -97,9 +120,9 @@ def is_correct(reply: str, answers: list[str]) -> bool:
 @torch.no_grad()
 def ask(model, tokenizer, question: str, max_new_tokens: int = 12) -> str:
     """The model's greedy reply to ``question`` in the chat format, cut at the end-of-turn token."""
-    prompt = torch.tensor([tokenizer(CHAT.format(q=question)).input_ids])
+    prompt = torch.tensor([ChatFormat.prompt_ids(tokenizer, question)])
     out = generate(model, prompt, max_new_tokens)[0].tolist()
-    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    end = ChatFormat.of(tokenizer).end
     if end in out:
         out = out[:out.index(end)]
     return tokenizer.decode(out)

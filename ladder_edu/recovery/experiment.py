@@ -17,7 +17,7 @@ import os
 import torch
 
 from .distill import chat_prompts, pack, teacher_chats
-from .evaluate import CHAT, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: for notebooks)
+from .evaluate import CHAT, ChatFormat, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: notebooks)
 from ..util.atomic import write_json
 from .finetune import FinetuneConfig, finetune
 from .ftconfig import warmup_steps
@@ -92,7 +92,7 @@ def run_recovery(out_dir: str, ladder_layers: int = LADDER_LAYERS, steps: int = 
     if "distill" in runs:
         prompts = recipe_prompts(out_dir, original, tok, ft_overrides["prompts"], max_prompts, seed)
         if method == "onpolicy":                                                # the student answers these itself
-            prompt_ids = ([tok(CHAT.format(q=p)).input_ids for p in prompts], tok.convert_tokens_to_ids("<|im_end|>"))
+            prompt_ids = ([ChatFormat.prompt_ids(tok, p) for p in prompts], ChatFormat.of(tok).end)
         chat = teacher_chat_blocks(out_dir, original, tok, prompts, chat_tokens, train.shape[1], progress)
     for run in runs:
         ft = FinetuneConfig(steps=steps, method=method if run == "distill" else "plain", seed=seed,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 BLOCK = 256              # tokens per block of text a model is measured or trained on
 EVAL_BLOCKS = 16         # held-out blocks a model is measured on
@@ -18,14 +18,33 @@ RESCORE_EVERY = 5        # the greedy choice re-scores the remaining layers afte
 STEPS = 100              # optimizer steps per trained model
 LADDER_LAYERS = 15       # layers made ladder: half of SmolLM2-135M's 30, as the authors converted half of Llama-3.1-8B
 
-TRAINED = {   # stage: (the model it starts from, fine-tune method, FinetuneConfig changes)
-    "repaired+distill": ("repaired", "distill", {}),
-    "chosen+distill": ("chosen", "distill", {}),
-    "chosen+match": ("chosen", "match", {"lr": 1e-3}),
-    "chosen+match+distill": ("chosen+match", "distill", {}),
-    "chosen+progressive": ("chosen", "distill", {}),
-    "chosen+distill:replies": ("chosen", "distill", {"reply_only": True, "select": "gen_kl"}),
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A trained stage of a conversion: the model it ``start``s from, how it trains (``method``, and ``changes`` to
+    the recipe's ``FinetuneConfig``), and in how many ``groups`` the chosen layers are converted: 1, all at once;
+    more, progressive conversion (the layers added in their order of choice, a 1/groups share at a time, the steps
+    split among the groups). ``label``: its row in the results table."""
+    start: str
+    label: str
+    method: str = "distill"
+    changes: dict = field(default_factory=dict)
+    groups: int = 1
+
+
+TRAINED = {
+    "repaired+distill": Stage("repaired", "chosen, repaired + distill"),
+    "chosen+distill": Stage("chosen", "chosen + distill (the recipe)"),
+    "chosen+match": Stage("chosen", "chosen + module matching", "match", {"lr": 1e-3}),
+    "chosen+match+distill": Stage("chosen+match", "chosen + matching + distill"),
+    "chosen+progressive": Stage("chosen", "chosen, progressive + distill", groups=3),
+    "chosen+distill:replies": Stage("chosen", "chosen + distill, replies only",
+                                    changes={"reply_only": True, "select": "gen_kl"}),
 }
+MEASURED = {"original": "original", "top": "top {k}, converted", "chosen": "chosen {k}, converted",
+            "repaired": "chosen, repaired (closed form)"}
+"""The stages that measure a model without training it, and their rows' labels."""
 STAGES = ("original", "choice", "top", "chosen", "repaired", *TRAINED)
 REPAIR_TEXTS = ("chats", "mixed")
 CHOSEN_KS = (4, 8, 12, 15, 20)     # the chosen frontier's k's (those a convert run chose at most)
@@ -51,28 +70,45 @@ class ConvertOptions:
     eval_blocks: int = EVAL_BLOCKS
     probe_limit: int | None = None
     max_prompts: int | None = None
+    # the library's settings (notebook 05, the tests), not options of the command line:
+    source: str = "smollm2"
+    choose_k: int | None = None            # layers the greedy choice orders (default: choose)
+    candidates: tuple | None = None        # layers it chooses from (default: all)
+    score_blocks: int = 8                  # blocks of the original's text held out to score (the generation score)
+    chat_tokens: int = 48                  # longest reply the original writes per prompt
+    prompt_source: str = "self"            # who writes the prompts: the original ("self") or "templates"
+    seed: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(self.stages))
+        if self.candidates is not None:
+            object.__setattr__(self, "candidates", tuple(self.candidates))
         bad = [s for s in self.stages if s not in STAGES]
         if bad or not self.stages:
             raise ValueError(f"unknown stage(s) {', '.join(map(repr, bad)) or '(none given)'}; valid choices: "
                              f"{', '.join(STAGES)}")
         if self.repair_text not in REPAIR_TEXTS:
             raise ValueError(f"repair_text {self.repair_text!r}; valid choices: {', '.join(REPAIR_TEXTS)}")
-        for name, lo in (("choose", 0), ("steps", 1), ("every", 1), ("calib_blocks", 1), ("eval_blocks", 1)):
+        for name, lo in (("choose", 0), ("steps", 1), ("every", 1), ("calib_blocks", 1), ("eval_blocks", 1),
+                         ("score_blocks", 1), ("chat_tokens", 1), ("seed", 0)):
             if getattr(self, name) < lo:
                 raise ValueError(f"{name} must be >= {lo}, got {getattr(self, name)}")
         for name in ("probe_limit", "max_prompts"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        if self.prompt_source not in ("self", "templates"):
+            raise ValueError(f"prompt_source {self.prompt_source!r}; valid choices: self, templates")
+        if self.choose_k is not None and self.choose_k < self.choose:
+            raise ValueError(f"choose_k={self.choose_k} must be >= choose={self.choose} (the choice's first "
+                             f"{self.choose} layers are converted)")
         if not self.repair_ridge > 0:
             raise ValueError(f"repair_ridge must be > 0, got {self.repair_ridge}")
 
     @classmethod
     def from_namespace(cls, ns) -> "ConvertOptions":
-        """The options of a parsed ``ladder-edu convert`` command line (its destinations are these fields)."""
-        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+        """The options of a parsed ``ladder-edu convert`` command line (its destinations are these fields; the
+        library's settings keep their defaults)."""
+        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls) if f.name not in LIBRARY_ONLY})
 
     def check(self) -> None:
         """What a run checks before any work: an existing ``out`` holds a run of the same ``choose``, and
@@ -96,8 +132,12 @@ class ConvertOptions:
         here = _read_results(self.out) or {}
         done = set(here.get("rows", {})) | ({"choice"} if "choice" in here else set())
         todo = [s for s in self.stages if s not in done]
-        return ([f"{f.name} = {v!r}" for f, v in zip(fields(self), asdict(self).values())] +
+        return ([f"{name} = {v!r}" for name, v in asdict(self).items()] +
                 [f"stages to run in {self.out}: {', '.join(todo) or 'none (all done)'}"])
+
+
+LIBRARY_ONLY = ("source", "choose_k", "candidates", "score_blocks", "chat_tokens", "prompt_source", "seed")
+"""``ConvertOptions``' fields that the command line leaves at their defaults."""
 
 
 def _read_results(directory: str | None) -> dict | None:

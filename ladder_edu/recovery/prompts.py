@@ -18,7 +18,7 @@ import re
 
 import torch
 
-from .evaluate import load_probe
+from .evaluate import IM_END, load_probe
 from ..models.generate import generate
 
 # Function words and generic verbs: too common to name a topic.
@@ -60,7 +60,7 @@ ASK = "Write 10 short, different questions that a curious person might ask about
 
 def _items(text: str) -> list[str]:
     """The numbered items of a generated list, up to the end of the assistant's turn."""
-    text = "1." + text.split("<|im_end|>")[0]
+    text = "1." + text.split(IM_END)[0]
     return [m.strip() for m in re.findall(r"(?m)^\s*\d+[.)]\s*(.+)$", text)]
 
 

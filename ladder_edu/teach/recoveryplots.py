@@ -125,7 +125,7 @@ def stage_history(histories: dict[str, dict], name: str) -> tuple[list[dict], li
     """(train, eval) records of one stage of ``convert``, stepped from the chosen model's start: a progressive
     stage's groups one after another, a stage that starts from another trained stage after that stage's steps."""
     from ..recovery.convert import TRAINED
-    base = TRAINED.get(name, ("",))[0]
+    base = TRAINED[name].start if name in TRAINED else ""
     offset = len(stage_history(histories, base)[0]) if base in histories else 0
     h = histories[name]
     parts = [h] if "train" in h else [h[g] for g in sorted(h)]
