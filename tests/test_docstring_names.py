@@ -1,10 +1,12 @@
 """Every dotted name a docstring cites in double backticks (``experiment.RECIPE``, ``Efficiency.comm_us``) names
 something that exists: a module of the package, a name in one, or an attribute of a class. A name that moved or was
 renamed fails here instead of sending a reader to nothing."""
+import dataclasses
 import importlib
 import inspect
 import pkgutil
 import re
+import typing
 
 import ladder_edu
 
@@ -35,6 +37,8 @@ def _has(obj, attr: str):
     """``obj.attr``, or ``...`` for an instance attribute a class's source sets (``self.attr``); ABSENT if neither."""
     if hasattr(obj, attr):
         return getattr(obj, attr)
+    if dataclasses.is_dataclass(obj) and attr in {f.name for f in dataclasses.fields(obj)}:
+        return ...
     if inspect.isclass(obj) and any(re.search(rf"\bself\.{attr}\b", inspect.getsource(k)) for k in obj.__mro__
                                     if k.__module__.startswith("ladder_edu")):
         return ...
@@ -46,10 +50,16 @@ def resolves(dotted: str, where) -> bool:
     if parts[0] in EXTERNAL or FILE.search(dotted) or LABEL.match(dotted):
         return True
     params = inspect.signature(where).parameters if callable(where) and not inspect.isclass(where) else {}
-    if parts[0] in params and parts[0] not in INSTANCES:       # an argument's attribute: a value, not a name
-        return True
     starts = []
-    if parts[0] in INSTANCES:
+    if parts[0] in params:                             # an argument's attribute: checked on its annotated class
+        try:
+            hint = typing.get_type_hints(where).get(parts[0])
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve names no class
+            hint = None
+        if not inspect.isclass(hint):
+            return True                                # a value, not a name
+        starts.append((hint, parts[1:]))
+    elif parts[0] in INSTANCES:
         starts.append((_object(INSTANCES[parts[0]]), parts[1:]))
     for i in range(len(parts), 0, -1):                                 # a module, named by its tail
         prefix = ".".join(parts[:i])

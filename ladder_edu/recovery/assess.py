@@ -14,7 +14,7 @@ import os
 
 from .evaluate import blocks, corpus_split, mean_loss, run_probe
 from .safe_io import load_model_dir
-from .options import BLOCK, EVAL_BLOCKS
+from .options import BLOCK, EvaluateOptions
 
 
 def read_text(path: str) -> str:
@@ -70,10 +70,10 @@ def resolve(spec: str, source: str = "smollm2"):
                      f"directory written by ladder-edu finetune (config.json + model.safetensors)")
 
 
-def assess(spec: str, texts: list[str] | None = None, probe: str | None = None, source: str = "smollm2",
-           eval_blocks: int = EVAL_BLOCKS, probe_limit: int | None = None) -> dict:
-    """{"model", "texts": {file: {"ppl", "loss", "blocks"}}, "probe": {"correct", "total", "score", "replies"}}.
-    Without ``texts``: the held-out split of Python's documentation (notebook 05's)."""
+def assess(opts: EvaluateOptions) -> dict:
+    """{"model", "texts": {file: {"ppl", "loss", "blocks"}}, "probe": {"correct", "total", "score", "replies"}}
+    of ``opts.model``. Without ``opts.texts``: the held-out split of Python's documentation (notebook 05's)."""
+    spec, texts, probe, source = opts.model, opts.texts, opts.probe, opts.source
     from ..models.model import Transformer
     from ..models.pretrained import load_tokenizer
     named = {p: read_text(p) for p in texts} if texts else {"pydoc held-out split": corpus_split()[1]}
@@ -83,12 +83,12 @@ def assess(spec: str, texts: list[str] | None = None, probe: str | None = None, 
     model = Transformer.from_full_state_dict(cfg, state).eval()
     out = {"model": name, "ladder_layers": cfg.ladder_layers, "n_layers": cfg.n_layers, "texts": {}}
     for path, text in named.items():
-        data = blocks(tok, text, limit=eval_blocks)
+        data = blocks(tok, text, limit=opts.eval_blocks)
         if len(data) == 0:
             raise ValueError(f"{path!r} is shorter than one block of {BLOCK} tokens; give a longer text")
         loss = mean_loss(model, data)
         out["texts"][path] = {"ppl": math.exp(loss), "loss": loss, "blocks": len(data)}
-    res = run_probe(model, tok, items, limit=probe_limit)
+    res = run_probe(model, tok, items, limit=opts.probe_limit)
     out["probe"] = {k: res[k] for k in ("correct", "total", "score", "replies")}
     return out
 

@@ -20,17 +20,13 @@ from .distill import chat_prompts, pack, teacher_chats
 from .evaluate import CHAT, ChatFormat, blocks, corpus_split, mean_loss, run_probe  # noqa: F401  (CHAT: notebooks)
 from ..util.atomic import write_json
 from .finetune import FinetuneConfig, finetune
-from .ftconfig import warmup_steps
-from .options import EVAL_BLOCKS, LADDER_LAYERS, STEPS
+from .ftconfig import RECIPE, warmup_steps  # noqa: F401  (RECIPE: the recovery commands read it here)
+from .options import RUNS, RecoveryOptions  # noqa: F401  (RUNS: the command line reads it here)
 from .safe_io import load_model_dir, load_tensors, save_model_dir, save_tensors
 from ..models.generate import generate
 from ..models.model import Transformer
 from ..models.pretrained import load_checkpoint, load_tokenizer
 
-RUNS = ("plain", "distill", "control")
-# What `ladder-edu finetune` and `ladder-edu frontier` run by default for the "distill" run (README, "Accuracy
-# recovery": every method tried, and why this one): only the converted layers train (freeze_below = n_layers - k).
-RECIPE = {"method": "distill", "prompts": "self", "lr": 2e-4, "chat_fraction": 0.75}
 
 
 def recipe_name(recipe: dict) -> str:
@@ -65,35 +61,34 @@ def recovery(converted: float, recovered: float, control: float) -> float:
     return (converted - recovered) / (converted - control)
 
 
-def run_recovery(out_dir: str, ladder_layers: int = LADDER_LAYERS, steps: int = STEPS, runs=RUNS,
-                 source: str = "smollm2", eval_blocks: int = EVAL_BLOCKS, probe_limit: int | None = None, chat_tokens: int = 48,
-                 max_prompts: int | None = None, seed: int = 0, progress: bool = True, on_eval=None,
-                 loaded=None, known_rows: dict | None = None, **ft_overrides) -> dict:
-    """The whole experiment; every fine-tune resumes from ``out_dir/<run>`` if it was interrupted, and the
-    results are written to ``out_dir/results.json``. Every run uses ``RECIPE`` (the "distill" run its method, the
-    others plain) and trains only the converted layers, unless ``ft_overrides`` say otherwise.
-    Returns {"rows": {name: measure(...)}, "histories": ...}.
+def run_recovery(opts: RecoveryOptions, progress: bool = True, on_eval=None, loaded=None,
+                 known_rows: dict | None = None) -> dict:
+    """The whole experiment (``RecoveryOptions``); every fine-tune resumes from ``opts.out/<run>`` if it was
+    interrupted, and the results are written to ``opts.out/results.json``. Every run uses the recipe (the
+    "distill" run its method, the others plain) and trains only the converted layers, unless ``opts.finetune``
+    says otherwise. Returns {"rows": {name: measure(...)}, "histories": ...}.
     ``loaded`` = (cfg, state, tokenizer) and ``known_rows`` (original, converted) skip work already done."""
+    out_dir, ladder_layers, steps, runs, seed = opts.out, opts.ladder_layers, opts.steps, opts.runs, opts.seed
     torch.manual_seed(seed)
-    cfg, state, tok = loaded or load(source)
-    ft_overrides = {**RECIPE, "freeze_below": None, **ft_overrides}            # RECIPE unless told otherwise
+    cfg, state, tok = loaded or load(opts.source)
+    ft_overrides = {**RECIPE, "freeze_below": None, **opts.finetune}            # the recipe unless told otherwise
     if ft_overrides["freeze_below"] is None:                                   # train the converted layers only
         ft_overrides["freeze_below"] = cfg.n_layers - ladder_layers
     train_text, held_text = corpus_split()
-    train, held = blocks(tok, train_text), blocks(tok, held_text, limit=eval_blocks)
+    train, held = blocks(tok, train_text), blocks(tok, held_text, limit=opts.eval_blocks)
     original = build(cfg, state)
     rows, histories = dict(known_rows or {}), {}
     if "original" not in rows:
-        rows["original"] = measure(original, tok, held, probe_limit)
+        rows["original"] = measure(original, tok, held, opts.probe_limit)
     if "converted" not in rows:
-        rows["converted"] = measure(build(cfg, state, ladder_layers=ladder_layers), tok, held, probe_limit)
+        rows["converted"] = measure(build(cfg, state, ladder_layers=ladder_layers), tok, held, opts.probe_limit)
     chat = prompt_ids = None
     method = ft_overrides.pop("method")                                         # how the "distill" run learns
     if "distill" in runs:
-        prompts = recipe_prompts(out_dir, original, tok, ft_overrides["prompts"], max_prompts, seed)
+        prompts = recipe_prompts(out_dir, original, tok, ft_overrides["prompts"], opts.max_prompts, seed)
         if method == "onpolicy":                                                # the student answers these itself
             prompt_ids = ([ChatFormat.prompt_ids(tok, p) for p in prompts], ChatFormat.of(tok).end)
-        chat = teacher_chat_blocks(out_dir, original, tok, prompts, chat_tokens, train.shape[1], progress)
+        chat = teacher_chat_blocks(out_dir, original, tok, prompts, opts.chat_tokens, train.shape[1], progress)
     for run in runs:
         ft = FinetuneConfig(steps=steps, method=method if run == "distill" else "plain", seed=seed,
                             warmup=warmup_steps(steps), **ft_overrides)
@@ -101,9 +96,9 @@ def run_recovery(out_dir: str, ladder_layers: int = LADDER_LAYERS, steps: int = 
         histories[run] = finetune(model, train, ft, os.path.join(out_dir, run), held, teacher=original,
                                   chat_blocks=chat, progress=progress, desc=run, prompts=prompt_ids,
                                   on_eval=(lambda h, run=run: on_eval(run, h)) if on_eval else None)
-        rows[run] = measure(model, tok, held, probe_limit)
+        rows[run] = measure(model, tok, held, opts.probe_limit)
         save_model_dir(os.path.join(out_dir, run), model.cfg, model.state_dict(),
-                       {"run": run, "steps": steps, "source": source})       # `ladder-edu evaluate --model DIR`
+                       {"run": run, "steps": steps, "source": opts.source})  # `ladder-edu evaluate --model DIR`
         del model
     result = {"ladder_layers": ladder_layers, "steps": steps, "rows": rows, "histories": histories,
               "n_chat_blocks": 0 if chat is None else len(chat), "recovery": {}}

@@ -43,7 +43,7 @@ def train_one(arch: str, seed: int, steps: int, out_dir: str, block: int = 128, 
     train_text, held_text = corpus_split()
     train, held = byte_blocks(train_text, block + 1), byte_blocks(held_text, block + 1)[:eval_rows]
     model = build_model(cfg, init_weights(cfg, seed))
-    ft = FinetuneConfig(steps=steps, batch=batch, lr=lr, min_lr=lr / 10, warmup=max(1, steps // 10), seed=seed,
+    ft = FinetuneConfig(steps=steps, batch=batch, method="plain", lr=lr, min_lr=lr / 10, warmup=max(1, steps // 10), seed=seed,
                         eval_every=max(1, steps // 4), checkpoint_every=max(1, steps // 4), freeze_embeddings=False,
                         amp=False)
     hist = finetune(model, train, ft, os.path.join(out_dir, f"{arch}_seed{seed}"), held, progress=progress,

@@ -22,11 +22,9 @@ from ..perf.model.hardware import HARDWARE
 from ..perf.model.perfmodel import predict
 from .experiment import RECIPE, build, load, measure, recipe_name, run_recovery
 from .evaluate import blocks, corpus_split
-from .options import EVAL_BLOCKS, STEPS
+from .options import KS, RECOVER_KS, FrontierOptions, RecoveryOptions  # noqa: F401  (KS: read here too)
 from ..util.atomic import write_json
 
-KS = (0, 4, 8, 12, 15, 20, 30)
-RECOVER_KS = (4, 8, 15, 20)
 SHAPES = (("smollm2-135m", 3), ("llama-3-8b", 8))
 
 
@@ -61,17 +59,14 @@ def _read(path):
     return None
 
 
-def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = STEPS, source: str = "smollm2",
-             eval_blocks: int = EVAL_BLOCKS, probe_limit: int | None = None, progress: bool = True,
-             max_prompts: int | None = None, **recipe) -> dict:
-    """Compute (or resume) the frontier; returns {"original": row, "points": [{k, converted, recovered?,
-    predicted}], "steps", "recipe"} and writes it to ``out_dir/frontier.json``."""
-    bad = [k for k in set(ks) | set(recover_ks) if k < 0]
-    if bad:
-        raise ValueError(f"k must be >= 0, got {sorted(bad)}")
-    recipe = {**RECIPE, **recipe}
+def frontier(opts: FrontierOptions, progress: bool = True) -> dict:
+    """Compute (or resume) the frontier of ``opts`` in ``opts.out``; returns {"original": row, "points": [{k,
+    converted, recovered?, predicted}], "steps", "recipe"} and writes it to ``opts.out/frontier.json``."""
+    out_dir, ks, recover_ks, steps = opts.out, opts.ks, opts.recover_ks, opts.steps
+    eval_blocks, probe_limit = opts.eval_blocks, opts.probe_limit
+    recipe = {**RECIPE, **opts.finetune}
     name = recipe_name(recipe)
-    loaded = load(source)
+    loaded = load(opts.source)
     cfg, _, tok = loaded
     if max(set(ks) | set(recover_ks)) > cfg.n_layers:
         raise ValueError(f"k must be <= {cfg.n_layers}, the model's layers")
@@ -93,9 +88,11 @@ def frontier(out_dir: str, ks=KS, recover_ks=RECOVER_KS, steps: int = STEPS, sou
             dest = os.path.join(out_dir, f"k{k}", name)
             share_teacher_chats(out_dir, dest)
             run = "plain" if recipe["method"] == "plain" else "distill"
-            res = run_recovery(dest, k, steps, (run,), source, eval_blocks, probe_limit,
-                               loaded=loaded, known_rows={"original": original, "converted": point["converted"]},
-                               progress=progress, max_prompts=max_prompts, **recipe)  # converted layers train
+            res = run_recovery(RecoveryOptions(out=dest, ladder_layers=k, steps=steps, runs=(run,), source=opts.source,
+                                               eval_blocks=eval_blocks, probe_limit=probe_limit,
+                                               max_prompts=opts.max_prompts, finetune=recipe),
+                               progress, loaded=loaded, known_rows={"original": original,
+                                                                    "converted": point["converted"]})
             point.update(recovered=res["rows"][run], recovered_by=name, steps=steps)
             write_json(path, point)
         points.append(point)

@@ -19,20 +19,23 @@ PROMPTS = ("templates", "self")
 
 @dataclass
 class FinetuneConfig:
+    """One fine-tune. Its defaults are the recovery recipe's (``RECIPE``: distillation from the original, on
+    replies it wrote to prompts it wrote itself, at lr 2e-4 with 3/4 of each batch from those chats): what every
+    recovery command runs unless an option says otherwise (docs/recovery.md has how each was chosen)."""
     steps: int = 100
     batch: int = 4
-    lr: float = 1e-4
+    lr: float = 2e-4
     min_lr: float = 1e-5
     warmup: int = 10
     weight_decay: float = 0.0
     clip: float = 1.0                 # max gradient norm
-    method: str = "plain"             # plain | distill | onpolicy | match
+    method: str = "distill"           # plain | distill | onpolicy | match
     alpha: float = 1.0                # distill: weight of the KL term (1 - alpha: cross-entropy)
     divergence: str = "forward"       # distill, onpolicy: KL(teacher||student) or "reverse" KL(student||teacher)
     temperature: float = 1.0          # distill: softmax temperature
     hidden_weight: float = 0.0        # distill: weight of the module-output matching term (distill.hidden_loss)
-    chat_fraction: float = 0.5        # distill: share of each batch drawn from teacher-written chat blocks
-    prompts: str = "templates"        # chat prompts from templates | self (the teacher wrote them); recorded, so a
+    chat_fraction: float = 0.75       # distill: share of each batch drawn from teacher-written chat blocks
+    prompts: str = "self"             # chat prompts from templates | self (the teacher wrote them); recorded, so a
                                       # resume with other prompts is refused
     reply_tokens: int = 48            # onpolicy: tokens the student samples per reply
     reply_only: bool = False          # distill: KL on the chat blocks' reply tokens only (needs Data.chat_mask)
@@ -64,6 +67,10 @@ class FinetuneConfig:
             self.train_layers = sorted(int(i) for i in self.train_layers)
             if self.freeze_below or self.lora_rank:
                 raise ValueError("train_layers cannot be combined with freeze_below or lora_rank: give one of them")
+
+
+RECIPE = {name: getattr(FinetuneConfig, name) for name in ("method", "prompts", "lr", "chat_fraction")}
+"""The recipe's choices, as the recovery commands name them (``FinetuneConfig``'s defaults)."""
 
 
 def warmup_steps(steps: int) -> int:

