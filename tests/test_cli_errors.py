@@ -11,6 +11,20 @@ REQUIRED = {"profile": [("--out", "{tmp}")], "evaluate": [("--model", "original"
 
 
 VALID = ("must be", "valid choices", "choose from")     # how a message says what is valid, when no range applies
+# Malformed or out-of-range values tried on every option: each that an option's type refuses must end in one line
+CANDIDATES = ("abc", "1.5", "1e999", "nan", "0", "-1", "101", "100000", "", "x", ",", "1,x", "2,,-3", "1,-2",
+              "no-such-variant", "standard,nope", "3", "2-1", "a-b", "-1-2", "/proc/ladder_edu_cannot_write",
+              "/proc/ladder_edu_cannot_write.json", "/etc/hostname/sub", "/no/such/file.txt", "/no/such/dir",
+              "/no/such/model.gguf", "/", "smollm3", "nonsense", "converted:x", "converted:-1", "tpu",
+              "/no/such/gpu.json", "flop_eff", "nope=1", "flop_eff=abc", "link_gbps=-3", "name=x")
+
+
+def refuses(kind, value: str) -> bool:
+    try:
+        kind(value)
+    except argparse.ArgumentTypeError:
+        return True
+    return False
 
 
 def commands():
@@ -26,7 +40,7 @@ def bad_cases():
             if not action.option_strings or action.nargs == 0 or action.dest == "help":
                 continue
             option = max(action.option_strings, key=len)
-            examples = list(getattr(action.type, "bad_examples", []))
+            examples = [v for v in CANDIDATES if action.type is not None and refuses(action.type, v)][:4]
             valid = getattr(action.type, "valid", "") or VALID          # a range, or what a valid value looks like
             cases += [(name, option, v, valid) for v in examples]
             if action.choices is not None:

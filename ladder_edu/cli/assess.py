@@ -22,9 +22,6 @@ def model_spec(text: str) -> str:
                                      f"finetune, got {text!r}")
 
 
-model_spec.bad_examples = ["nonsense", "converted:x", "converted:-1", "/no/such/dir"]
-
-
 def measuring() -> argparse.ArgumentParser:
     """The parent parser of every command that measures a model: held-out blocks, probe questions, JSON output."""
     p = argparse.ArgumentParser(add_help=False)
@@ -64,7 +61,6 @@ def add_parsers(sub):
                     help="checkpoints and results (default: runs/from_scratch)")
     fs.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
     add_plan(fs)
-
 
 
 def cmd_from_scratch(args) -> int:

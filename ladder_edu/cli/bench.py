@@ -6,6 +6,7 @@ from dataclasses import asdict
 from ..models.compiled import MODES
 from ..models.config import ALL_VARIANTS, BENCH_VARIANTS, PREFILL_VARIANTS, get_config
 from ..models.spec import RunSpec
+from ..models.decoder import DTYPES
 from ..models.registry import EMULATED, ISO, PHASES, require
 from .common import (add_common, add_priority, choice_list, int_list, ints, is_main_rank, launch_options, out_file,
                      say, source, write_json)
@@ -58,7 +59,7 @@ def add_parsers(sub):
                             "(default: h100-nvlink)")
     bench.add_argument("--layers", type=ints(1), default=None,
                        help="with --emulate-tp: keep only this many layers (a CPU cannot hold 70B/8)")
-    bench.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+    bench.add_argument("--dtype", choices=list(DTYPES), default=None,
                        help="with --emulate-tp: weights dtype (default: bfloat16 on CUDA, float32 on CPU)")
     add_priority(bench)
 

@@ -28,18 +28,12 @@ def what_if(text: str):
     return field, x
 
 
-what_if.bad_examples = ["flop_eff", "nope=1", "flop_eff=abc", "link_gbps=-3", "name=x"]
-
-
 def gpu(text: str) -> str:
     """A hardware preset, 'this-machine', or a hardware JSON file that exists."""
     if text in HARDWARE or text == "this-machine" or (text.endswith(".json") and os.path.isfile(text)):
         return text
     raise argparse.ArgumentTypeError(f"unknown hardware {text!r}; valid choices: {', '.join(HARDWARE)}, "
                                      f"this-machine, or a .json file written by `ladder-edu calibrate-gpu`")
-
-
-gpu.bad_examples = ["tpu", "/no/such/gpu.json"]
 
 
 def add_parsers(sub):

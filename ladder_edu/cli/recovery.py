@@ -8,7 +8,7 @@ from dataclasses import asdict
 from ..recovery.experiment import RECIPE, RUNS
 from ..recovery.finetune import PROMPTS
 from ..recovery.distill import DIVERGENCES
-from ..recovery.ftconfig import FinetuneConfig
+from ..recovery.ftconfig import TEACHER_METHODS, FinetuneConfig
 from ..recovery.options import (BLOCK, CHAT_TOKENS, CHOSEN_KS, CHOSEN_RECOVER_KS, KS, RECIPE_STAGES, RECOVER_KS,
                                 REPAIR_TEXTS, SOURCE, STAGES, ConvertOptions, FrontierOptions, RecoveryOptions)
 from .assess import measuring
@@ -28,9 +28,6 @@ def convert_dir(text: str) -> str:
         return text
     raise argparse.ArgumentTypeError(f"must be a directory written by ladder-edu convert (with results.json), "
                                      f"got {text!r}")
-
-
-convert_dir.bad_examples = ["/no/such/dir"]
 
 
 def add_parsers(sub):
@@ -134,7 +131,7 @@ def _csv(values) -> str:
 
 
 def _add_recipe(p):
-    p.add_argument("--method", choices=("distill", "onpolicy"), default=RECIPE["method"],
+    p.add_argument("--method", choices=TEACHER_METHODS, default=RECIPE["method"],
                    help="how the teacher teaches: on fixed text and its own replies (distill) or on replies the "
                         f"student samples (onpolicy, GKD) (default: {RECIPE['method']})")
     p.add_argument("--prompts", choices=PROMPTS, default=RECIPE["prompts"],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..models.config import ARCHS, BENCH_VARIANTS, get_config
+from ..models.decoder import DTYPES
 from ..tp import launch
 from .common import add_common, add_priority, floats, ints, ladder_layers, launch_options, out_file, say, write_json
 
@@ -31,7 +32,7 @@ def add_parsers(sub):
     check.add_argument("--ladder-layers", type=ladder_layers(), default=0, metavar="K|I,J,..",
                        help="hybrid ladder (with --arch standard): the top K layers, or the layers I,J,.. (one "
                             "layer: I,)")
-    check.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+    check.add_argument("--dtype", choices=list(DTYPES), default="float32",
                        help="compute dtype (default: float32; its tolerance is 1e-4)")
     check.add_argument("--tolerance", type=floats(0), default=None,
                        help="max allowed |logit difference| (default: 1e-4 float32, 5e-2 bfloat16, 1e-2 float16)")

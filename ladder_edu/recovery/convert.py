@@ -32,8 +32,8 @@ import os
 import torch
 
 from .choose import choose_layers, divergence, teacher_log_probs
-from .evaluate import ChatFormat, blocks, corpus_split, mean_loss, out_of_domain_text, run_probe
-from .experiment import RECIPE, build, load, recipe_prompts, teacher_chat_blocks
+from .evaluate import ChatFormat, blocks, corpus_split, mean_loss, out_of_domain_text
+from .experiment import RECIPE, build, load, measure, recipe_prompts, teacher_chat_blocks
 from .distill import reply_mask
 from .finetune import FinetuneConfig, finetune
 from .ftconfig import warmup_steps
@@ -71,12 +71,11 @@ def repair_tokens(texts: Texts, calib_blocks: int, repair_text: str = "chats") -
 
 
 def measure_all(model, tok, texts: Texts, teacher_logp, probe_limit=None) -> dict:
-    """Perplexity on the pydoc held-out split and on the out-of-domain text, the generation score, the probe."""
-    held, ood = mean_loss(model, texts.held), mean_loss(model, texts.ood)
-    probe = run_probe(model, tok, limit=probe_limit)
-    return {"ppl": math.exp(held), "loss": held, "ood_ppl": math.exp(ood), "ood_loss": ood,
-            "gen_kl": divergence(model, teacher_logp, texts.score), "probe": probe["score"],
-            "probe_correct": probe["correct"], "probe_total": probe["total"], "replies": probe["replies"][:8]}
+    """``experiment.measure`` (the pydoc held-out perplexity, the probe), and the perplexity on the out-of-domain
+    text and the generation score."""
+    ood = mean_loss(model, texts.ood)
+    return {**measure(model, tok, texts.held, probe_limit, replies=8), "ood_ppl": math.exp(ood), "ood_loss": ood,
+            "gen_kl": divergence(model, teacher_logp, texts.score)}
 
 
 def convert(opts: ConvertOptions, progress: bool = True, loaded=None) -> dict:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 
 import torch
@@ -48,12 +49,12 @@ def build(cfg, state, **changes) -> Transformer:
     return Transformer.from_full_state_dict(cfg.replace(**changes), {k: v.clone() for k, v in state.items()})
 
 
-def measure(model, tokenizer, held_out: torch.Tensor, probe_limit: int | None = None) -> dict:
-    """Held-out mean loss and perplexity, and the probe score."""
+def measure(model, tokenizer, held_out: torch.Tensor, probe_limit: int | None = None, replies: int = 5) -> dict:
+    """Held-out mean loss and perplexity, and the probe score (with the first ``replies`` replies)."""
     loss = mean_loss(model, held_out)
     probe = run_probe(model, tokenizer, limit=probe_limit)
-    return {"loss": loss, "ppl": float(torch.tensor(loss).exp()), "probe": probe["score"],
-            "probe_correct": probe["correct"], "probe_total": probe["total"], "replies": probe["replies"][:5]}
+    return {"loss": loss, "ppl": math.exp(loss), "probe": probe["score"], "probe_correct": probe["correct"],
+            "probe_total": probe["total"], "replies": probe["replies"][:replies]}
 
 
 def recovery(converted: float, recovered: float, control: float) -> float:

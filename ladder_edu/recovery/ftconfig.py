@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .distill import DIVERGENCES
 
 METHODS = ("plain", "distill", "onpolicy", "match")
+TEACHER_METHODS = ("distill", "onpolicy")   # the methods a teacher teaches by (the recipe's run may use either)
 SELECT = ("last", "gen_kl")
 PROMPTS = ("templates", "self")
 

@@ -189,13 +189,9 @@ def calibrate_detail(out_dir: str, budget_s: float = 300.0, command: str = "", g
             "compare": compare}
 
 
-H100_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "gpu", "h100")
-"""The H100 measurements the presets cite (in a checkout of the repository)."""
-
-
-def load_measurements(folder: str = H100_DIR) -> dict:
-    """{"projections": ..., "steps": ...}: the files ``calibrate-gpu --detail`` wrote into ``folder``
-    (``docs/gpu/h100`` holds an H100's)."""
+def load_measurements(folder: str) -> dict:
+    """{"projections": ..., "steps": ...}: the files ``calibrate-gpu --detail`` wrote into ``folder`` (the
+    repository's ``docs/gpu/h100`` holds the H100 measurements the presets cite)."""
     import json
     out = {}
     for name in ("projections", "steps"):
