@@ -15,7 +15,7 @@ project = "ladder_edu"
 author = "ladder_edu contributors"
 root_doc = "site/index"
 extensions = ["myst_nb", "sphinx.ext.autodoc"]
-include_patterns = ["site/index.md", "site/api.md", "README.md", "docs/**.md", "notebooks/*.ipynb",
+include_patterns = ["site/index.md", "site/api.md", "README.md", "CONTRIBUTING.md", "docs/**.md", "notebooks/*.ipynb",
                     "notebooks/labs/README.md"]
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 nb_execution_mode = "off"                 # the committed outputs are the course; the site never re-runs them
