@@ -6,7 +6,7 @@ import argparse
 import os
 from dataclasses import asdict
 
-from ..recovery.from_scratch import ARCHS_COMPARED
+from ..recovery.from_scratch import ARCHS_COMPARED, OUT, SEEDS, STEPS
 from ..recovery.options import BLOCK, EVAL_BLOCKS, SOURCE, EvaluateOptions
 from .common import add_plan, choice_list, in_file, int_list, ints, out_dir, out_file, say, show_plan, source, write_json
 
@@ -53,12 +53,13 @@ def add_parsers(sub):
     fs = sub.add_parser("from-scratch", help="train small standard, parallel, ladder and Kraken models from scratch",
                         description="The Ladder paper's Table 3 in miniature: identical data (bytes of Python's "
                                     "documentation), budget and seeds; validation perplexity per seed.")
-    fs.add_argument("--steps", type=ints(1), default=300, help="optimizer steps per model (default: 300)")
-    fs.add_argument("--seeds", default=[0, 1], type=int_list(0), help="comma-separated seeds (default: 0,1)")
+    fs.add_argument("--steps", type=ints(1), default=STEPS, help=f"optimizer steps per model (default: {STEPS})")
+    fs.add_argument("--seeds", default=list(SEEDS), type=int_list(0),
+                    help=f"comma-separated seeds (default: {','.join(map(str, SEEDS))})")
     fs.add_argument("--archs", default=list(ARCHS_COMPARED), type=choice_list(ARCHS_COMPARED),
                     help="architectures (default: all four)")
-    fs.add_argument("--out", default="runs/from_scratch", type=out_dir,
-                    help="checkpoints and results (default: runs/from_scratch)")
+    fs.add_argument("--out", default=OUT, type=out_dir,
+                    help=f"checkpoints and results (default: {OUT})")
     fs.add_argument("--json", metavar="FILE", type=out_file, help="also write the results to FILE as JSON")
     add_plan(fs)
 

@@ -66,7 +66,7 @@ def add_parsers(sub):
     ft.add_argument("--freeze-below", type=ints(0), default=None, metavar="N",
                     help="train only layers N and up (default: the converted layers, n_layers - K)")
     ft.add_argument("--out", default=None, type=out_dir,
-                    help=f"checkpoints and results (default: {CONVERT.out} for the recipe, runs/recovery with --runs)")
+                    help=f"checkpoints and results (default: {CONVERT.out} for the recipe, {RecoveryOptions.out} with --runs)")
     add_plan(ft)
     ft.set_defaults(topk_defaults={name: ft.get_default(name) for name in TOPK_ONLY})
 
@@ -77,7 +77,8 @@ def add_parsers(sub):
                                     "budget for all), and the speed-up the performance model predicts for that "
                                     "hybrid (SmolLM2 at TP 3, Llama-3-8B's shape at TP 8; H100 NVLink, batch 1 and "
                                     "16). Each point is saved as it finishes; rerun to resume.")
-    fr.add_argument("--out", default="runs/frontier", type=out_dir, help="results (default: runs/frontier)")
+    fr.add_argument("--out", default=FrontierOptions.out, type=out_dir,
+                    help=f"results (default: {FrontierOptions.out})")
     fr.add_argument("--ks", default=None, type=int_list(0),
                     help=f"converted k's (default: {_csv(KS)}; with --chosen-from: those of {_csv(CHOSEN_KS)} that "
                          f"the run in DIR chose)")

@@ -34,6 +34,7 @@ from .config import ModelConfig
 from .decoder import DTYPES, Decoder  # noqa: F401  (DTYPES: re-exported)
 from .layers import MLP, Attention, RMSNorm
 from ..tp.parallel import TPGroup, shard_state_dict
+from .registry import VARIANTS
 
 
 
@@ -43,12 +44,13 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, index: int, tp: TPGroup, dtype=None, device=None):
         super().__init__()
         self.index, self.arch = index, cfg.layer_arch(index)
-        self.lag = 1 if self.arch == "ladder" else 0
+        self.lag = VARIANTS[self.arch].lag                  # models.registry: 1 for ladder, else 0
+        self.fused = VARIANTS[self.arch].layout == "fused"  # the parallel block: attention and MLP as one module
         self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
         self.self_attn = Attention(cfg, tp, dtype, device)
         self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps, dtype, device)
         self.mlp = MLP(cfg, tp, dtype, device)
-        self.shared_norm = self.arch == "parallel" and cfg.parallel_shared_norm   # PaLM: one norm for both
+        self.shared_norm = self.fused and cfg.parallel_shared_norm   # PaLM: one norm for both
 
     def steps(self, start: int, rope):
         """The modules of this layer as (name, function of the stream -> this rank's partial sum)."""
@@ -59,7 +61,7 @@ class Block(nn.Module):
             norm = self.input_layernorm if self.shared_norm else self.post_attention_layernorm
             return self.mlp(norm(x))
 
-        if self.arch == "parallel":
+        if self.fused:
             return [("attn+mlp", lambda x: attn(x) + mlp(x))]      # both read the same x; one all-reduce
         return [("attn", attn), ("mlp", mlp)]
 

@@ -12,7 +12,7 @@ import json
 import math
 import os
 
-from .evaluate import blocks, corpus_split, mean_loss, run_probe
+from .evaluate import HELD_OUT, blocks, corpus_split, mean_loss, run_probe
 from .safe_io import load_model_dir
 from .options import BLOCK, EvaluateOptions
 
@@ -76,7 +76,7 @@ def assess(opts: EvaluateOptions) -> dict:
     spec, texts, probe, source = opts.model, opts.texts, opts.probe, opts.source
     from ..models.model import Transformer
     from ..models.pretrained import load_tokenizer
-    named = {p: read_text(p) for p in texts} if texts else {"pydoc held-out split": corpus_split()[1]}
+    named = {p: read_text(p) for p in texts} if texts else {HELD_OUT: corpus_split()[1]}
     items = read_probe(probe) if probe else None
     name, cfg, state = resolve(spec, source)
     tok = load_tokenizer(source)

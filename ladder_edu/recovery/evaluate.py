@@ -27,6 +27,7 @@ from ..models.generate import generate
 from .options import BLOCK
 
 PROBE_FILE = os.path.join(os.path.dirname(__file__), "data", "probe.json")
+HELD_OUT = "pydoc held-out split"     # the held-out text's name in results (corpus_split's second part)
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 CHAT = f"{IM_START}user\n{{q}}{IM_END}\n{IM_START}assistant\n"
 """SmolLM2-Instruct's chat template (ChatML) for one user turn, ready for the assistant's reply."""

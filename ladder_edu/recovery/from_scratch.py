@@ -19,8 +19,11 @@ from .evaluate import corpus_split, mean_loss
 from ..util.atomic import write_json
 from .finetune import FinetuneConfig, finetune
 from ..models.build import build_model, init_weights
+from ..models.registry import VARIANTS
 
-ARCHS_COMPARED = ("standard", "parallel", "ladder", "kraken")
+ARCHS_COMPARED = tuple(n for n, v in VARIANTS.items() if v.same_model_as == n)
+"""Every variant that is a model of its own (models.registry): standard, parallel, ladder, Kraken."""
+STEPS, SEEDS, OUT = 300, (0, 1), "runs/from_scratch"      # ladder-edu from-scratch's defaults
 BASE = ModelConfig(name="scratch", dim=128, n_layers=4, n_heads=4, n_kv_heads=4, ffn_dim=352, vocab_size=256,
                    max_seq_len=256)
 
@@ -52,7 +55,7 @@ def train_one(arch: str, seed: int, steps: int, out_dir: str, block: int = 128, 
     return {"loss": mean_loss(model, held), "params": params, "history": hist["eval"]}
 
 
-def compare(out_dir: str, steps: int = 300, seeds=(0, 1), archs=ARCHS_COMPARED, progress: bool = True,
+def compare(out_dir: str = OUT, steps: int = STEPS, seeds=SEEDS, archs=ARCHS_COMPARED, progress: bool = True,
             **kw) -> dict:
     """Train every architecture for every seed; returns and writes ``out_dir/from_scratch.json``."""
     result = {"steps": steps, "seeds": list(seeds), "archs": {}}
