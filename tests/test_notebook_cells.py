@@ -1,8 +1,8 @@
 """Static checks on the stored notebooks: what nbval compares must be the same on every machine.
 
-nbval (lax mode) compares the stored outputs of cells marked ``# NBVAL_CHECK_OUTPUT``, stderr included, so a
-stored warning carrying a file path fails on any checkout at another path. Every course notebook ends with its
-exercises.
+nbval (lax mode) compares the stored outputs of cells tagged ``nbval-check-output``, stderr included, so a
+stored warning carrying a file path fails on any checkout at another path. The harness speaks through cell tags,
+never through comments in the code a student reads. Every course notebook ends with its exercises.
 """
 
 import json
@@ -19,10 +19,22 @@ def code_cells(path):
     return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
 
 
+def checked(cell) -> bool:
+    return "nbval-check-output" in cell.get("metadata", {}).get("tags", [])
+
+
+@pytest.mark.parametrize("path", COURSE + LABS, ids=lambda p: p.stem)
+def test_no_harness_text_in_code_a_student_reads(path):
+    for n, cell in enumerate(code_cells(path), 1):
+        text = "".join(cell["source"])
+        assert "NBVAL" not in text and "# CI:" not in text, f"{path.name} code cell {n}: use a cell tag (nbval-*)"
+    assert any(checked(c) for c in code_cells(path)), f"{path.name}: no cell's output is checked"
+
+
 @pytest.mark.parametrize("path", COURSE + LABS, ids=lambda p: p.stem)
 def test_checked_cells_store_no_stderr(path):
     for n, cell in enumerate(code_cells(path), 1):
-        if "NBVAL_CHECK_OUTPUT" not in "".join(cell["source"]):
+        if not checked(cell):
             continue
         streams = [o for o in cell.get("outputs", []) if o.get("name") == "stderr"]
         assert not streams, f"{path.name} code cell {n} is checked by nbval and stores stderr: {streams[0]['text']!r}"
@@ -31,7 +43,7 @@ def test_checked_cells_store_no_stderr(path):
 @pytest.mark.parametrize("path", COURSE + LABS, ids=lambda p: p.stem)
 def test_checked_cells_store_no_paths(path):
     for n, cell in enumerate(code_cells(path), 1):
-        if "NBVAL_CHECK_OUTPUT" not in "".join(cell["source"]):
+        if not checked(cell):
             continue
         text = json.dumps(cell.get("outputs", []))
         assert str(ROOT) not in text and "/tmp/" not in text, f"{path.name} code cell {n} stores a machine path"
