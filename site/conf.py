@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.abspath(".."))
 project = "ladder_edu"
 author = "ladder_edu contributors"
 root_doc = "site/index"
-extensions = ["myst_nb", "sphinx.ext.autodoc"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx-mathjax-offline"]   # MathJax served from the build
 include_patterns = ["site/index.md", "site/api.md", "README.md", "CONTRIBUTING.md", "docs/**.md", "notebooks/*.ipynb",
                     "notebooks/labs/README.md"]
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]

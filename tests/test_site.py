@@ -1,6 +1,7 @@
 """The course website: Sphinx + MyST-NB builds it from the committed notebooks and docs with every warning an error
 (a broken internal link, a missing image), and a real headless Chromium opens each notebook page and finds its
-headings and its figures loaded."""
+headings, its figures loaded and its equations typeset by the MathJax the build serves (never raw ``\(`` or ``$$``,
+and never MathJax from the network: the site is read offline in classrooms)."""
 import functools
 import http.server
 import json
@@ -54,6 +55,7 @@ def browser(site):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)
     yield driver, f"http://127.0.0.1:{server.server_address[1]}"
     driver.quit()
     server.shutdown()
@@ -74,3 +76,16 @@ def test_a_notebook_page_shows_its_headings_and_figures_in_a_real_browser(browse
     assert len(figures) >= stored, f"{name}: {stored} pictures stored (widgets' included), {len(figures)} shown"
     broken = [i[0][:80] for i in images if not (i[1] and i[2] > 0 and i[3] > 0)]
     assert not broken, f"{name}: images that did not load: {broken}"
+    remote = [s for s in driver.execute_script("return Array.from(document.scripts).map(s => s.src)")
+              if "mathjax" in s.lower() and not s.startswith(base)]
+    assert not remote, f"{name}: MathJax from the network: {remote}"
+    typeset = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "if (!window.MathJax || !MathJax.startup) { done(-1); return; }"
+        "MathJax.startup.promise.then(() => done(document.querySelectorAll('mjx-container').length), () => done(-2));")
+    text = driver.execute_script("return (document.querySelector('article') || document.body).innerText")
+    assert "\\(" not in text and "$$" not in text, f"{name}: an equation is shown raw"
+    markdown = "".join("".join(c["source"]) for c in json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+                       ["cells"] if c["cell_type"] == "markdown")
+    if "$" in markdown:
+        assert typeset > 0, f"{name}: MathJax typeset nothing ({typeset})"
