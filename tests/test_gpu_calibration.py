@@ -8,7 +8,8 @@ import torch
 
 from ladder_edu.models.config import get_config
 from ladder_edu.perf.measure import gpu_terms
-from ladder_edu.perf.measure.gpu_preset import _line, fit_projections, small_kernel_cost
+from ladder_edu.perf.measure.gpu_preset import fit_projections, small_kernel_cost
+from ladder_edu.perf.measure.timing import relative_line
 from ladder_edu.perf.model.hardware import BOUNDS, HARDWARE
 
 H100 = os.path.join(os.path.dirname(__file__), "..", "docs", "gpu", "h100")
@@ -21,9 +22,9 @@ def _load(name):
 
 def test_relative_least_squares_recovers_a_line():
     xs = [1.0, 10.0, 100.0, 1000.0]
-    a, b, err = _line(xs, [3.0 + 0.5 * x for x in xs])
+    a, b, err = relative_line(xs, [3.0 + 0.5 * x for x in xs])
     assert a == pytest.approx(3.0) and b == pytest.approx(0.5) and err == pytest.approx(0.0, abs=1e-12)
-    a, b, _ = _line(xs, [3.0 + 0.25 * x for x in xs], intercept=3.0)
+    a, b, _ = relative_line(xs, [3.0 + 0.25 * x for x in xs], intercept=3.0)
     assert a == 3.0 and b == pytest.approx(0.25)
 
 
@@ -136,3 +137,21 @@ def test_every_command_of_the_gpu_script_parses(tmp_path):
     parser = build_parser()
     for argv in commands:
         parser.parse_args(argv)                  # SystemExit(2) on an unknown option or a bad choice
+
+
+def test_the_alpha_beta_fit_has_physical_bounds():
+    """notebook 00's fit (teach.costs.fit_alpha_beta): relative error, so a small-message floor sets alpha (a plain
+    least-squares line through these points has a negative intercept); alpha >= 0 even when the line's intercept
+    is negative; the line is close to the points it describes; times that do not grow give an error."""
+    from ladder_edu.teach.costs import fit_alpha_beta, fit_error
+    sizes = [1 << k for k in range(10, 26)]
+    floor = [max(400e-6, 50e-6 + s / 1.4e9) for s in sizes]          # a CPU's all-reduce: a floor, then a slope
+    n, mx, my = len(sizes), sum(sizes) / len(sizes), sum(floor) / len(floor)
+    slope = sum((x - mx) * (y - my) for x, y in zip(sizes, floor)) / sum((x - mx) ** 2 for x in sizes)
+    alpha, beta = fit_alpha_beta(sizes, floor)
+    assert 300e-6 < alpha < 450e-6 and 1e9 < beta < 2e9 and fit_error(sizes, floor, alpha, beta) < 0.2
+    assert my - slope * mx < alpha                                   # the plain fit sits lower
+    convex = [s / 1.4e9 * (0.5 if s < 1 << 16 else 1.0) for s in sizes]
+    assert fit_alpha_beta(sizes, convex)[0] == 0.0
+    with pytest.raises(ValueError, match="do not grow with the message size"):
+        fit_alpha_beta(sizes, [1e-3 - s * 1e-12 for s in sizes])

@@ -291,6 +291,18 @@ def shard_layer_all_rows(state, rank, world):
 
 
 def fit_alpha_beta(sizes, times):
+    w = [1 / t ** 2 for t in times]                     # squared relative error: weights 1 / t^2
+    sw, sx, sy = sum(w), sum(a * x for a, x in zip(w, sizes)), sum(a * y for a, y in zip(w, times))
+    sxx = sum(a * x * x for a, x in zip(w, sizes))
+    sxy = sum(a * x * y for a, x, y in zip(w, sizes, times))
+    slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
+    alpha = (sy - slope * sx) / sw
+    if alpha < 0:
+        alpha, slope = 0.0, sxy / sxx
+    return alpha, 1 / (slope * 1e3)
+
+
+def fit_plain(sizes, times):
     n = len(sizes)
     mx, my = sum(sizes) / n, sum(times) / n
     slope = sum((x - mx) * (y - my) for x, y in zip(sizes, times)) / sum((x - mx) ** 2 for x in sizes)
@@ -298,8 +310,18 @@ def fit_alpha_beta(sizes, times):
 
 
 def fit_through_origin(sizes, times):
-    slope = sum(x * y for x, y in zip(sizes, times)) / sum(x * x for x in sizes)
+    w = [1 / t ** 2 for t in times]
+    slope = sum(a * x * y for a, x, y in zip(w, sizes, times)) / sum(a * x * x for a, x in zip(w, sizes))
     return 0.0, 1 / (slope * 1e3)
+
+
+def fit_negative_latency(sizes, times):
+    w = [1 / t ** 2 for t in times]
+    sw, sx, sy = sum(w), sum(a * x for a, x in zip(w, sizes)), sum(a * y for a, y in zip(w, times))
+    slope = (sw * sum(a * x * y for a, x, y in zip(w, sizes, times)) - sx * sy) / (
+        sw * sum(a * x * x for a, x in zip(w, sizes)) - sx * sx)
+    return (sy - slope * sx) / sw, 1 / (slope * 1e3)
+
 
 
 @pytest.mark.parametrize("fn,said", [(shard_layer_all_rows, "wrong dimension")])
@@ -309,7 +331,8 @@ def test_shard_layer_check(fn, said):
     assert v.passed if said is None else (not v.passed and said in v.problem), str(v)
 
 
-@pytest.mark.parametrize("fn,said", [(fit_alpha_beta, None), (fit_through_origin, "through the origin")])
+@pytest.mark.parametrize("fn,said", [(fit_alpha_beta, None), (fit_through_origin, "through the origin"),
+                                     (fit_plain, "largest messages decide"), (fit_negative_latency, "negative latency")])
 def test_fit_alpha_beta_check(fn, said):
     from ladder_edu.labs import check_fit_alpha_beta
     v = check_fit_alpha_beta(fn)

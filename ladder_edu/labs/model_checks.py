@@ -102,37 +102,72 @@ def check_schedule(fn) -> Verdict:
     return _run_cases(fn, cases, schedule_us, wrong)
 
 
+def fit_reference(sizes_bytes, times_us) -> tuple[float, float]:
+    """(alpha_us, beta_gbps): the course's fit (``teach.costs.fit_alpha_beta``: relative error, alpha >= 0)."""
+    from ..teach.costs import fit_alpha_beta
+    alpha_s, beta = fit_alpha_beta(sizes_bytes, [t * 1e-6 for t in times_us])
+    return 1e6 * alpha_s, beta / 1e9
+
+
+def _plain_least_squares(sizes, times):
+    n = len(sizes)
+    mx, my = sum(sizes) / n, sum(times) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(sizes, times)) / sum((x - mx) ** 2 for x in sizes)
+    return my - slope * mx, 1 / (slope * 1e3)
+
+
+def _unclamped(sizes, times):
+    from ..perf.measure.timing import relative_line
+    a, slope, _ = relative_line(sizes, times)
+    return a, 1 / (slope * 1e3)
+
+
+FIT_MISTAKES = (
+    Misconception(_plain_least_squares, "a plain least-squares line: the largest messages decide it",
+                  "weight each point by 1/t (its relative error), so a 1 KB message counts as much as a 32 MB one"),
+    Misconception(_unclamped, "a negative latency", "no message costs less than nothing: when the fitted intercept "
+                  "is negative, fit the line through the origin (alpha = 0) instead"),
+    Misconception(lambda s, t: (0.0, 1e-3 * sum(x * x / y ** 2 for x, y in zip(s, t)) / sum(x / y for x, y in zip(s, t))),
+                  "your line goes through the origin", "a latency is the time of an empty message: the line's "
+                  "intercept (set to 0 only when the fit makes it negative)"),
+    Misconception(lambda s, t: (fit_reference(s, t)[0], 1 / fit_reference(s, t)[1]),
+                  "you returned the slope, not the bandwidth",
+                  "the slope is microseconds per byte; a bandwidth is bytes per second (GB/s: 1000 bytes per us)"),
+)
+
+
 def check_fit_alpha_beta(fn) -> Verdict:
     """``fn(sizes_bytes, times_us)`` -> (alpha_us, beta_gbps): the line t = alpha + bytes / beta fitted by least
-    squares to measured all-reduce times (the latency is the intercept, the bandwidth the inverse slope)."""
+    squares on the *relative* error (each point weighted by 1/t) with alpha >= 0 (a negative intercept refitted
+    through the origin): the course's fit. Checked on a gloo-like and an NVLink-like link with noise, on times with
+    a small-message floor (a CPU's), and on times whose intercept comes out negative."""
     import random
     fn2, bad = load_student(fn)
     if bad:
         return bad
     rng = random.Random(4)
-    for alpha, gbps in ((370.0, 1.4), (20.0, 150.0)):
-        sizes = [1 << k for k in range(10, 26)]
-        times = [(alpha + s / (gbps * 1e3)) * (1 + 0.02 * rng.uniform(-1, 1)) for s in sizes]
-        got, problem = call(fn2, sizes, times)
-        if problem:
-            return failed(problem)
+    sizes = [1 << k for k in range(10, 26)]
+    cases = {f"{name} link": [(alpha + s / (gbps * 1e3)) * (1 + 0.02 * rng.uniform(-1, 1)) for s in sizes]
+             for name, alpha, gbps in (("a gloo-like", 370.0, 1.4), ("an NVLink-like", 20.0, 150.0))}
+    cases["times with a floor (small messages cost 400 us)"] = [max(400.0, 50 + s / 1400) for s in sizes]
+    cases["times whose intercept is negative"] = [s / 1400 * (0.5 if s < 1 << 16 else 1.0) for s in sizes]
+
+    def close(got, want) -> bool:
         try:
             a, b = map(float, got)
         except (TypeError, ValueError):
-            return Verdict(False, f"returned {got!r}, expected (alpha_us, beta_gbps)")
-        n = len(sizes)
-        mx, my = sum(sizes) / n, sum(times) / n
-        slope = sum((x - mx) * (y - my) for x, y in zip(sizes, times)) / sum((x - mx) ** 2 for x in sizes)
-        want_a, want_b = my - slope * mx, 1 / (slope * 1e3)
-        if abs(a - want_a) <= 0.05 * want_a + 1e-6 and abs(b - want_b) <= 0.05 * want_b:
-            continue
-        if abs(b - want_b) > 0.05 * want_b and abs(b - 1 / (want_b * 1e-6)) < 0.05 / (want_b * 1e-6):
-            return Verdict(False, f"bandwidth {b:.4g}: you returned the slope, not the bandwidth",
-                           "the slope is microseconds per byte; a bandwidth is bytes per second")
-        if abs(a) < 1e-9:
-            return Verdict(False, "your line goes through the origin", "a latency is the time of an empty message: "
-                           "the line's intercept")
-        return Verdict(False, f"alpha {a:.4g} us, beta {b:.4g} GB/s; the fit gives {want_a:.4g} us, "
-                       f"{want_b:.4g} GB/s", "fit time against bytes with both a slope and an intercept; GB/s is "
-                       "1000 bytes per microsecond")
-    return Verdict(True, "checked on a gloo-like and an NVLink-like link")
+            return False
+        return abs(a - want[0]) <= 0.05 * abs(want[0]) + 0.05 and abs(b - want[1]) <= 0.05 * want[1]
+
+    for what, times in cases.items():
+        got, problem = call(fn2, sizes, times)
+        if problem:
+            return failed(problem)
+        want = fit_reference(sizes, times)
+        if not close(got, want):
+            m = diagnose(got, (sizes, times), FIT_MISTAKES, close)
+            return Verdict(False, f"{what}: you returned {got!r}; the fit gives alpha {want[0]:.4g} us, beta "
+                           f"{want[1]:.4g} GB/s" + (f" ({m.problem})" if m else ""),
+                           m.hint if m else "fit time against bytes with a slope and an intercept, each point "
+                           "weighted by 1/t; GB/s is 1000 bytes per microsecond")
+    return Verdict(True, f"checked on {len(cases)} sets of times")

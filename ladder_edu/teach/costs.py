@@ -2,7 +2,7 @@
 the noise of a benchmark.
 
 * All-reduce: time t(B) of a blocking all-reduce of B bytes on real ranks, fitted by t = alpha + B / beta (least
-  squares): alpha is what an empty message costs (latency), beta the bandwidth. A message is *latency-bound* when
+  squares on the relative error, alpha >= 0): alpha is what an empty message costs (latency), beta the bandwidth. A message is *latency-bound* when
   B / beta << alpha: a decode step's all-reduce carries batch x dim values (16 KiB for a 70B model at batch 1 in
   bfloat16), far below the crossover B* = alpha x beta.
 * Prefill against decode: a prefill runs the whole prompt (T tokens) in one forward pass and writes its keys and
@@ -24,7 +24,7 @@ from ..models.config import ModelConfig
 from ..models.model import Transformer
 from ..tp import launch
 from ..tp.parallel import TPGroup
-from ..perf.measure.timing import slowest_rank_median
+from ..perf.measure.timing import relative_line, slowest_rank_median
 from .palette import ATTN, COMM, PHASES, VARIANTS
 
 SIZES = tuple(1 << k for k in range(10, 26, 1))          # 1 KiB .. 32 MiB
@@ -59,11 +59,22 @@ def sequence_parallel_worker(tokens: int = 512, dim: int = 1024, reps: int = 7) 
 
 
 def fit_alpha_beta(sizes, seconds) -> tuple[float, float]:
-    """(alpha seconds, beta bytes/s) of the least-squares line t = alpha + B / beta."""
-    n = len(sizes)
-    mx, my = sum(sizes) / n, sum(seconds) / n
-    slope = sum((x - mx) * (y - my) for x, y in zip(sizes, seconds)) / sum((x - mx) ** 2 for x in sizes)
-    return my - slope * mx, 1.0 / slope
+    """(alpha seconds, beta bytes/s) of the line t = alpha + B / beta fitted by *relative* error (every message
+    size counts alike, 1 KiB as much as 32 MiB; plain least squares is ruled by the largest times and can give a
+    negative latency). Physical bounds: alpha >= 0 (a negative intercept is refitted through the origin) and
+    beta > 0 (a ValueError otherwise: the times do not grow with the size)."""
+    alpha, slope, _ = relative_line(sizes, seconds)
+    if alpha < 0:
+        alpha, slope, _ = relative_line(sizes, seconds, 0.0)
+    if not slope > 0:
+        raise ValueError("the all-reduce times do not grow with the message size: no bandwidth to fit; time more "
+                         "sizes or more repetitions")
+    return alpha, 1.0 / slope
+
+
+def fit_error(sizes, seconds, alpha: float, beta: float) -> float:
+    """The fitted line's mean relative error at the measured points (0.1: 10% off on average)."""
+    return sum(abs(alpha + b / beta - t) / t for b, t in zip(sizes, seconds)) / len(sizes)
 
 
 def decode_message_bytes(cfg: ModelConfig, batch: int = 1, bytes_per_value: int = 2) -> int:

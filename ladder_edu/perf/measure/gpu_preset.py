@@ -21,27 +21,8 @@ import os
 from dataclasses import replace
 
 from ...models.registry import CEILING
-from .timing import default_device, per_layer_slope
+from .timing import default_device, per_layer_slope, relative_line
 from ..model.hardware import BOUNDS, HARDWARE, MEASURED, Hardware, get_hardware
-
-
-def _line(xs, ys, intercept=None) -> tuple[float, float, float]:
-    """Fit y = a + b x minimising the squared *relative* error (weights 1/y); ``intercept`` fixes a. Returns
-    (a, b, mean relative error)."""
-    w = [1.0 / y for y in ys]
-    if intercept is None:
-        sw = sum(wi * wi for wi in w)
-        sx = sum(wi * wi * x for wi, x in zip(w, xs))
-        sy = sum(wi * wi * y for wi, y in zip(w, ys))
-        sxx = sum(wi * wi * x * x for wi, x in zip(w, xs))
-        sxy = sum(wi * wi * x * y for wi, x, y in zip(w, xs, ys))
-        b = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
-        a = (sy - b * sx) / sw
-    else:
-        a = intercept
-        b = sum(wi * wi * x * (y - a) for wi, x, y in zip(w, xs, ys)) / sum(wi * wi * x * x for wi, x in zip(w, xs))
-    err = sum(abs(a + b * x - y) / y for x, y in zip(xs, ys)) / len(xs)
-    return a, b, err
 
 
 def fit_projections(rows: list[dict], mem_gbps: float, tflops: float) -> dict:
@@ -55,9 +36,9 @@ def fit_projections(rows: list[dict], mem_gbps: float, tflops: float) -> dict:
     gemv = [r for r in uniq if r["tokens"] == 1]
     skinny = [r for r in uniq if 1 < r["tokens"] <= 64]
     big = [r for r in uniq if r["tokens"] >= 512]
-    a, b, err = _line([nbytes(r) / 1e3 for r in gemv], [r["us"] for r in gemv])       # us per kB
-    _, bs, err_s = _line([nbytes(r) / 1e3 for r in skinny], [r["us"] for r in skinny], a)
-    _, bf, err_f = _line([2 * r["out"] * r["in"] * r["tokens"] / 1e6 for r in big], [r["us"] for r in big], a)
+    a, b, err = relative_line([nbytes(r) / 1e3 for r in gemv], [r["us"] for r in gemv])       # us per kB
+    _, bs, err_s = relative_line([nbytes(r) / 1e3 for r in skinny], [r["us"] for r in skinny], a)
+    _, bf, err_f = relative_line([2 * r["out"] * r["in"] * r["tokens"] / 1e6 for r in big], [r["us"] for r in big], a)
     return {"kernel_us": a, "mem_eff": 1 / (b * mem_gbps), "skinny_eff": 1 / (bs * mem_gbps),
             "flop_eff": 1 / (bf * tflops), "mem_err": err, "skinny_err": err_s, "flop_err": err_f,
             "shapes": {"gemv": len(gemv), "skinny": len(skinny), "gemm": len(big)}}

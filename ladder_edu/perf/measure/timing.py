@@ -94,6 +94,25 @@ def per_layer_slope(a_layers: int, a_us: float, b_layers: int, b_us: float) -> t
     return slope, a_us - a_layers * slope
 
 
+def relative_line(xs, ys, intercept=None) -> tuple[float, float, float]:
+    """Fit y = a + b x minimising the squared *relative* error (weights 1/y: a point 10x smaller counts as much);
+    ``intercept`` fixes a. Returns (a, b, mean relative error of the line at the points)."""
+    w = [1.0 / y for y in ys]
+    if intercept is None:
+        sw = sum(wi * wi for wi in w)
+        sx = sum(wi * wi * x for wi, x in zip(w, xs))
+        sy = sum(wi * wi * y for wi, y in zip(w, ys))
+        sxx = sum(wi * wi * x * x for wi, x in zip(w, xs))
+        sxy = sum(wi * wi * x * y for wi, x, y in zip(w, xs, ys))
+        b = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
+        a = (sy - b * sx) / sw
+    else:
+        a = intercept
+        b = sum(wi * wi * x * (y - a) for wi, x, y in zip(w, xs, ys)) / sum(wi * wi * x * x for wi, x in zip(w, xs))
+    err = sum(abs(a + b * x - y) / y for x, y in zip(xs, ys)) / len(xs)
+    return a, b, err
+
+
 def random_fill(model: torch.nn.Module, std: float, seed: int = 0) -> torch.nn.Module:
     """A timed model's weights: every norm's weight 1, every other weight N(0, std) (the values do not change a
     step's time; norms of 1 keep activations in range)."""
