@@ -56,3 +56,15 @@ def test_course_notebooks_end_with_exercises(path):
     heads = [(i, k) for i, k in heads if k]
     assert sum(k for _, k in heads) >= 3, f"{path.name} has {sum(k for _, k in heads)} exercises"
     assert heads[0][0] > len(cells) // 2, f"{path.name}: exercises should close the notebook"
+
+
+def test_the_instructor_key_answers_every_exercise():
+    """notebooks/labs/exercise-answers.md has a section per course notebook, with one numbered answer per exercise."""
+    import re
+    key = (ROOT / "notebooks" / "labs" / "exercise-answers.md").read_text()
+    sections = dict(re.findall(r"^## (\d\d) [^\n]*\n(.*?)(?=^## |\Z)", key, flags=re.M | re.S))
+    for path in COURSE:
+        cells = json.loads(path.read_text())["cells"]
+        asked = sum("".join(c["source"]).count("### Exercise") for c in cells if c["cell_type"] == "markdown")
+        answered = len(re.findall(r"^\d+\. ", sections.get(path.stem[:2], ""), flags=re.M))
+        assert answered == asked, f"{path.name}: {asked} exercises, {answered} answers in the key"
