@@ -303,10 +303,9 @@ def fit_alpha_beta(sizes, times):
 
 
 def fit_plain(sizes, times):
-    n = len(sizes)
-    mx, my = sum(sizes) / n, sum(times) / n
-    slope = sum((x - mx) * (y - my) for x, y in zip(sizes, times)) / sum((x - mx) ** 2 for x in sizes)
-    return my - slope * mx, 1 / (slope * 1e3)
+    x, y = torch.tensor(sizes, dtype=torch.float64), torch.tensor(times, dtype=torch.float64)  # noqa: F821
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    return float(y.mean() - slope * x.mean()), float(1 / (slope * 1e3))
 
 
 def fit_through_origin(sizes, times):
