@@ -124,9 +124,9 @@ def _unclamped(sizes, times):
 
 FIT_MISTAKES = (
     Misconception(_plain_least_squares, "a plain least-squares line: the largest messages decide it",
-                  "weight each point by 1/t (its relative error), so a 1 KB message counts as much as a 32 MB one"),
+                  "weigh each point by its relative error, so that a 1 KB message counts as much as a 32 MB one"),
     Misconception(_unclamped, "a negative latency", "no message costs less than nothing: when the fitted intercept "
-                  "is negative, fit the line through the origin (alpha = 0) instead"),
+                  "is negative, fit a line with no intercept instead"),
     Misconception(lambda s, t: (0.0, 1e-3 * sum(x * x / y ** 2 for x, y in zip(s, t)) / sum(x / y for x, y in zip(s, t))),
                   "your line goes through the origin", "a latency is the time of an empty message: the line's "
                   "intercept (set to 0 only when the fit makes it negative)"),

@@ -61,6 +61,22 @@ RECIPE_STAGES = ("original", "choice", "top", "chosen", "chosen+distill")
 closed-form repair, measured by ``ladder-edu convert``, loses (docs/recovery.md)."""
 
 
+def _at_least(obj, **bounds) -> None:
+    """Raise a ValueError naming the first of ``obj``'s fields below its bound (None: not set, allowed)."""
+    for name, lo in bounds.items():
+        value = getattr(obj, name)
+        if value is not None and value < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {value}")
+
+
+def _known(names: tuple, valid: tuple, what: str) -> None:
+    """Raise a ValueError unless ``names`` is a non-empty selection from ``valid``."""
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; valid choices: "
+                         f"{', '.join(valid)}")
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """One conversion run (``recovery.convert``'s module docstring): ``choose`` layers made ladder, ``steps`` of
@@ -90,19 +106,11 @@ class ConvertOptions:
         object.__setattr__(self, "stages", tuple(self.stages))
         if self.candidates is not None:
             object.__setattr__(self, "candidates", tuple(self.candidates))
-        bad = [s for s in self.stages if s not in STAGES]
-        if bad or not self.stages:
-            raise ValueError(f"unknown stage(s) {', '.join(map(repr, bad)) or '(none given)'}; valid choices: "
-                             f"{', '.join(STAGES)}")
+        _known(self.stages, STAGES, "stage(s)")
         if self.repair_text not in REPAIR_TEXTS:
             raise ValueError(f"repair_text {self.repair_text!r}; valid choices: {', '.join(REPAIR_TEXTS)}")
-        for name, lo in (("choose", 0), ("steps", 1), ("every", 1), ("calib_blocks", 1), ("eval_blocks", 1),
-                         ("score_blocks", 1), ("chat_tokens", 1), ("seed", 0)):
-            if getattr(self, name) < lo:
-                raise ValueError(f"{name} must be >= {lo}, got {getattr(self, name)}")
-        for name in ("probe_limit", "max_prompts"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        _at_least(self, choose=0, steps=1, every=1, calib_blocks=1, eval_blocks=1, score_blocks=1, chat_tokens=1,
+                  seed=0, probe_limit=1, max_prompts=1)
         if self.prompt_source not in ("self", "templates"):
             raise ValueError(f"prompt_source {self.prompt_source!r}; valid choices: self, templates")
         if self.choose_k is not None and self.choose_k < self.choose:
@@ -143,13 +151,6 @@ class ConvertOptions:
                 [f"stages to run in {self.out}: {', '.join(todo) or 'none (all done)'}"])
 
 
-def _at_least(obj, **bounds) -> None:
-    for name, lo in bounds.items():
-        value = getattr(obj, name)
-        if value is not None and value < lo:
-            raise ValueError(f"{name} must be >= {lo}, got {value}")
-
-
 @dataclass(frozen=True)
 class RecoveryOptions:
     """The top-k comparison (``ladder-edu finetune --runs``, ``experiment.run_recovery``): the top
@@ -170,10 +171,7 @@ class RecoveryOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "runs", tuple(self.runs))
-        bad = [r for r in self.runs if r not in RUNS]
-        if bad or not self.runs:
-            raise ValueError(f"unknown run(s) {', '.join(map(repr, bad)) or '(none given)'}; valid choices: "
-                             f"{', '.join(RUNS)}")
+        _known(self.runs, RUNS, "run(s)")
         _at_least(self, ladder_layers=0, steps=1, eval_blocks=1, probe_limit=1, chat_tokens=1, max_prompts=1, seed=0)
 
 

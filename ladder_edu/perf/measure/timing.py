@@ -1,5 +1,6 @@
 """How the package times things, written once: the device, a step's timer, interleaved rounds, a compiled step's
-timings, the per-layer slope, and the random weights a timed model gets.
+timings, the lines fitted to timings (the per-layer slope, a relative-error line), and the random weights a timed
+model gets.
 
 Every comparison interleaves its candidates: round r runs them in order when r is even and in reverse when it is
 odd, so that a drift of the machine (a clock that ramps, a neighbour that starts) lands on all of them alike; the
