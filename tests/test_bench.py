@@ -9,7 +9,9 @@ def test_decode_benchmark_reports_every_variant():
     res = decode_benchmark(get_config("tiny"), 2, steps=3, rounds=2, context=8)
     assert [r.variant for r in res.rows] == ["standard", "parallel", "ladder", "upper_bound", "kraken"]
     assert all(r.samples == 6 and 0 < r.p10_ms <= r.median_ms <= r.p90_ms for r in res.rows)
-    assert res.row("standard").speedup_vs_standard == 1.0
+    assert res.row("standard").speedup_vs_standard == 1.0 and res.rounds == 2
+    assert all(r.verdict in ("faster", "slower", "not distinguishable on this machine") for r in res.rows)
+    assert len(res.readings()) == 4 and "interleaved rounds" in res.readings()[0]
     assert res.comm_share is not None and "upper_bound skips every all-reduce" in res.table()
 
 

@@ -41,10 +41,9 @@ def check_predicted_speedup(fn) -> Verdict:
 def explain_gap(predicted: float, bench) -> str:
     """The measured ladder speedup on this machine next to a prediction, with the usual reasons they differ."""
     rows = {r.variant: r.median_ms for r in bench.rows}
-    measured = rows[BASELINE] / rows["ladder"]
     share = 1 - rows.get(CEILING, rows[BASELINE]) / rows[BASELINE]
-    lines = [f"predicted ladder speedup {predicted:.2f}x, measured here {measured:.2f}x "
-             f"(communication share of a standard step here: {100 * share:.0f}%)"]
+    lines = [f"predicted ladder speedup {predicted:.2f}x; measured here: {bench.comparison('ladder').sentence()}",
+             f"communication share of a standard step here: {100 * share:.0f}%"]
     if bench.backend == "gloo":
         lines.append("on a CPU gloo's all-reduces run on threads that need the cores the compute uses, so an "
                      "all-reduce hides only where a core is free (ladder-edu overlap-probe measures it); a GPU's "

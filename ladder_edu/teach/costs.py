@@ -144,19 +144,32 @@ def plot_prefill_decode(r: dict):
     return fig
 
 
-def plot_noise(runs: list, variants=("standard", "ladder")):
-    """Each repeat of a benchmark as a dot with its p10-p90 bar, per variant: the spread to compare a difference to."""
+def plot_noise(runs: list, variant: str = "ladder", baseline: str = "standard"):
+    """Left: each round's median step of the first run, per variant, in round order (the machine drifts; the two
+    variants drift together, which is why the rounds are compared in pairs). Right: each repeat's per-round ratios
+    (small dots), their median (large dot) and its bootstrap interval (bar), against the line "no difference"."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for k, v in enumerate(variants):
-        for i, bench in enumerate(runs):
-            row = bench.row(v)
-            x = k + (i - (len(runs) - 1) / 2) * 0.08
-            ax.errorbar(x, row.median_ms, yerr=[[row.median_ms - row.p10_ms], [row.p90_ms - row.median_ms]],
-                        fmt="o", color=VARIANTS.get(v, "#333333"), capsize=3)
-    ax.set_xticks(range(len(variants)), variants)
-    ax.set_ylabel("ms per decode step")
-    ax.set_title(f"{len(runs)} repeats of the same benchmark: median and p10-p90 of each", fontsize=10)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1.2, 1]})
+    first = runs[0]
+    for v in (baseline, variant):
+        ys = first.per_round_ms[v]
+        a.plot(range(1, len(ys) + 1), ys, "o-", color=VARIANTS.get(v, "#333333"), label=v)
+    a.set_xlabel("round (variants interleaved)")
+    a.set_ylabel("median ms per decode step")
+    a.set_xticks(range(1, first.rounds + 1))
+    a.legend(fontsize=8, loc="best")
+    a.set_title("Repeat 1, round by round", fontsize=9)
+    for i, bench in enumerate(runs):
+        c = bench.comparison(variant)
+        ratios = [s / t for s, t in zip(bench.per_round_ms[baseline], bench.per_round_ms[variant])]
+        b.plot([i + 1] * len(ratios), ratios, ".", color="#999999")
+        b.errorbar(i + 1.15, c.speedup, yerr=[[c.speedup - c.lo], [c.hi - c.speedup]], fmt="o",
+                   color=VARIANTS.get(variant, "#333333"), capsize=4)
+    b.axhline(1.0, color="black", lw=0.8, ls="--")
+    b.set_xticks(range(1, len(runs) + 1), [f"repeat {i + 1}" for i in range(len(runs))])
+    b.set_xlim(0.5, len(runs) + 0.7)
+    b.set_ylabel(f"{baseline} / {variant} per round")
+    b.set_title("Paired ratios, median and 95% interval (dashed: no difference)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -5,8 +5,10 @@ different model with as many parameters per layer, see ``config.kraken_config``)
 variant's KV cache with one prefill, then times decode steps (one new token each). Rounds alternate the order of
 the variants (A B C D, then D C B A, ...) so that slow drifts of the machine hit all variants alike. Before each
 step all ranks meet at a barrier (outside the timed region); a step's time is the slowest rank's, since the next
-token exists only when every rank is done. Reported: the median over all timed steps, and the 10th-90th percentile
-spread.
+token exists only when every rank is done. Reported: the median over all timed steps and the 10th-90th percentile
+spread of each variant; each variant's speed-up over standard is read with the course's one rule for noise
+(:mod:`~ladder_edu.util.noise`: the median per-round ratio, its bootstrap interval, and "faster", "slower"
+or "not distinguishable on this machine").
 
 On a CPU, gloo's communication threads are given a real-time scheduling class where allowed (``comm_priority``,
 see ``launch.py``); the result records which one applied, since it changes the numbers a lot.
@@ -30,6 +32,7 @@ from ...models.model import DTYPES
 from ...models.spec import RunSpec
 from ...models.variants import example_tokens, run_step, variant_model
 from ...tp.parallel import TPGroup
+from ...util.noise import LEVEL, Comparison, compare, per_round
 from .timing import Timer, interleaved, sync
 
 
@@ -97,7 +100,10 @@ class VariantTiming:
     p10_ms: float
     p90_ms: float
     samples: int
-    speedup_vs_standard: float | None = None
+    speedup_vs_standard: float | None = None   # median per-round ratio standard / variant (noise.compare)
+    speedup_lo: float | None = None            # its bootstrap interval (noise.LEVEL)
+    speedup_hi: float | None = None
+    verdict: str | None = None                 # noise.FASTER, SLOWER or SAME
 
 
 @dataclass
@@ -112,6 +118,8 @@ class DecodeBenchmark:
     comm_priority: str = "normal"
     phase: str = "decode"
     compiled: str | None = None          # the torch.compile mode of the decode steps; None: eager
+    rounds: int = 1                      # interleaved rounds the samples came from (the pairs of noise.compare)
+    per_round_ms: dict[str, list[float]] = field(default_factory=dict)   # each round's median step, per variant
 
     def tokens_per_s(self, variant: str) -> float:
         """Decode: batch new tokens per step; prefill: batch x context prompt tokens per step."""
@@ -124,16 +132,32 @@ class DecodeBenchmark:
     def row(self, variant: str) -> VariantTiming:
         return next(r for r in self.rows if r.variant == variant)
 
+    def comparison(self, variant: str) -> Comparison:
+        """``variant`` against standard, read with the one noise rule (needs standard in the run)."""
+        r = self.row(variant)
+        if r.speedup_lo is None:
+            raise ValueError(f"no comparison for {variant}: the run has no {BASELINE} to compare with")
+        return Comparison(variant, BASELINE, r.speedup_vs_standard, r.speedup_lo, r.speedup_hi, self.rounds)
+
+    def readings(self) -> list[str]:
+        """One sentence per variant against standard (upper_bound included: the ceiling), printed by notebooks."""
+        return [self.comparison(r.variant).sentence() for r in self.rows
+                if r.variant != BASELINE and r.speedup_lo is not None]
+
     def table(self) -> str:
         threads = f", {self.comm_priority} comm threads" if self.backend == "gloo" else ""
         unit = "ms per prefill" if self.phase == "prefill" else "ms per token"
         how = f", compiled ({self.compiled})" if self.compiled else ""
         head = (f"{self.phase}{how}, preset {self.preset}, TP={self.tp} ({self.backend}{threads}), batch {self.batch}, "
-                f"context {self.context}: {unit} (median, p10-p90 over {self.rows[0].samples} steps)")
-        lines = [head, f"  {'variant':<12} {'median':>8} {'p10-p90':>15} {'speedup':>8}"]
+                f"context {self.context}: {unit} (median, p10-p90 over {self.rows[0].samples} steps in {self.rounds} "
+                f"rounds); speedup: median per-round ratio to standard, {100 * LEVEL:.0f}% bootstrap interval")
+        lines = [head, f"  {'variant':<12} {'median':>8} {'p10-p90':>15} {'speedup':>8} {'interval':>11}  reading"]
         for r in self.rows:
             sp = f"{r.speedup_vs_standard:.2f}x" if r.speedup_vs_standard else "-"
-            lines.append(f"  {r.variant:<12} {r.median_ms:8.3f} {r.p10_ms:7.3f}-{r.p90_ms:<7.3f} {sp:>8}")
+            ci = f"{r.speedup_lo:.2f}-{r.speedup_hi:.2f}" if r.speedup_lo is not None and r.variant != BASELINE else ""
+            verdict = r.verdict if r.variant != BASELINE and r.verdict else ""
+            lines.append(f"  {r.variant:<12} {r.median_ms:8.3f} {r.p10_ms:7.3f}-{r.p90_ms:<7.3f} {sp:>8} {ci:>11}  "
+                         f"{verdict}".rstrip())
         if self.comm_share is not None:
             lines.append(f"  communication share of a standard step (1 - upper_bound/standard): "
                          f"{100 * self.comm_share:.0f}%")
@@ -143,16 +167,19 @@ class DecodeBenchmark:
 
 def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
               times: dict[str, list[float]], comm_priority: str = "normal", phase: str = "decode",
-              compiled: str | None = None) -> DecodeBenchmark:
+              compiled: str | None = None, rounds: int = 1) -> DecodeBenchmark:
+    """The table of a run: ``times[variant]`` holds ``rounds`` equal runs of step times in round order."""
     res = DecodeBenchmark(cfg.name, tp, backend, batch, context, comm_priority=comm_priority, phase=phase,
-                          compiled=compiled)
+                          compiled=compiled, rounds=rounds)
     for v, xs in times.items():
         ms = [1e3 * x for x in xs]
         res.rows.append(VariantTiming(v, statistics.median(ms), _percentile(ms, 0.1), _percentile(ms, 0.9), len(ms)))
+        res.per_round_ms[v] = per_round(ms, rounds)
     if BASELINE in times:
         std = res.row(BASELINE).median_ms
         for r in res.rows:
-            r.speedup_vs_standard = std / r.median_ms
+            c = compare(times[BASELINE], times[r.variant], rounds, names=(r.variant, BASELINE))
+            r.speedup_vs_standard, r.speedup_lo, r.speedup_hi, r.verdict = c.speedup, c.lo, c.hi, c.verdict
         if CEILING in times:
             res.comm_share = 1 - res.row(CEILING).median_ms / std
     return res
@@ -177,4 +204,4 @@ def benchmark(spec: RunSpec, options: launch.LaunchOptions | None = None) -> Dec
     results = launch.run(decode_worker, spec.tp, spec, options=options.replace(backend=backend))
     r0 = results[0]
     return summarize(spec.cfg, spec.tp, backend, spec.batch, spec.context, r0["times"], r0["comm_priority"],
-                     spec.phase, r0["compiled"])
+                     spec.phase, r0["compiled"], spec.rounds)

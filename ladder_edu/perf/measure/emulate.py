@@ -198,4 +198,5 @@ def emulated_benchmark(spec: RunSpec, hw: Hardware, device=None):
             times = interleaved(variants, spec.rounds, spec.warmup, measure)
     finally:
         group.close()
-    return summarize(cfg, tp, f"1 device, all-reduces MODELED as {hw.name}", batch, context, times, "n/a", phase)
+    return summarize(cfg, tp, f"1 device, all-reduces MODELED as {hw.name}", batch, context, times, "n/a", phase,
+                     rounds=spec.rounds)

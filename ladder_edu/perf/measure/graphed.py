@@ -136,7 +136,7 @@ def graphed_benchmark(spec: RunSpec, hw: Hardware, device=None) -> GraphedRank:
     finally:
         group.close()
     bench = summarize(cfg, tp, f"1 GPU, CUDA graph, all-reduces MODELED as {hw.name}", batch, context, times,
-                      "n/a", "decode", compiled="CUDA graph of the eager step")
+                      "n/a", "decode", compiled="CUDA graph of the eager step", rounds=spec.rounds)
     predicted = {v: 1e3 * forward_time(v, Deployment(cfg, hw, tp, batch), 1, cache) for v in variants}
     return GraphedRank(bench, predicted, 1e3 * comm.get(BASELINE, max(comm.values())), 1e3 * streamed_bytes(base) / (hw.mem_gbps * 1e9),
                        torch.cuda.get_device_name(dev), hw.name, schedules)

@@ -12,6 +12,7 @@ import statistics
 
 import torch
 
+from ...util.noise import compare
 from .timing import Timer, interleaved
 
 
@@ -52,7 +53,9 @@ def decode_vs_transformers(cfg, state, prompt_tokens: int = 32, new_tokens: int 
            for name, xs in rates.items()}
     out.update(same_tokens=bool(torch.equal(tokens["ours"], tokens["transformers"])), threads=threads,
                prompt_tokens=prompt_tokens, new_tokens=new_tokens, model=cfg.name)
-    out["ratio"] = out["ours"]["tokens_per_s"] / out["transformers"]["tokens_per_s"]
+    c = compare(rates["transformers"], rates["ours"], rounds, names=("ladder_edu", "transformers"),
+                higher_is_faster=True)
+    out.update(ratio=c.speedup, ratio_lo=c.lo, ratio_hi=c.hi, reading=c.sentence())
     return out
 
 
@@ -63,5 +66,5 @@ def table(res: dict) -> str:
         r = res[name]
         label = "ladder_edu" if name == "ours" else "transformers LlamaForCausalLM"
         lines.append(f"  {label:<30} {r['tokens_per_s']:7.2f} tokens/s (range {r['min']:.2f}-{r['max']:.2f})")
-    lines.append(f"  ratio {res['ratio']:.3f}; same tokens: {res['same_tokens']}")
+    lines.append(f"  {res['reading']}; same tokens: {res['same_tokens']}")
     return "\n".join(lines)
