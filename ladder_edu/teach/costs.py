@@ -116,13 +116,15 @@ def plot_allreduce(sweep: dict, fit: tuple[float, float], nccl: dict | None = No
               label=f"fit: alpha {1e6 * alpha:.0f} us, beta {beta / 1e9:.2f} GB/s")
     if nccl:
         ax.loglog(sizes, [1e6 * nccl[s] for s in sizes], "--", color=ATTN, label="NCCL's model, 8 H100s on NVLink")
+    if alpha > 0:
+        ax.axvline(alpha * beta, color=COMM, lw=0.8, ls="-.", alpha=0.6,
+                   label=f"crossover alpha x beta = {alpha * beta / 1024:.0f} KiB")
     if decode_bytes:
-        ax.axvline(decode_bytes, color="#333333", lw=0.8, ls=":")
-        ax.text(decode_bytes * 1.1, ax.get_ylim()[0] * 1.5, "a 70B decode\nall-reduce (batch 1)", fontsize=8)
+        ax.axvline(decode_bytes, color="#333333", lw=0.8, ls=":", label="a 70B decode all-reduce (batch 1)")
     ax.set_xlabel("bytes per all-reduce")
     ax.set_ylabel("microseconds")
     ax.set_title("What an all-reduce costs: latency-bound on the left, bandwidth-bound on the right", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -178,13 +180,14 @@ def plot_sequence_parallel(r: dict):
     """Left: the data flow of one module under TP and under sequence parallelism. Right: the measured times."""
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1.6, 1]})
-    steps = [("TP", ["norm (all tokens)", "column-parallel", "row-parallel", "ALL-REDUCE", "residual (all tokens)"]),
-             ("TP + SP", ["norm (tokens/n)", "ALL-GATHER", "column-parallel", "row-parallel", "REDUCE-SCATTER",
-                          "residual (tokens/n)"])]
+    steps = [("TP", ["norm\n(all tokens)", "column-\nparallel", "row-\nparallel", "ALL-\nREDUCE",
+                     "residual\n(all tokens)"]),
+             ("TP + SP", ["norm\n(tokens/n)", "ALL-\nGATHER", "column-\nparallel", "row-\nparallel", "REDUCE-\nSCATTER",
+                          "residual\n(tokens/n)"])]
     for y, (name, boxes) in zip((1, 0), steps):
         for x, box in enumerate(boxes):
             comm = box.isupper()
-            a.text(x * 1.6, y, box.lower() if comm else box, ha="center", va="center", fontsize=7.5,
+            a.text(x * 1.6, y, box.lower() if comm else box, ha="center", va="center", fontsize=8,
                    bbox=dict(boxstyle="round", fc=COMM if comm else "#EEEEEE", ec="black", lw=0.5,
                              alpha=0.8 if comm else 1))
         a.text(-1.4, y, name, ha="right", va="center", fontsize=9, weight="bold")
@@ -196,7 +199,8 @@ def plot_sequence_parallel(r: dict):
     vals = [r["all_reduce_s"], r["reduce_scatter_s"], r["all_gather_s"], r["reduce_scatter_s"] + r["all_gather_s"]]
     b.bar(names, [1e3 * v for v in vals], color=[COMM, COMM, COMM, "#DD8452"], edgecolor="black", lw=0.4)
     b.set_ylabel("ms (median, slowest rank)")
-    b.set_title(f"Measured here: {r['bytes'] / 2 ** 20:.0f} MiB per module", fontsize=9)
+    b.set_title(f"Measured here: {r['bytes'] / 2 ** 20:.0f} MiB per module \n(orange: the two SP "
+                f"collectives added up)", fontsize=9)
     b.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     return fig

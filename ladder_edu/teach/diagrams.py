@@ -8,7 +8,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 from ..perf.model.critical_path import simulate, total_time
 from ..models.registry import BENCH_VARIANTS
 
-from .palette import MODULES as KIND_COLORS, RANKS as RANK_COLORS, VARIANTS
+from .palette import LABELS, MODULES as KIND_COLORS, RANKS as RANK_COLORS, VARIANTS
 
 
 def _matrix(ax, x, y, rows, cols, label, split=None, tp=1, cell=0.35):
@@ -99,11 +99,15 @@ def draw_schedule(variants=BENCH_VARIANTS, n_layers: int = 3,
                   t_attn: float = 1.0, t_mlp: float = 1.0, t_comm: float = 0.8):
     """Idealised Gantt chart, one compute lane and one communication lane per variant, on one time axis."""
     fig, ax = plt.subplots(figsize=(11, 0.9 * 2 * len(variants) + 0.6))
-    yticks, ylabels = [], []
+    yticks, ylabels, used = [], [], {}
     for k, v in enumerate(variants):
         events = simulate(v, n_layers, t_attn, t_mlp, t_comm)
         base = (len(variants) - 1 - k) * 2.4
+        if not any(e.lane != "compute" for e in events):
+            ax.text(0.1, base + 0.4, "no all-reduce (the ceiling: communication skipped)", va="center", fontsize=8,
+                    color="#666666")
         for e in events:
+            used[e.kind] = KIND_COLORS[e.kind]
             y = base + (1.0 if e.lane == "compute" else 0.0)
             ax.broken_barh([(e.start, e.end - e.start)], (y, 0.8), facecolors=KIND_COLORS[e.kind],
                            edgecolor="white")
@@ -112,11 +116,11 @@ def draw_schedule(variants=BENCH_VARIANTS, n_layers: int = 3,
         ylabels += [f"{v}  comm", f"{v}  compute"]
     ax.set_yticks(yticks, ylabels)
     ax.set_xlabel("time (units of one module's compute)")
-    handles = [Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLORS.values()]
-    ax.legend(handles, list(KIND_COLORS), loc="upper right", ncol=4, fontsize=8)
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in used.values()]
+    fig.legend(handles, [LABELS[k] for k in used], loc="lower center", ncol=len(used), fontsize=8, frameon=False)
     ax.set_title(f"Idealised schedule: {n_layers} layers, attention {t_attn:g}, MLP {t_mlp:g}, all-reduce "
                  f"{t_comm:g}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -167,6 +171,8 @@ def plot_compiled_overlap(overlaps: dict[str, list[int]]):
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9, labelpad=12)
         ax.set_ylim(0, max(1, *counts) + 1)
     axes[-1, 0].set_xlabel("all-reduce, in program order (red x: no compute overlaps it)")
-    axes[0, 0].set_title("compiled decode: matmuls that run while each all-reduce is in flight", fontsize=10)
+    axes[0, 0].set_title("compiled decode, in the generated code: matmuls issued between\neach "
+                         "all-reduce's start and its wait", fontsize=10)
+    fig.supylabel("matmuls (a static count)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -13,6 +13,10 @@ COMM, WAIT, START, HIDDEN = "#C44E52", "#BBBBBB", "#E5AE38", "#EEAAAA"
 MODULES = {"attn": ATTN, "mlp": MLP, "attn+mlp": PARALLEL, "lm_head": LM_HEAD, "conj": LM_HEAD, "compute": ATTN,
            "allreduce": COMM, "wait": WAIT, "start": START}
 """Timeline and schedule colours, by interval kind."""
+LABELS = {"attn": "attention", "mlp": "MLP", "attn+mlp": "parallel block (attention + MLP)", "lm_head": "LM head",
+          "conj": "Kraken's joining linear (conj)", "compute": "other compute", "allreduce": "all-reduce",
+          "wait": "waiting for an all-reduce", "start": "starting an all-reduce"}
+"""What a legend calls each interval kind."""
 
 VARIANTS = {name: v.color for name, v in REGISTRY.items()}
 """Bar and line colours, by variant (``models.registry``: the parallel block's is PARALLEL, its module's colour)."""

@@ -3,6 +3,7 @@ next to a measurement on this machine."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 
 from ..perf.model.hardware import Hardware
 from ..models.registry import BASELINE, CEILING
@@ -27,14 +28,25 @@ def plot_validation(report: dict, cv: dict | None = None):
                        edgecolors=color)
     lo, hi = 0.98, 1.75
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
-    ax.fill_between([lo, hi], [lo - 0.05, hi - 0.05], [lo + 0.05, hi + 0.05], color="#EEEEEE")
+    ax.fill_between([lo, hi], [lo - 0.05, hi - 0.05], [lo + 0.05, hi + 0.05], color="#EEEEEE", zorder=0)
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("paper: speedup over standard (tokens/s)")
     ax.set_ylabel("model")
-    extra = f"; open: left out of the fit (batch CV, MAE {cv['leave_one_batch_out_mae']:.3f})" if cv else ""
-    ax.set_title(f"Llama-3-70B, 8x H100; blue NVLink, red no P2P; o ladder, s parallel, ^ upper bound\n"
-                 f"filled: fitted on the whole table (MAE {report['speedup_mae']:.3f}){extra}", fontsize=8)
+    from matplotlib.lines import Line2D
+    keys = [Line2D([], [], ls="none", marker=MARKERS[v], color="#555555", label=v)
+            for v in ("ladder", "parallel", "upper_bound")]
+    keys += [Line2D([], [], ls="none", marker="s", color=c, label=n)
+             for c, n in (("#4C72B0", "NVLink"), ("#C44E52", "no NVLink (no P2P)"))]
+    keys.append(Line2D([], [], ls="none", marker="o", color="#555555", label="fitted on the whole table"))
+    if cv:
+        keys.append(Line2D([], [], ls="none", marker="o", mfc="none", color="#555555",
+                           label=f"left out of the fit (batch CV, MAE {cv['leave_one_batch_out_mae']:.3f})"))
+    keys.append(Patch(color="#EEEEEE", label="within 0.05 of the paper"))
+    ax.legend(handles=keys, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    ax.set_title(f"Llama-3-70B on 8 H100s: model against paper\n(in-sample MAE {report['speedup_mae']:.3f})",
+                 fontsize=9)
+    fig.set_size_inches(8.4, 5)
     fig.tight_layout()
     return fig
 
@@ -49,10 +61,11 @@ def plot_breakdown(parts: dict[str, dict], title: str = "", ax=None):
     bottom = [0.0] * len(names)
     for key, color in colors.items():
         vals = [1e3 * max(0.0, parts[v][key]) for v in names]
-        ax.bar(names, vals, bottom=bottom, color=color, label=key, edgecolor="black", lw=0.4)
+        ax.bar(range(len(names)), vals, 0.6, bottom=bottom, color=color, label=key, edgecolor="black", lw=0.4)
         bottom = [b + x for b, x in zip(bottom, vals)]
     hidden = [1e3 * max(0.0, parts[v]["hidden communication"]) for v in names]
-    ax.bar([i + 0.42 for i in range(len(names))], hidden, width=0.12, color=HIDDEN, hatch="//",
+    ax.set_xticks(range(len(names)), names)
+    ax.bar([i + 0.39 for i in range(len(names))], hidden, width=0.14, color=HIDDEN, hatch="//",
            edgecolor="black", lw=0.4, label="hidden communication (under compute)")
     ax.set_ylabel("ms per decode step")
     ax.set_title(title, fontsize=9)
@@ -67,8 +80,8 @@ def plot_sweep(grid: dict, batch: int = 1, variant: str = "ladder"):
     hws = list(dict.fromkeys(k[0] for k in grid))
     models = list(dict.fromkeys(k[1] for k in grid))
     tps = sorted({k[2] for k in grid})
-    fig, axes = plt.subplots(1, len(hws), figsize=(4.2 * len(hws), 3.6), squeeze=False)
-    for ax, h in zip(axes[0], hws):
+    fig, axes = plt.subplots(1, len(hws), figsize=(4.2 * len(hws) + 1.4, 3.6), squeeze=False, sharey=True)
+    for n, (ax, h) in enumerate(zip(axes[0], hws)):
         data = [[grid[h, m, t] if grid[h, m, t] else math.nan for t in tps] for m in models]
         im = ax.imshow(data, cmap="viridis", vmin=1.0, vmax=2.0, aspect="auto")
         for i, row in enumerate(data):
@@ -77,10 +90,13 @@ def plot_sweep(grid: dict, batch: int = 1, variant: str = "ladder"):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 1.6 else "black",
                             fontsize=8)
         ax.set_xticks(range(len(tps)), [f"TP {t}" for t in tps])
-        ax.set_yticks(range(len(models)), models)
+        if n == 0:
+            ax.set_yticks(range(len(models)), models)
+        ax.tick_params(axis="y", labelleft=n == 0)
         ax.set_title(h, fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), label=f"{variant} speedup (tokens/s)")
-    fig.suptitle(f"{variant} vs standard, batch {batch} (TP 16 spans 2 nodes)", fontsize=9)
+    fig.suptitle(f"{variant} vs standard, batch {batch} (TP 16 spans 2 nodes; blank: TP cannot shard "
+                 f"that model)", fontsize=9)
     return fig
 
 
@@ -89,14 +105,15 @@ def plot_prediction(cfg, hw: Hardware, tp: int, batch: int, ax=None):
     pred = predict(cfg, hw, tp, batch)
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     names = list(pred)
-    ax.bar(names, [pred[v].speedup_vs_standard for v in names], color=[VARIANT_COLORS[v] for v in names],
-           edgecolor="black")
+    ax.bar(names, [pred[v].speedup_vs_standard - 1 for v in names], bottom=1.0,
+           color=[VARIANT_COLORS[v] for v in names], edgecolor="black")
+    ax.axhline(1.0, color="black", lw=0.8)
     for i, v in enumerate(names):
         ax.text(i, pred[v].speedup_vs_standard + 0.01, f"{pred[v].speedup_vs_standard:.2f}x", ha="center",
                 fontsize=9)
     share = 1 - pred[CEILING].decode_s / pred[BASELINE].decode_s
     ax.set_ylim(0.8, max(1.2, 1.1 * max(p.speedup_vs_standard for p in pred.values())))
-    ax.set_ylabel("speedup over standard")
+    ax.set_ylabel("speedup over standard\n(bars from 1.0: the gain)")
     ax.set_title(f"{cfg.name}, TP={tp}, batch {batch}, {hw.name}: communication {100 * share:.0f}% of a "
                  f"standard decode step", fontsize=9)
     return ax.figure
@@ -122,17 +139,17 @@ def model_vs_measured(bench, cfg, hw: Hardware) -> str:
 
 def plot_model_vs_measured(bench, cfg, hw: Hardware):
     """Measured decode ms/token (bars, p10-p90 whiskers) with the calibrated model's prediction (black marks)."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
     names = [r.variant for r in bench.rows]
     ax.bar(names, [r.median_ms for r in bench.rows], color=[VARIANT_COLORS[v] for v in names], edgecolor="black",
            yerr=[[r.median_ms - r.p10_ms for r in bench.rows], [r.p90_ms - r.median_ms for r in bench.rows]],
            capsize=4, label="measured")
     model = list(modelled_ms(bench, cfg, hw).values())
-    ax.scatter(names, model, marker="_", s=900, color="black", linewidths=3, label="model", zorder=3)
+    ax.scatter(names, model, marker="D", s=40, color="black", label="calibrated model", zorder=3)
     ax.set_ylabel("ms per decoded token")
     ax.set_title(f"this machine: {cfg.name}, TP={bench.tp} ({bench.backend}), measured vs calibrated model",
                  fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -11,6 +11,8 @@ def plot_ladder_sweep(ks: list[int], ppls: list[float], n_layers: int):
     """Held-out perplexity after converting the top k layers to ladder, without any training."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
     ax.plot(ks, ppls, "o-", color=RUN_COLORS["converted"])
+    ax.set_xticks(ks)
+    ax.set_title("Converted, not trained: held-out perplexity", fontsize=9)
     ax.set_yscale("log")
     ax.set_xlabel(f"top k of {n_layers} layers made ladder (no training)")
     ax.set_ylabel("held-out perplexity (log scale)")
@@ -20,15 +22,17 @@ def plot_ladder_sweep(ks: list[int], ppls: list[float], n_layers: int):
 
 
 def plot_from_scratch(result: dict):
-    """Validation perplexity of each architecture trained from scratch: one dot per seed, a bar at the mean."""
+    """Validation perplexity of each architecture trained from scratch: one dot per seed, a dash at the mean (no
+    bars: the axis does not start at zero, so a bar's length would mean nothing)."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for i, (arch, r) in enumerate(result["archs"].items()):
-        ax.bar(i, r["mean_ppl"], color="#DDDDDD", edgecolor="black")
-        ax.plot([i] * len(r["ppl"]), r["ppl"], "o", color="black")
+        ax.plot([i - 0.2, i + 0.2], [r["mean_ppl"]] * 2, color="black", lw=2, label="mean" if i == 0 else None)
+        ax.plot([i] * len(r["ppl"]), r["ppl"], "o", color="#777777", label="one seed" if i == 0 else None)
     ax.set_xticks(range(len(result["archs"])), list(result["archs"]))
-    lo = min(min(r["ppl"]) for r in result["archs"].values())
-    ax.set_ylim(lo * 0.9, None)
+    ax.set_xlim(-0.6, len(result["archs"]) - 0.4)
     ax.set_ylabel("validation perplexity (bytes)")
+    ax.set_title("Trained from scratch: compare the gaps with the spread between seeds", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -64,9 +68,10 @@ def plot_layer_costs(result: dict):
     top = set(range(n - k, n))
     fig, ax = plt.subplots(figsize=(7.2, 3.4))
     for j, v in sorted(scores.items()):
-        ax.bar(j, v, color=RUN_COLORS["distill"] if j in chosen else "#DDDDDD",
-               edgecolor=RUN_COLORS["converted"] if j in top else "none", lw=1.2)
+        ax.scatter(j, v, s=60, marker="s", color=RUN_COLORS["distill"] if j in chosen else "#DDDDDD",
+                   edgecolors=RUN_COLORS["converted"] if j in top else "#999999", linewidths=1.4)
     ax.set_yscale("log")
+    ax.set_xticks(range(0, n, 2))
     ax.set_xlabel("layer converted alone")
     ax.set_ylabel("KL to the original (nats/token)")
     ax.set_title(f"filled: the {len(chosen)} layers chosen greedily; red outline: the top {k}", fontsize=9)
@@ -89,9 +94,9 @@ def plot_chosen_frontier(result: dict, key: str = "llama-3-8b TP8 b1"):
         if pts:
             ax.scatter([x for x, _, _ in pts], [y for _, y, _ in pts], s=45, label=label, **style)
     for p in result["points"]:
-        ax.annotate(f"k={p['k']}", (p["predicted"][key], 0.02), fontsize=7, ha="center")
+        ax.annotate(f"k={p['k']}", (p["predicted"][key], -0.1), fontsize=7, ha="center")
     ax.axhline(48 / 50, color="black", lw=0.6, ls="--")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(-0.14, 1.05)
     ax.set_xlabel(f"predicted tokens/s speed-up over standard ({key.replace(' b', ', batch ')}, H100 NVLink)")
     ax.set_ylabel("probe answers kept (vs the original)")
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 0.06))

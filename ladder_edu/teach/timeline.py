@@ -70,7 +70,8 @@ def draw_timeline(traces: dict[str, list[str]], step: int = -1, layers: tuple[in
                                                          "all-reduce (comm lane)"],
               loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=7, fontsize=8, frameon=False)
     what = f"layers {layers[0]}-{layers[1]}" if layers else "one step"
-    ax.set_title(title or f"Timeline of {what}, every rank drawn: main thread (compute, start, wait) and "
-                          f"communication lane; white = neither", fontsize=10)
+    ax.set_title(title or f"Timeline of {what}, every rank drawn: main thread (compute, start, wait; white = "
+                          f"neither) and communication lane\n(an all-reduce's bar runs from its start on that rank "
+                          f"to its end there: waiting for a slower rank to join is part of it)", fontsize=10)
     fig.tight_layout()
     return fig
