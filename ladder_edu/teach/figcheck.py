@@ -1,6 +1,6 @@
 """Does a figure hide its data? Checks on a drawn matplotlib figure, from every artist's window extent.
 
-After ``fig.canvas.draw()`` every artist knows the box it occupies on the canvas (``get_window_extent``), in
+After a draw of the figure every artist knows the box it occupies on the canvas (``get_window_extent``), in
 pixels. A figure is readable when:
 
 - no two text labels overlap (titles, axis and tick labels, annotations, legend entries, labels on bars);
