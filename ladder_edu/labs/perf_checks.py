@@ -28,7 +28,7 @@ def check_predicted_speedup(fn) -> Verdict:
         want = reference_speedup(model, gpu, tp, batch)
         if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
             p = predict(get_config(model), get_hardware(gpu), tp, batch)
-            hint = "return predict(...)['ladder'].speedup_vs_standard"
+            hint = "the performance model predicts each variant's tokens/s; a speedup compares two of them"
             if isinstance(got, (int, float)) and abs(got - p["ladder"].tokens_per_s) < 1e-6:
                 hint = "that is ladder's tokens/s; the speedup is relative to the standard model"
             elif isinstance(got, (int, float)) and abs(got - reference_speedup(model, gpu, tp, 1)) < 1e-6:

@@ -124,9 +124,9 @@ def format_probe(result: dict, modules: int = 16) -> str:
     lines = [f"overlap probe ({result['comm_priority']} comm threads): ms, median of the slowest rank; speedup: "
              f"median per-iteration ratio blocking / lagged, {100 * LEVEL:.0f}% bootstrap interval",
              f"  {'matvecs':>7} {'compute':>8} {'allreduce':>9} {'done during':>11} {f'{modules}x blocking':>12} "
-             f"{f'{modules}x lagged':>11} {'speedup':>8} {'interval':>10}  reading"]
+             f"{f'{modules}x lagged':>11} {'speedup':>8} {'interval':>11}  reading"]
     for r in result["rows"]:
         lines.append(f"  {r.matvecs:7d} {r.compute_ms:8.3f} {r.allreduce_ms:9.3f} {r.done_during_compute:10.0%} "
                      f"{r.blocking_ms:12.2f} {r.lagged_ms:11.2f} {r.lagged_speedup:7.2f}x "
-                     f"{r.speedup_lo:.2f}-{r.speedup_hi:.2f}  {r.comparison.verdict}")
+                     f"{r.speedup_lo:.3f}-{r.speedup_hi:.3f}  {r.comparison.verdict}")
     return "\n".join(lines)

@@ -227,10 +227,15 @@ class Conversion:
                         chat_mask=self.chat_mask)
 
 
+def labels(result: dict) -> dict[str, str]:
+    """What the table calls each row of a run."""
+    return {**{n: label.format(k=result["k"]) for n, label in MEASURED.items()},
+            **{n: stage.label for n, stage in TRAINED.items()}}
+
+
 def table(result: dict) -> str:
     """One line per measured model: perplexities, generation score, probe."""
-    names = {**{n: label.format(k=result["k"]) for n, label in MEASURED.items()},
-             **{n: stage.label for n, stage in TRAINED.items()}}
+    names = labels(result)
     ood = result.get("texts", {}).get("ood", "out-of-domain").split()[-1]
     lines = [f"{'model':<32} {'pydoc ppl':>9} {ood + ' ppl':>11} {'gen KL':>7} {'probe':>7}"]
     for key, r in result.get("rows", {}).items():
@@ -239,6 +244,16 @@ def table(result: dict) -> str:
     if "chosen" in result:
         lines.append(f"chosen layers: {','.join(map(str, result['chosen']))}")
     return "\n".join(lines)
+
+
+def reading(result: dict, a: str, b: str) -> str:
+    """One line comparing two rows of the table (``a`` against ``b``), for a notebook to print beside its prose."""
+    names = labels(result)
+    ra, rb = result["rows"][a], result["rows"][b]
+    return (f"{names.get(a, a)} against {names.get(b, b)}: pydoc perplexity {ra['ppl']:.2f} against {rb['ppl']:.2f}, "
+            f"out of domain {ra['ood_ppl']:.2f} against {rb['ood_ppl']:.2f} ({100 * (ra['ood_ppl'] / rb['ood_ppl'] - 1):+.0f}%), "
+            f"gen KL {ra['gen_kl']:.3f} against {rb['gen_kl']:.3f}, probe {ra['probe_correct']} against "
+            f"{rb['probe_correct']} of {ra['probe_total']}")
 
 
 def reuse_choice(choice_from: str, out_dir: str, k: int) -> None:

@@ -41,8 +41,10 @@ def draw_sharding(tp: int = 2):
                  "RowParallelLinear: rank r owns rows of A and the matching\ncolumns of X; Y = sum of partial "
                  "sums = AllReduce")
         ax.set_title(title, fontsize=10)
-    handles = [Rectangle((0, 0), 1, 1, color=RANK_COLORS[r]) for r in range(tp)]
-    fig.legend(handles, [f"rank {r}" for r in range(tp)] + [], loc="lower center", ncol=tp + 1, frameon=False)
+    handles = [Rectangle((0, 0), 1, 1, color=RANK_COLORS[r]) for r in range(tp)] + [Rectangle((0, 0), 1, 1,
+                                                                                           color="#DDDDDD")]
+    fig.legend(handles, [f"rank {r}" for r in range(tp)] + ["whole (every rank holds all of it)"],
+               loc="lower center", ncol=tp + 1, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
@@ -86,7 +88,7 @@ def draw_dataflow(archs=("standard", "parallel", "ladder"), n_layers: int = 2):
                                           linestyle="--" if stale else "-"))
             ax.add_artist(FancyArrowPatch((cx + step * 0.2, 0.9), ((i + 1) * step, 0.05), arrowstyle="-|>",
                                           mutation_scale=12, color="gray"))
-            ax.text(cx + step * 0.33, 0.45, "AR", fontsize=8, color="gray")
+            ax.text((i + 0.95) * step, 0.55, "AR", fontsize=7, color="gray", ha="left")
         label = {"standard": "standard: module i reads r_(i-1), which needs AllReduce(i-1) first",
                  "parallel": "parallel block: attention and MLP read the same r, one AllReduce per layer",
                  "ladder": "ladder: module i reads r_(i-2) (red dashed), so AllReduce(i-1) overlaps module i"}

@@ -35,7 +35,7 @@ def plot_validation(report: dict, cv: dict | None = None):
     ax.set_ylabel("model")
     from matplotlib.lines import Line2D
     keys = [Line2D([], [], ls="none", marker=MARKERS[v], color="#555555", label=v)
-            for v in ("ladder", "parallel", "upper_bound")]
+            for v in dict.fromkeys(r["variant"] for r in report["rows"])]
     keys += [Line2D([], [], ls="none", marker="s", color=c, label=n)
              for c, n in (("#4C72B0", "NVLink"), ("#C44E52", "no NVLink (no P2P)"))]
     keys.append(Line2D([], [], ls="none", marker="o", color="#555555", label="fitted on the whole table"))

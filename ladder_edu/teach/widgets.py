@@ -81,7 +81,9 @@ def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
             out.clear_output(wait=True)
             cfg = PRESETS[model_w.value]
             tp = tp_w.value if tp_w.value in cfg.valid_tp_degrees() else max(cfg.valid_tp_degrees())
-            hw = base.with_(link_gbps=bw_w.value, comm_us=lat_w.value, name=f"{hardware} (edited)")
+            edited = (bw_w.value, lat_w.value) != (base.link_gbps, base.eff.comm_us)
+            hw = base.with_(link_gbps=bw_w.value, comm_us=lat_w.value,
+                            name=f"{hardware} (edited)" if edited else hardware)
             box.show(plot_prediction(cfg, hw, tp, batch_w.value))
 
     for w in (model_w, tp_w, batch_w, bw_w, lat_w):

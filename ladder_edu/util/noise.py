@@ -45,7 +45,7 @@ class Comparison:
 
     def sentence(self) -> str:
         """One line a notebook prints; never typed into markdown, so a rerun that changes the numbers changes it."""
-        ci = f"{100 * LEVEL:.0f}% interval {self.lo:.2f}-{self.hi:.2f}x over {self.rounds} interleaved rounds"
+        ci = f"{100 * LEVEL:.0f}% interval {self.lo:.3f}-{self.hi:.3f}x over {self.rounds} interleaved rounds"
         if self.verdict == SAME:
             return f"{self.variant} vs {self.baseline}: {self.speedup:.2f}x, {SAME} ({ci})"
         return f"{self.variant} is {self.verdict} than {self.baseline}: {self.speedup:.2f}x ({ci})"

@@ -154,7 +154,7 @@ class DecodeBenchmark:
         lines = [head, f"  {'variant':<12} {'median':>8} {'p10-p90':>15} {'speedup':>8} {'interval':>11}  reading"]
         for r in self.rows:
             sp = f"{r.speedup_vs_standard:.2f}x" if r.speedup_vs_standard else "-"
-            ci = f"{r.speedup_lo:.2f}-{r.speedup_hi:.2f}" if r.speedup_lo is not None and r.variant != BASELINE else ""
+            ci = f"{r.speedup_lo:.3f}-{r.speedup_hi:.3f}" if r.speedup_lo is not None and r.variant != BASELINE else ""
             verdict = r.verdict if r.variant != BASELINE and r.verdict else ""
             lines.append(f"  {r.variant:<12} {r.median_ms:8.3f} {r.p10_ms:7.3f}-{r.p90_ms:<7.3f} {sp:>8} {ci:>11}  "
                          f"{verdict}".rstrip())

@@ -111,6 +111,26 @@ class Hardware:
 EFF_FIELDS = tuple(f.name for f in fields(Efficiency))
 MEASURED = ("mem_eff", "skinny_eff", "flop_eff", "kernel_us", "small_us")
 """Measured on a GPU (``ladder-edu calibrate-gpu``); the other fields are fitted (``perf.model.fit.PARAMS``)."""
+MEANING = {
+    "mem_eff": "fraction of the HBM (GPU memory) peak bandwidth a one-token matmul streams weights at",
+    "skinny_eff": "the same for a matmul of 4-64 tokens (tiles sized for more rows waste bandwidth)",
+    "flop_eff": "fraction of the tensor cores' peak FLOP/s a prefill matmul of 1024 tokens reaches",
+    "kernel_us": "fixed cost of one matmul kernel in a CUDA graph, microseconds (launch slot, ramp, tail)",
+    "small_us": "fixed cost of any other kernel (norm, rotary, SiLU, cache write, attention), microseconds",
+    "comm_us": "extra cost per all-reduce beyond NCCL's own latency, microseconds (launch, copy, ranks arriving late)",
+    "interference": "how much slower compute runs while an NCCL all-reduce runs beside it",
+    "shm_interference": "the same when the all-reduce goes through host memory (no NVLink peer-to-peer)",
+    "shm_hop_us": "latency of one step of the ring through host memory, microseconds (no NVLink peer-to-peer)",
+}
+"""Each constant of :class:`Efficiency` in words (what notebook 04 and ``predict --validate`` print beside it)."""
+
+
+def describe_constants(values: dict[str, float]) -> str:
+    """One line per constant: its value, measured or fitted, and what it means physically."""
+    return "\n".join(f"  {k:17s} {v:7.3f}  {'measured on an H100' if k in MEASURED else 'fitted to the paper':20s} "
+                     f"{MEANING[k]}" for k, v in values.items())
+
+
 WHAT_IF_FIELDS = ("mem_gbps", "tflops", "link_gbps", "gpus_per_node") + EFF_FIELDS
 
 
