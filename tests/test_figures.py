@@ -90,7 +90,8 @@ def figures(traces):
         "plot_gpu_measurements": lambda: perfplots.plot_gpu_measurements(
             gpu["projections"]["rows"], compiled_step_comparison(gpu["steps"]["rows"], h100), h100),
         "plot_ladder_sweep": lambda: recoveryplots.plot_ladder_sweep([0, 4, 8, 12, 15, 20],
-                                                                     [17.0, 18.5, 21.0, 30.0, 47.0, 120.0], 30),
+                                                                     [17.0, 18.5, 21.0, 30.0, 47.0, 120.0], 30,
+                                                                     [1.0, 1.045, 1.107, 1.162, 1.207, 1.291]),
         "plot_from_scratch": lambda: recoveryplots.plot_from_scratch(
             {"archs": {a: {"mean_ppl": m, "ppl": [m - 0.2, m + 0.2]} for a, m in
                        (("standard", 4.49), ("parallel", 4.55), ("ladder", 4.69), ("kraken", 4.6))}}),

@@ -1,6 +1,7 @@
 """The labs in nbgrader's format, graded by the real nbgrader: the release has no solution code, the source gets
 full marks, a planted wrong submission gets less, and its feedback carries the check's message."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -118,3 +119,4 @@ def test_autograde_gives_the_source_full_marks_and_a_wrong_submission_less_with_
         assert 0 < planted.code_score < planted.max_code_score
     feedback = (course / "feedback" / "planted" / LAB / f"{LAB}.html").read_text()
     assert "waits for every all-reduce before the next module" in feedback
+    assert "cdnjs" not in feedback and not re.search(r"<script[^>]*src=[^>]*mathjax", feedback, re.I)   # offline
