@@ -75,7 +75,8 @@ def figures(traces):
             {"bytes": 2 ** 21, "all_reduce_s": 2.5e-3, "reduce_scatter_s": 2.2e-3, "all_gather_s": 1.0e-3}),
         "draw_sharding": lambda: diagrams.draw_sharding(2),
         "draw_dataflow": diagrams.draw_dataflow,
-        "draw_schedule": lambda: diagrams.draw_schedule(("standard", "parallel", "ladder", "kraken", "iso"), 3),
+        "draw_schedule": lambda: diagrams.draw_schedule(("standard", "parallel", "ladder", "upper_bound", "kraken",
+                                                                   "iso"), 3),
         "plot_decode": lambda: diagrams.plot_decode(bench()),
         "plot_bench": lambda: diagrams.plot_bench([bench(), bench(base=20.0)]),
         "plot_compiled_overlap": lambda: diagrams.plot_compiled_overlap(

@@ -117,6 +117,7 @@ def draw_schedule(variants=BENCH_VARIANTS, n_layers: int = 3,
         yticks += [base + 0.4, base + 1.4]
         ylabels += [f"{v}  comm", f"{v}  compute"]
     ax.set_yticks(yticks, ylabels)
+    ax.set_ylim(-0.3, (len(variants) - 1) * 2.4 + 2.1)
     ax.set_xlabel("time (units of one module's compute)")
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in used.values()]
     fig.legend(handles, [LABELS[k] for k in used], loc="lower center", ncol=len(used), fontsize=8, frameon=False)
@@ -135,9 +136,12 @@ def plot_decode(bench):
     colors = [VARIANTS[n] for n in names]
     ax.bar(names, med, yerr=err, color=colors, capsize=4, edgecolor="black")
     for i, r in enumerate(bench.rows):
-        ax.text(i, r.median_ms / 2, f"{r.speedup_vs_standard:.2f}x", ha="center", fontsize=9)
+        verdict = "" if r.verdict is None or r.variant == names[0] else \
+            "\n" + {"faster": "faster", "slower": "slower"}.get(r.verdict, "n.d.")
+        ax.text(i, r.median_ms / 2, f"{r.speedup_vs_standard:.2f}x{verdict}", ha="center", fontsize=9)
     ax.set_ylabel("ms per decoded token")
-    ax.set_title(f"decode, {bench.preset}, TP={bench.tp} ({bench.backend}); median, p10-p90", fontsize=10)
+    ax.set_title(f"decode, {bench.preset}, TP={bench.tp} ({bench.backend}); median, p10-p90\nlabels: speedup (median "
+                 f"per-round ratio) and its reading", fontsize=9)
     fig.tight_layout()
     return fig
 

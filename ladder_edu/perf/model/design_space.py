@@ -51,12 +51,13 @@ def rows(decode=None, prefill=None, scratch=None, model=None) -> list[dict]:
     out = []
     for s in STRATEGIES:
         r = {"strategy": s, **FACTS[s]}
-        if decode is not None and s in {x.variant for x in decode.rows}:
-            r["cpu_decode"] = decode.row(s).speedup_vs_standard
-        if prefill is not None and s in {x.variant for x in prefill.rows}:
-            r["cpu_prefill"] = prefill.row(s).speedup_vs_standard
+        for key, bench in (("cpu_decode", decode), ("cpu_prefill", prefill)):
+            if bench is not None and s in {x.variant for x in bench.rows}:
+                r[key] = bench.row(s).speedup_vs_standard
+                r[key + "_verdict"] = bench.row(s).verdict if s != BASELINE else None
         if scratch is not None and s in scratch["archs"]:
             r["scratch_ppl"] = scratch["archs"][s]["mean_ppl"]
+            r["scratch_seeds"] = scratch["archs"][s]["ppl"]
         if model is not None and s in model:
             r["gpu_tokens_per_s"], r["gpu_prefill"] = model[s]["tokens_per_s"], model[s]["prefill"]
         out.append(r)
@@ -67,13 +68,23 @@ def markdown(table: list[dict], model_label: str = "70B TP=8 H100 NVLink") -> st
     """The rows as a Markdown table (notebooks display it with IPython.display.Markdown)."""
     def x(v, fmt="{:.2f}x"):
         return "-" if v is None else fmt.format(v)
+
+    def read(r, key):
+        """A CPU speedup with the one noise rule's reading (``util.noise``): a number alone is not a claim."""
+        short = {"faster": "faster", "slower": "slower"}.get(r.get(key + "_verdict"), "n.d.")
+        return x(r.get(key)) + ("" if r.get(key) is None or r.get(key + "_verdict") is None else f" ({short})")
+
+    def seeds(r):
+        ppl = r.get("scratch_seeds")
+        return x(r.get("scratch_ppl"), "{:.3f}") + (f" ({min(ppl):.2f}-{max(ppl):.2f})" if ppl and len(ppl) > 1 else "")
     head = ["strategy", "collectives", "on the critical path", "retraining", "quality (papers)",
-            "our from-scratch ppl/byte", "CPU decode", "CPU prefill", f"model: tokens/s ({model_label})",
+            "our from-scratch ppl/byte (seeds' range)", "CPU decode (reading; n.d.: not distinguishable)",
+            "CPU prefill (reading)", f"model: tokens/s ({model_label})",
             "model: prefill"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [r["strategy"], r["collectives"], r["critical"], r["retrain"], r["paper_quality"],
-                 x(r.get("scratch_ppl"), "{:.3f}"), x(r.get("cpu_decode")), x(r.get("cpu_prefill")),
+                 seeds(r), read(r, "cpu_decode"), read(r, "cpu_prefill"),
                  x(r.get("gpu_tokens_per_s")), x(r.get("gpu_prefill"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
