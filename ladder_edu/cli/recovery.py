@@ -201,7 +201,8 @@ def _convert(command: str, opts: ConvertOptions, plot: str | None, json_path: st
     """``ladder-edu convert`` and ``ladder-edu finetune``'s recipe: one ``ConvertOptions``, run or planned."""
     if plan:
         return show_plan(command, opts.plan() + [f"plot = {plot!r}", f"json = {json_path!r}"])
-    from ..recovery.convert import convert, table
+    from ..recovery.convert import convert
+    from ..recovery.report import table
     result = convert(opts)
     scores = result["choice"]["scores"]
     say("cost of converting each layer alone (KL to the original, nats/token): " +
@@ -213,7 +214,8 @@ def _convert(command: str, opts: ConvertOptions, plot: str | None, json_path: st
 
 
 def _chosen_frontier(args) -> int:
-    from ..recovery.convert import chosen_frontier, chosen_ks, table
+    from ..recovery.convert import chosen_frontier, chosen_ks
+    from ..recovery.report import table
     if args.lr != RECIPE["lr"] or args.method != RECIPE["method"] or args.prompts != RECIPE["prompts"]:
         raise ValueError("--lr, --method and --prompts apply to the top-k frontier only; with --chosen-from the "
                          "chosen layers are distilled by the recipe (ladder-edu convert's)")

@@ -25,6 +25,7 @@ from ..models.model import Transformer
 from ..tp import launch
 from ..tp.parallel import TPGroup
 from ..perf.measure.timing import relative_line, slowest_rank_median
+from ..util.noise import paired_ratios
 from .palette import ATTN, COMM, PHASES, VARIANTS
 
 SIZES = tuple(1 << k for k in range(10, 26, 1))          # 1 KiB .. 32 MiB
@@ -164,7 +165,7 @@ def plot_noise(runs: list, variant: str = "ladder", baseline: str = "standard"):
     a.set_title("Repeat 1, round by round", fontsize=9)
     for i, bench in enumerate(runs):
         c = bench.comparison(variant)
-        ratios = [s / t for s, t in zip(bench.per_round_ms[baseline], bench.per_round_ms[variant])]
+        ratios = paired_ratios(bench.per_round_ms[baseline], bench.per_round_ms[variant])
         b.plot([i + 1] * len(ratios), ratios, ".", color="#999999")
         b.errorbar(i + 1.15, c.speedup, yerr=[[c.speedup - c.lo], [c.hi - c.speedup]], fmt="o",
                    color=VARIANTS.get(variant, "#333333"), capsize=4)

@@ -7,6 +7,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from ..perf.model.critical_path import simulate, total_time
 from ..models.registry import BENCH_VARIANTS
+from ..util.noise import short
 
 from .palette import LABELS, MODULES as KIND_COLORS, RANKS as RANK_COLORS, VARIANTS
 
@@ -136,8 +137,7 @@ def plot_decode(bench):
     colors = [VARIANTS[n] for n in names]
     ax.bar(names, med, yerr=err, color=colors, capsize=4, edgecolor="black")
     for i, r in enumerate(bench.rows):
-        verdict = "" if r.verdict is None or r.variant == names[0] else \
-            "\n" + {"faster": "faster", "slower": "slower"}.get(r.verdict, "n.d.")
+        verdict = "" if r.verdict is None or r.variant == names[0] else "\n" + short(r.verdict)
         ax.text(i, r.median_ms / 2, f"{r.speedup_vs_standard:.2f}x{verdict}", ha="center", fontsize=9)
     ax.set_ylabel("ms per decoded token")
     ax.set_title(f"decode, {bench.preset}, TP={bench.tp} ({bench.backend}); median, p10-p90\nlabels: speedup (median "

@@ -72,13 +72,34 @@ def bootstrap_interval(values: list[float], level: float = LEVEL, draws: int = B
     return meds[int(tail * (draws - 1))], meds[round((1 - tail) * (draws - 1))]
 
 
+def paired_ratios(baseline_rounds: list[float], variant_rounds: list[float],
+                  higher_is_faster: bool = False) -> list[float]:
+    """ratio_r of each round (> 1: the variant faster), from per-round medians (``per_round``) or per-round rates."""
+    pairs = zip(baseline_rounds, variant_rounds)
+    return [v / b for b, v in pairs] if higher_is_faster else [b / v for b, v in pairs]
+
+
+def compare_rounds(baseline_rounds: list[float], variant_rounds: list[float], *, names=("variant", "baseline"),
+                   higher_is_faster: bool = False, level: float = LEVEL) -> Comparison:
+    """``compare`` for samples already reduced to one value per round."""
+    if len(baseline_rounds) != len(variant_rounds):
+        raise ValueError(f"baseline has {len(baseline_rounds)} rounds and variant {len(variant_rounds)}: the rounds "
+                         f"must pair")
+    ratios = paired_ratios(baseline_rounds, variant_rounds, higher_is_faster)
+    lo, hi = bootstrap_interval(ratios, level)
+    return Comparison(names[0], names[1], statistics.median(ratios), lo, hi, len(ratios))
+
+
 def compare(baseline: list[float], variant: list[float], rounds: int, *, names=("variant", "baseline"),
             higher_is_faster: bool = False, level: float = LEVEL) -> Comparison:
     """Pair ``variant``'s samples with ``baseline``'s round by round (both ``rounds`` equal runs, in order).
     Samples are times (smaller is faster) unless ``higher_is_faster`` (rates, e.g. tokens/s)."""
     if len(baseline) != len(variant):
         raise ValueError(f"baseline has {len(baseline)} samples and variant {len(variant)}: the rounds must pair")
-    b, v = per_round(baseline, rounds), per_round(variant, rounds)
-    ratios = [y / x for x, y in zip(b, v)] if higher_is_faster else [x / y for x, y in zip(b, v)]
-    lo, hi = bootstrap_interval(ratios, level)
-    return Comparison(names[0], names[1], statistics.median(ratios), lo, hi, rounds)
+    return compare_rounds(per_round(baseline, rounds), per_round(variant, rounds), names=names,
+                          higher_is_faster=higher_is_faster, level=level)
+
+
+def short(verdict: str | None) -> str:
+    """A verdict in a few letters, for a bar label or a table cell ("n.d.": not distinguishable)."""
+    return verdict if verdict in (FASTER, SLOWER) else "n.d."

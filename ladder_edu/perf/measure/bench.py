@@ -32,7 +32,7 @@ from ...models.model import DTYPES
 from ...models.spec import RunSpec
 from ...models.variants import example_tokens, run_step, variant_model
 from ...tp.parallel import TPGroup
-from ...util.noise import LEVEL, Comparison, compare, per_round
+from ...util.noise import LEVEL, Comparison, compare_rounds, per_round
 from .timing import Timer, interleaved, sync
 
 
@@ -178,7 +178,7 @@ def summarize(cfg: ModelConfig, tp: int, backend: str, batch: int, context: int,
     if BASELINE in times:
         std = res.row(BASELINE).median_ms
         for r in res.rows:
-            c = compare(times[BASELINE], times[r.variant], rounds, names=(r.variant, BASELINE))
+            c = compare_rounds(res.per_round_ms[BASELINE], res.per_round_ms[r.variant], names=(r.variant, BASELINE))
             r.speedup_vs_standard, r.speedup_lo, r.speedup_hi, r.verdict = c.speedup, c.lo, c.hi, c.verdict
         if CEILING in times:
             res.comm_share = 1 - res.row(CEILING).median_ms / std

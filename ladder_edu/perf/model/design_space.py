@@ -11,6 +11,7 @@ from ...models.config import get_config
 from ...models.registry import BASELINE, ISO, KRAKEN, VALID, VARIANTS
 from .deployment import Deployment
 from .perfmodel import forward_time, get_hardware, iso_prefill_time, predict
+from ...util.noise import short
 
 STRATEGIES = VALID
 
@@ -71,8 +72,8 @@ def markdown(table: list[dict], model_label: str = "70B TP=8 H100 NVLink") -> st
 
     def read(r, key):
         """A CPU speedup with the one noise rule's reading (``util.noise``): a number alone is not a claim."""
-        short = {"faster": "faster", "slower": "slower"}.get(r.get(key + "_verdict"), "n.d.")
-        return x(r.get(key)) + ("" if r.get(key) is None or r.get(key + "_verdict") is None else f" ({short})")
+        verdict = r.get(key + "_verdict")
+        return x(r.get(key)) + ("" if r.get(key) is None or verdict is None else f" ({short(verdict)})")
 
     def seeds(r):
         ppl = r.get("scratch_seeds")
