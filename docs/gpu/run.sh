@@ -12,6 +12,8 @@
 #   graphed.json, graphed.log
 #                       the 70B TP=8 rank (all 80 layers) captured in a CUDA graph: standard, parallel, ladder,
 #                       upper bound, next to the performance model and the HBM floor
+#   trace/              a torch.profiler trace of that rank (standard and ladder, one replay each): compute stream
+#                       and the modeled communication stream, its overlap report and timeline.png (notebook 03)
 #   preset.json, projections.json, steps.json, gptfast-steps.json, compare.json, calibrate.log
 #                       calibrate-gpu --detail --gpt-fast: the hardware preset, every projection shape, compiled
 #                       70B-shard steps of this package and of gpt-fast alternating, per layer side by side
@@ -54,7 +56,8 @@ gf=""; [ -f third_party/gpt-fast/model.py ] && gf="--gpt-fast third_party/gpt-fa
 
 step graphed 80 "$py" -m ladder_edu bench --emulate-tp 8 --graph --preset llama-3-70b --gpu "$gpu" \
     --arch standard,parallel,ladder,upper_bound --context 1024 --steps 20 --rounds 6 --json "$out/graphed.json"
-step calibrate 180 "$py" -m ladder_edu calibrate-gpu --out "$out/preset.json" --detail "$out" --budget 100 $gf
+step gputrace 45 "$py" -m ladder_edu.perf.measure.graphed_profile --gpu "$gpu" --out "$out/trace"
+step calibrate 170 "$py" -m ladder_edu calibrate-gpu --out "$out/preset.json" --detail "$out" --budget 100 $gf
 step test_gpu 120 "$py" -m pytest -o addopts="" tests/test_gpu.py tests/test_gptfast.py -rs -q -s
 step profile 40 "$py" -m ladder_edu profile --backend nccl --tp 1 --arch standard,ladder --out "$out/profile"
 step hta 30 "$py" - "$out/profile/traces" <<'EOF'

@@ -3,7 +3,8 @@
 Per rank, the trace's events become two sets of time intervals:
 
 * **communication**: on a CPU/gloo trace, the ``gloo:<collective>`` annotations that gloo's own threads record
-  (their full duration, async ones too; barriers excluded); on a GPU/NCCL trace, the ``nccl*`` kernels;
+  (their full duration, async ones too; barriers excluded), or an emulated link's ``modeled:all_reduce`` events;
+  on a GPU/NCCL trace, the ``nccl*`` kernels (or the graph-captured emulated rank's ``modeled:all_reduce`` ones);
 * **compute**: on a CPU trace, ladder_edu's module regions (``L3.attn``, ``L3.mlp``, ``lm_head``) when present,
   else every top-level CPU op on a non-communication thread that is not itself a collective or a wait; on a GPU
   trace, every other kernel except synchronisation/spin kernels and memcpy/memset.
@@ -43,7 +44,8 @@ WAIT_RE = re.compile(r"^(?:L(\d+)\.(attn\+mlp|attn|mlp|out)|conj):wait$")
 
 def _layer(m: re.Match) -> int | None:
     return int(m.group(1)) if m.group(1) is not None else None
-NOT_COMPUTE = ("c10d::", "gloo:", "nccl:", "record_param_comms", "ProfilerStep", "aten::wait", "wait_tensor")
+COMM_PREFIXES = ("gloo:", "modeled:")   # gloo's threads; the emulated link (perf/measure/emulated_profile.py)
+NOT_COMPUTE = ("c10d::", "gloo:", "modeled:", "nccl:", "record_param_comms", "ProfilerStep", "aten::wait", "wait_tensor")
 GPU_NOT_COMPUTE = ("sync", "spin", "memcpy", "memset")
 
 
@@ -102,12 +104,12 @@ def classify(trace: dict) -> dict[str, list[Interval]]:
     events = _x_events(trace)
     if any(e.get("cat") == "kernel" for e in events):
         kernels = [e for e in events if e.get("cat") == "kernel"]
-        comm = [Interval(e["ts"], e["ts"] + e["dur"], e["name"], "allreduce") for e in kernels
-                if "nccl" in e["name"].lower()]
+        is_comm = lambda e: "nccl" in e["name"].lower() or e["name"].startswith(COMM_PREFIXES)   # noqa: E731
+        comm = [Interval(e["ts"], e["ts"] + e["dur"], e["name"], "allreduce") for e in kernels if is_comm(e)]
         compute = [Interval(e["ts"], e["ts"] + e["dur"], e["name"], "compute") for e in kernels
-                   if "nccl" not in e["name"].lower() and not any(w in e["name"].lower() for w in GPU_NOT_COMPUTE)]
+                   if not is_comm(e) and not any(w in e["name"].lower() for w in GPU_NOT_COMPUTE)]
         return {"compute": compute, "comm": comm, "wait": [], "device": "gpu"}
-    comm_events = [e for e in events if e.get("name", "").startswith("gloo:") and "barrier" not in e["name"]]
+    comm_events = [e for e in events if e.get("name", "").startswith(COMM_PREFIXES) and "barrier" not in e["name"]]
     comm = sorted((Interval(e["ts"], e["ts"] + e["dur"], e["name"], "allreduce") for e in comm_events),
                   key=lambda i: i.start)
     comm_tids = {e.get("tid") for e in comm_events}

@@ -4,7 +4,8 @@ other on the same time scale, so hidden and exposed communication can be seen.
 The compute lane is the main thread: module regions, the start of each all-reduce (on a CPU, the main thread hands
 the tensor to gloo), and the waits. Where the compute lane is white, the main thread is doing none of these: the
 Python between regions, or the thread descheduled while gloo's threads run on the same cores. The communication
-lane is gloo's threads (CPU) or the NCCL kernels (GPU)."""
+lane is gloo's threads (CPU), the NCCL kernels (GPU) or an emulated link's modeled all-reduces
+(``perf/measure/emulated_profile.py``)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -53,7 +54,8 @@ def draw_timeline(traces: dict[str, list[str]], step: int = -1, layers: tuple[in
         for lane, intervals, y in lanes:
             sel = _select(intervals, lo, hi, layers)
             bars = [((i.start - lo) / 1e3, (i.end - i.start) / 1e3) for i in sel]
-            ax.broken_barh(bars, (y, 0.85), facecolors=[COLORS[i.kind] for i in sel], edgecolor="none")
+            ax.broken_barh(bars, (y, 0.85), facecolors=[COLORS[i.kind] for i in sel],      # back-to-back
+                           edgecolor="white" if lane == "comm" else "none", linewidth=0.6)  # all-reduces apart
             if sel:
                 end_ms = max(end_ms, max((i.end - lo) / 1e3 for i in sel))
                 start_ms = min(start_ms, min((i.start - lo) / 1e3 for i in sel))

@@ -97,3 +97,34 @@ def allreduce_time(hw: Hardware, n: int, nbytes: float, nodes: int = 1) -> tuple
     algo, proto = min(believed, key=believed.get)             # NCCL picks by its own model ...
     t = candidates(hw, n, nbytes, nodes)[algo, proto]         # ... and pays what the choice really costs
     return t + 1e-6 * hw.eff.comm_us, f"{algo}/{proto}"
+
+
+def ring_allreduce_time(n: int, nbytes: float, alpha_s: float, bandwidth: float) -> float:
+    """The textbook ring all-reduce of ``nbytes`` over n ranks: a reduce-scatter then an all-gather, each n-1 steps;
+    at every step each rank sends one chunk of nbytes/n to its neighbour over its own link, so
+
+        T = 2(n-1) (alpha + nbytes / (n * bandwidth)) = 2(n-1) alpha + 2(n-1)/n * nbytes / bandwidth
+
+    (alpha: seconds per step, ``bandwidth``: bytes per second of one link). A rank sends 2(n-1)/n of the message in
+    all, so the bytes term hardly grows with n while the latency term grows linearly: small (decode) messages
+    are latency-bound. 0 for n = 1."""
+    if n <= 1:
+        return 0.0
+    return 2 * (n - 1) * (alpha_s + nbytes / (n * bandwidth))
+
+
+class RingLink:
+    """A link for ``emulate.ModeledGroup``: every all-reduce a ring over ``n`` ranks at ``alpha_us`` per step and
+    ``gbps`` GB/s per link (``ring_allreduce_time``)."""
+
+    def __init__(self, n: int, alpha_us: float, gbps: float):
+        if n < 2 or alpha_us < 0 or gbps <= 0:
+            raise ValueError(f"a ring link needs n >= 2, alpha_us >= 0 and gbps > 0; got n={n}, "
+                             f"alpha_us={alpha_us}, gbps={gbps}")
+        self.n, self.alpha_us, self.gbps = n, alpha_us, gbps
+
+    def __call__(self, nbytes: int) -> float:
+        return ring_allreduce_time(self.n, nbytes, 1e-6 * self.alpha_us, 1e9 * self.gbps)
+
+    def __str__(self) -> str:
+        return f"a ring of {self.n} at {self.alpha_us:g} us per step and {self.gbps:g} GB/s"
