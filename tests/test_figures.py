@@ -14,11 +14,11 @@ from ladder_edu import get_config  # noqa: E402
 from ladder_edu.models.registry import BENCH_VARIANTS  # noqa: E402
 from ladder_edu.perf.measure.bench import summarize  # noqa: E402
 from ladder_edu.perf.model.hardware import HARDWARE  # noqa: E402
-from ladder_edu.teach import costs, diagrams, layout, perfplots, recoveryplots, timeline  # noqa: E402
+from ladder_edu.teach import costs, derivations, diagrams, layout, perfplots, recoveryplots, timeline  # noqa: E402
 from ladder_edu.teach.figcheck import problems  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = (costs, diagrams, layout, perfplots, recoveryplots, timeline)
+MODULES = (costs, derivations, diagrams, layout, perfplots, recoveryplots, timeline)
 
 
 def bench(variants=BENCH_VARIANTS, base=14.0, rounds=4, steps=3):
@@ -57,6 +57,7 @@ def traces(tmp_path_factory):
 def figures(traces):
     """{function name: a zero-argument call drawing it on representative data}."""
     from ladder_edu.perf.measure.gpu_preset import compiled_step_comparison, load_measurements
+    from ladder_edu.perf.model.alternatives import envelope
     from ladder_edu.perf.model.explain import breakdown, sweep
     from ladder_edu.perf.model.fit import cross_validate, validate
     sizes = [2 ** k for k in range(10, 26, 2)]
@@ -104,6 +105,16 @@ def figures(traces):
              for m in ("attn", "mlp")]),
         "plot_distill_runs": lambda: recoveryplots.plot_distill_runs(histories()),
         "draw_timeline": lambda: timeline.draw_timeline(traces),
+        "plot_roofline": lambda: derivations.plot_roofline(
+            {"context": 64, "prefill_s": 0.031, "decode_s": 0.009, "weight_bytes": 4 * 7e6, "kv_cache_bytes": 2e6,
+             "prefill_flops": 2 * 7e6 * 64, "decode_flops": 2 * 7e6}, {"bandwidth": 6e9, "flops": 60e9}),
+        "plot_ring": lambda: derivations.plot_ring(sweep_t, (150e-6, 2.9e9), 2,
+                                                   nccl={s: 10e-6 + s / 300e9 for s in sizes}),
+        "plot_envelope": lambda: derivations.plot_envelope(
+            envelope(get_config("llama-3-70b"), h100, 8, 12, 2.5, 22), {"standard": 13.6, "ladder": 10.4}),
+        "plot_alternatives": lambda: derivations.plot_alternatives(
+            [2, 6, 11, 22, 40], {"ladder": [1.03, 1.09, 1.17, 1.33, 1.6], "parallel": [1.03, 1.06, 1.1, 1.16, 1.25]},
+            {"NCCL (model)": 24.3, "NCCL through torch": 22.0, "one-shot": 10.8}),
     }
 
 

@@ -56,7 +56,7 @@ gf=""; [ -f third_party/gpt-fast/model.py ] && gf="--gpt-fast third_party/gpt-fa
 
 step graphed 80 "$py" -m ladder_edu bench --emulate-tp 8 --graph --preset llama-3-70b --gpu "$gpu" \
     --arch standard,parallel,ladder,upper_bound --context 1024 --steps 20 --rounds 6 --json "$out/graphed.json"
-step gputrace 45 "$py" -m ladder_edu.perf.measure.graphed_profile --gpu "$gpu" --out "$out/trace"
+step gputrace 45 "$py" -m ladder_edu.teach.gpu --gpu "$gpu" --out "$out/trace"
 step calibrate 170 "$py" -m ladder_edu calibrate-gpu --out "$out/preset.json" --detail "$out" --budget 100 $gf
 step test_gpu 120 "$py" -m pytest -o addopts="" tests/test_gpu.py tests/test_gptfast.py -rs -q -s
 step profile 40 "$py" -m ladder_edu profile --backend nccl --tp 1 --arch standard,ladder --out "$out/profile"

@@ -201,9 +201,13 @@ def kraken_config(cfg: ModelConfig, degree: int) -> ModelConfig:
 def variant_config(cfg: ModelConfig, variant: str, tp: int = 1) -> ModelConfig:
     """The config of a variant (``registry.VARIANTS``): its architecture, and ``comm="skip"`` for the one that
     skips its all-reduces (the upper bound); Kraken is ``kraken_config`` with one sub-layer per rank (degree
-    ``tp``; 2, all on one device, when tp = 1). ISO's config is the standard model's: it changes a prefill's schedule."""
+    ``tp``; 2, all on one device, when tp = 1). ISO's config is the standard model's: it changes a prefill's schedule.
+    A hybrid ``cfg`` (``ladder_layers`` set) stays that hybrid for the lagged variant (ladder: its ladder layers
+    only, as converted) and is the plain model for every other."""
     v = get_variant(variant)
     comm = "all_reduce" if v.all_reduces else "skip"
+    if v.lag and v.layout == "sequential" and cfg.ladder_layers:
+        return cfg.replace(comm=comm)
     if v.layout == "subsets":
         return kraken_config(cfg.replace(comm=comm, ladder_layers=0), tp if tp > 1 else 2)
     return cfg.replace(arch=v.arch, ladder_layers=0, comm=comm)

@@ -80,6 +80,10 @@ CEILING = next(v.name for v in _ALL if not v.all_reduces)
 """The upper bound: the baseline with no all-reduces (its gap to the baseline is the communication's share)."""
 ISO = next(v.name for v in _ALL if v.layout == "chunked")
 """The chunked prefill (code about ISO's schedule names it by this)."""
+PARALLEL = next(v.name for v in _ALL if v.layout == "fused")
+"""The parallel block: attention and MLP in one module, one all-reduce per layer."""
+LADDER = next(v.name for v in _ALL if v.lag and v.layout == "sequential")
+"""Ladder residual: the baseline's modules, each reading the stream one module stale."""
 KRAKEN = next(v.name for v in _ALL if v.layout == "subsets")
 """Kraken's sub-layer model (code about its model names it by this)."""
 

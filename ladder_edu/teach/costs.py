@@ -8,8 +8,9 @@ the noise of a benchmark.
 * Prefill against decode: a prefill runs the whole prompt (T tokens) in one forward pass and writes its keys and
   values into the KV cache; a decode step runs one token, reading every weight and the whole cache once. Per token,
   decode does the same arithmetic as prefill but moves T times more bytes: it is memory-bound.
-* Noise: the same benchmark repeated gives a spread, not a number; a difference between two variants is real when
-  it is larger than the spread of each (interleaved runs, medians, p10-p90).
+* Noise: the same benchmark repeated gives a spread, not a number; a difference between two variants is read with
+  the course's one rule (``util.noise``: paired interleaved rounds, the median per-round ratio, its bootstrap
+  interval).
 """
 from __future__ import annotations
 

@@ -6,24 +6,21 @@
 ``profiling.overlap.analyze`` counts them as communication and ``teach.timeline.draw_timeline`` draws them on the
 communication lane. Compute is measured (this GPU's kernels for rank 0's shard); communication is MODELED.
 
-    python -m ladder_edu.perf.measure.graphed_profile --gpu h100-nvlink --out DIR    (``docs/gpu/run.sh`` runs it)
-
-writes ``DIR/<variant>.gpu.trace.json.gz``, ``DIR/overlap.txt`` and ``DIR/timeline.png``.
+``python -m ladder_edu.teach.gpu --gpu h100-nvlink --out DIR`` (``docs/gpu/run.sh`` runs it) writes
+``DIR/<variant>.gpu.trace.json.gz``, ``DIR/overlap.txt`` and ``DIR/timeline.png``.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
 
 import torch
 
-from ...models.config import get_config
-from ...models.registry import BASELINE
+from ...models.registry import BASELINE, LADDER
 from ...models.spec import RunSpec
 from ...profiling.trace import quiet_profiler_stderr
-from ..model.hardware import Hardware, get_hardware
+from ..model.hardware import Hardware
 from .emulate import emulated_rank_model, variant_models
 from .graphed import capture_decode_step
 
@@ -43,7 +40,7 @@ def profile_graphed(spec: RunSpec, hw: Hardware, out_dir: str, replays: int = 1)
     if not torch.cuda.is_available():
         raise RuntimeError("a GPU trace of the graph-captured rank needs a CUDA GPU; on a CPU profile the emulated "
                            "link (perf.measure.emulated_profile.profile_emulated)")
-    cfg, variants = spec.cfg, list(spec.variants or (BASELINE, "ladder"))
+    cfg, variants = spec.cfg, list(spec.variants or (BASELINE, LADDER))
     base, group = emulated_rank_model(cfg, BASELINE, hw, spec.tp, "cuda", spec.dtype, spec.seed)
     dev = base.embed_tokens.weight.device
     os.makedirs(out_dir, exist_ok=True)
@@ -71,28 +68,3 @@ def profile_graphed(spec: RunSpec, hw: Hardware, out_dir: str, replays: int = 1)
             out[v] = [path]
             del graph
     return out
-
-
-def main(argv=None) -> None:
-    from ...profiling.overlap import analyze, load_trace, report_table
-    from ...teach.timeline import draw_timeline
-    p = argparse.ArgumentParser(description="GPU trace of the graph-captured emulated rank (needs CUDA)")
-    p.add_argument("--preset", default="llama-3-70b")
-    p.add_argument("--tp", type=int, default=8)
-    p.add_argument("--gpu", default="h100-nvlink", help="the hardware whose all-reduces are modeled")
-    p.add_argument("--context", type=int, default=1024)
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
-    spec = RunSpec(get_config(a.preset), a.tp, (BASELINE, "ladder"), context=a.context, dtype="bfloat16")
-    traces = profile_graphed(spec, get_hardware(a.gpu), a.out)
-    reports = {v: [analyze(load_trace(p[0]), rank=0)] for v, p in traces.items()}
-    with open(os.path.join(a.out, "overlap.txt"), "w") as f:
-        f.write(f"{torch.cuda.get_device_name()}: rank 0 of {a.preset} at TP {a.tp}, one CUDA graph per step, "
-                f"all-reduces MODELED for {a.gpu}; one replay\n{report_table(reports)}\n")
-    draw_timeline(traces, step=0, title=f"{a.preset} TP {a.tp}, rank 0 on {torch.cuda.get_device_name()}: compute "
-                  f"stream (measured) and communication stream (MODELED all-reduces)").savefig(
-        os.path.join(a.out, "timeline.png"), dpi=110, bbox_inches="tight")
-
-
-if __name__ == "__main__":
-    main()
