@@ -135,8 +135,8 @@ def test_graphed_rank_table_puts_the_replay_next_to_the_model():
 def test_the_link_is_the_critical_paths_communication_lane(variant, compute_ms, link_ms):
     """A schedule of known compute (a spin of a set length) and link times, waited for by the due rule, takes what
     the critical-path model predicts for it: within 3% + 0.5 ms (timer and Python overhead; the schedule lasts
-    20-60 ms). The thread-based link this replaces handed each wait to a second thread and showed ~180 us of
-    hand-off per all-reduce on this machine."""
+    20-60 ms). A link that handed each wait to a second thread would add that thread's wake-up to every
+    all-reduce and fail here."""
     from ladder_edu.perf.model import critical_path as cp
     from ladder_edu.perf.measure.emulate import wait_until
     c, a = compute_ms / 1e3, link_ms / 1e3
@@ -159,3 +159,49 @@ def test_the_link_is_the_critical_paths_communication_lane(variant, compute_ms, 
             pending.pop(0).wait()
         measured.append(time.perf_counter() - t0)
     assert min(measured) == pytest.approx(predicted, rel=0.03, abs=5e-4)
+
+
+def test_profile_of_the_emulated_link_reads_as_a_trace(tmp_path):
+    """The modeled all-reduces land in the trace on the trace's clock: the overlap report counts them (one per
+    module), standard overlaps none of them with compute, ladder gives them room; the critical path's prediction
+    for the schedule comes from the profile."""
+    from ladder_edu.perf.model.nccl import RingLink
+    from ladder_edu.perf.measure.emulated_profile import layer_compute, predicted_steps, profile_emulated
+    from ladder_edu.profiling.overlap import analyze, classify, load_trace
+    cfg = get_config("tiny")
+    link = RingLink(2, 100.0, 5.0)
+    traces = profile_emulated(cfg, ["standard", "ladder", "upper_bound"], 2, str(tmp_path), link, steps=2)
+    parts = {v: classify(load_trace(p[0])) for v, p in traces.items()}
+    assert [len(parts[v]["comm"]) for v in ("standard", "ladder", "upper_bound")] == [2 * 2 * cfg.n_layers] * 2 + [0]
+    std, lad = (analyze(load_trace(traces[v][0])) for v in ("standard", "ladder"))
+    assert std.total.overlapped_us <= 0.05 * std.total.comm_us            # waited for at once: nothing under it
+    assert std.room_us == 0 and lad.room_us > 0
+    assert all(abs(i.end - i.start - 200.0) < 1.0 for i in parts["standard"]["comm"])     # 2 x 100 us per ring
+    t_attn, t_mlp, stack = layer_compute(traces["upper_bound"][0])
+    assert t_attn > 0 and t_mlp > 0 and 0 < stack <= 1
+    pred = predicted_steps(cfg, 1e-3, traces["upper_bound"][0], link(cfg.dim * 4), ["standard", "ladder"])
+    assert pred["standard"] == pytest.approx(1e-3 + 2 * cfg.n_layers * link(cfg.dim * 4))
+    assert 1e-3 < pred["ladder"] < pred["standard"]
+
+
+def test_link_events_need_a_log_as_long_as_the_trace():
+    from ladder_edu.perf.measure.emulated_profile import add_link_events
+    trace = {"traceEvents": [{"ph": "X", "name": "L0.attn:all_reduce", "ts": 10.0, "dur": 1.0, "pid": 1}]}
+    with pytest.raises(ValueError, match="cannot align"):
+        add_link_events(trace, [])
+    out = add_link_events(trace, [(1.0, 1.0, 1.5)])
+    added = out["traceEvents"][-1]
+    assert added["name"] == "modeled:all_reduce" and added["ts"] == pytest.approx(11.0) and added["dur"] == 5e5
+
+
+def test_gpu_trace_spin_kernels_become_the_communication_lane(capsys):
+    """The graph-captured rank's spin kernels are its modeled all-reduces; the overlap report reads them as
+    communication once renamed (no GPU needed: a hand-made kernel trace)."""
+    from ladder_edu.perf.measure.graphed_profile import relabel_spins
+    from ladder_edu.profiling.overlap import analyze
+    from ladder_edu.teach.gpu import show_gpu_trace
+    kernel = lambda name, ts, dur: {"ph": "X", "cat": "kernel", "name": name, "ts": ts, "dur": dur, "pid": 0}
+    trace = {"traceEvents": [kernel("gemv", 0, 10), kernel("spin_kernel(long)", 10, 5), kernel("gemv", 12, 10)]}
+    rep = analyze(relabel_spins(trace))
+    assert (rep.total.comm_us, rep.total.overlapped_us) == (5, 3)
+    assert show_gpu_trace([]) is None and "docs/gpu/run.sh" in capsys.readouterr().out

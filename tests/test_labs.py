@@ -76,7 +76,7 @@ def test_column_parallel_check(fn, ok, problem):
 
 
 @pytest.mark.parametrize("fn, ok, hint", [
-    (row_parallel, True, ""), (row_no_all_reduce, False, "missing all-reduce"),
+    (row_parallel, True, ""), (row_no_all_reduce, False, "only its partial sum"),
     (row_wrong_dim, False, "check which dimension you sharded")])
 def test_row_parallel_check(fn, ok, hint):
     v = labs.check_row_parallel(fn)

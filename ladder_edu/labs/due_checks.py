@@ -11,9 +11,21 @@ from ..models.config import get_config
 from ..tp import launch
 from ..tp.comm import all_reduce_async
 from ..tp.parallel import TPGroup
+from .collectives import LEDGER
+from .describe import describe, what
 from .runner import Verdict, call, load, run_check
 
 CASES = (("standard", 0), ("parallel", 0), ("ladder", 1))
+
+
+class _Local:
+    """A module's output joined without its all-reduce (a planted single-device loop reads it this way)."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def wait(self):
+        return self.out
 
 
 def reference_stream(x, modules, reduce, lag: int, drain: bool = True):
@@ -39,21 +51,31 @@ def stream_worker(source: str, name: str) -> Verdict:
         return bad
     for arch, lag in CASES:
         model, tp, tokens, modules = _setup(arch)
-        reduce = lambda out: all_reduce_async(out, tp)      # noqa: E731 - the student's loop calls it
+        reduce = lambda out: all_reduce_async(out, tp)      # noqa: E731 - the references call it
+        yours = lambda out: (LEDGER.append("reduce"), reduce(out))[1]   # noqa: E731 - the student's loop calls it
         with torch.no_grad():
             x = model.embed_tokens(tokens)
-            got, problem = call(fn, x, modules, reduce, lag)
+            got, problem = call(fn, x, modules, yours, lag)
             dist.barrier()
             if problem:
-                return Verdict(False, f"{arch} (lag {lag}): {problem}")
+                hint = ""
+                if "IndexError" in problem or "empty" in problem:
+                    hint = ("your loop waited for more pending outputs than there were: how many may still be in "
+                            "flight when a module starts, and is the comparison that stops the waiting strict?")
+                return Verdict(False, f"{arch} (lag {lag}): {problem}", hint)
             want = reference_stream(x, modules, reduce, lag)
             if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-                return Verdict(False, f"{arch}: returned {getattr(got, 'shape', type(got).__name__)}, expected "
-                               f"the stream of shape {tuple(want.shape)}")
+                return Verdict(False, f"{arch}: returned {what(got)}, expected the stream of shape "
+                               f"{tuple(want.shape)}")
+            got = got.to(want.dtype)
             logits = model(tokens)
             head = model.head(got)
             if torch.allclose(got, want, atol=1e-5) and torch.allclose(head, logits, atol=1e-4):
                 continue
+            if torch.allclose(got, reference_stream(x, modules, _Local, lag), atol=1e-5):
+                return Verdict(False, f"{arch}: the modules' outputs joined the stream without their all-reduce",
+                               "under TP each module returns this rank's partial sum: the stream needs the sum over "
+                               "ranks, which only the reduction started for each output provides")
             if lag and torch.allclose(got, reference_stream(x, modules, reduce, 0), atol=1e-5):
                 return Verdict(False, "with lag=1 (ladder) your loop waits for every all-reduce before the next "
                                "module", "a ladder module starts with the newest output still in flight: how many "
@@ -61,8 +83,7 @@ def stream_worker(source: str, name: str) -> Verdict:
             if torch.allclose(got, reference_stream(x, modules, reduce, lag, drain=False), atol=1e-5):
                 return Verdict(False, f"{arch}: the outputs still pending after the last module never joined "
                                "the stream", "the head needs the whole stream: what is still in flight at the end?")
-            return Verdict(False, f"{arch} (lag {lag}): the stream differs by up to "
-                           f"{float((got - want).abs().max()):.3g}",
+            return Verdict(False, f"{arch} (lag {lag}): the stream is wrong: {describe(got, want)}",
                            "each module reads the stream with every due output added; its own output joins "
                            "later, once reduced")
     return Verdict(True)
@@ -101,9 +122,10 @@ def hybrid_worker(source: str, name: str) -> Verdict:
         modules = [fn_ for layer in model.layers for _, fn_ in layer.steps(0, rope)]
         lags = [layer.lag for layer in model.layers for _ in layer.steps(0, rope)]
         reduce = lambda out: all_reduce_async(out, tp)      # noqa: E731
+        yours = lambda out: (LEDGER.append("reduce"), reduce(out))[1]   # noqa: E731
         with torch.no_grad():
             x = model.embed_tokens(tokens)
-            got, problem = call(fn, x, modules, list(lags), reduce)
+            got, problem = call(fn, x, modules, list(lags), yours)
             dist.barrier()
             if problem:
                 return Verdict(False, f"{which}: {problem}")

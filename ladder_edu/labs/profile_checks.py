@@ -5,6 +5,7 @@ import tempfile
 
 from ..models.config import get_config
 from ..profiling.overlap import Interval, classify, in_flight_windows, intersection, length, load_trace, union
+from .describe import as_number, what
 from .runner import Misconception, Verdict, call, diagnose, failed, load_student
 
 
@@ -14,11 +15,12 @@ def reference_exposed(compute: list[tuple[float, float]], comm: list[tuple[float
 
 
 def traces(tp: int = 2, variants=("standard", "ladder"), steps: int = 2) -> dict[str, list[dict]]:
-    """Profile ``variants`` of the tiny model on ``tp`` real ranks; {variant: [per-rank trace]}."""
+    """Profile ``variants`` of the tiny model on ``tp`` real ranks; {variant: [per-rank trace]} (the trace files
+    are read and their folder removed)."""
     from ..profiling.trace import profile
-    out = tempfile.mkdtemp(prefix="ladder_edu_lab4_")
-    paths = profile(get_config("tiny"), list(variants), tp, "decode", out, steps=steps)
-    return {v: [load_trace(p) for p in ps] for v, ps in paths.items()}
+    with tempfile.TemporaryDirectory(prefix="ladder_edu_lab4_") as out:
+        paths = profile(get_config("tiny"), list(variants), tp, "decode", out, steps=steps)
+        return {v: [load_trace(p) for p in ps] for v, ps in paths.items()}
 
 
 def intervals(trace: dict) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -27,13 +29,13 @@ def intervals(trace: dict) -> tuple[list[tuple[float, float]], list[tuple[float,
     return [(i.start, i.end) for i in parts["compute"]], [(i.start, i.end) for i in parts["comm"]]
 
 
-EXPOSED_MISTAKES = (
-    Misconception(lambda compute, comm: sum(e - s for s, e in comm), "you counted all communication",
-                  "subtract the part during which compute ran"),
+EXPOSED_MISTAKES = (       # the overlap mistake first: with no compute it also equals "all communication"
     Misconception(lambda compute, comm: sum(e - s for s, e in comm) - intersection(union(comm), union(compute)),
                   "you counted overlapping communication twice",
-                  "merge overlapping communication intervals first (union), then subtract their overlap with the "
-                  "union of compute intervals"),
+                  "two all-reduces in flight at once are one stretch of busy link: merge the communication intervals "
+                  "before measuring, as you merge the compute ones"),
+    Misconception(lambda compute, comm: sum(e - s for s, e in comm), "you counted all communication",
+                  "subtract the part during which compute ran"),
 )
 
 
@@ -53,13 +55,17 @@ def check_exposed_communication(fn, profiled: dict[str, list[dict]]) -> Verdict:
         if problem:
             return failed(problem)
         want = reference_exposed(compute, comm)
+        if as_number(got) is None:
+            return Verdict(False, f"returned {what(got)}, expected one number: microseconds of exposed "
+                           f"communication")
+        got = as_number(got)
         close = lambda a, b: abs(float(a) - b) <= 1e-3 * max(1.0, abs(b))   # noqa: E731
         if not close(got, want):
             said = where[0] if where else f"compute={compute}, comm={comm}"
             m = diagnose(got, (compute, comm), EXPOSED_MISTAKES, close)
             return Verdict(False, f"{said}: {m.problem + ': ' if m else ''}you said {float(got):.1f} us, the answer "
                            f"is {want:.1f} us", m.hint if m else "communication not overlapped by compute: "
-                           "|union(comm)| minus its overlap with union(compute)")
+                           "the length of the merged communication minus its overlap with the merged compute")
         if where:
             variant, rank = where[0].rsplit(" rank ", 1)
             rows.append({"variant": variant, "rank": int(rank), "comm_us": length(union(comm)), "exposed_us": want})

@@ -16,6 +16,7 @@ each student their own devices with ``CUDA_VISIBLE_DEVICES``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import io
 import os
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..tp import launch
+from . import collectives
 
 DEFAULT_BOUND_S = 30.0
 BOUND_S = None          # set on each rank by run_check: seconds the student's function may take per call
@@ -134,12 +136,16 @@ def load_student(fn):
 
 
 def load(source: str, name: str):
-    """Compile the student's source here; returns (function, None) or (None, a failed Verdict saying why)."""
+    """Compile the student's source here; returns (function, None) or (None, a failed Verdict saying why). The
+    function's ``dist`` records each collective it makes (``collectives.CountingDist``)."""
     namespace: dict = {}
     try:
         exec(compile(PRELUDE + source, f"<your {name}>", "exec"), namespace)
     except Exception as e:  # noqa: BLE001 - a student's syntax error is a verdict, not a crash
         return None, failed(f"your code does not compile: {type(e).__name__}: {e}")
+    if name not in namespace or not callable(namespace[name]):
+        return None, failed(f"your cell does not define a function named {name}")
+    namespace["dist"] = collectives.CountingDist()
     return namespace[name], None
 
 
@@ -175,20 +181,65 @@ def call(fn, *args):
     except Exception as e:  # noqa: BLE001
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith("<your")]
         where = f" (line {frames[-1].lineno - PRELUDE.count(chr(10))} of your function)" if frames else ""
-        if launch.looks_like_timeout(e):
-            return None, (f"your function waited in a collective that another rank never joined{where} (every "
-                          f"rank must make the same collectives in the same order)")
+        if launch.looks_like_timeout(e) or "connection closed" in str(e).lower():
+            last = f" (its {collectives._ordinal(len(collectives.LEDGER))}, {collectives.LEDGER[-1]})" \
+                if collectives.LEDGER else ""
+            return None, (f"your function waited in a collective{last} that another rank never joined{where} "
+                          f"(every rank must make the same collectives in the same order)")
         return None, f"your function raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
 
 
+UNREADABLE_HINT = "return exactly what the exercise's text asks for: its type, its shape, its keys"
+
+
+def unreadable(e: BaseException) -> Verdict:
+    """The verdict when the check itself fails on what the student's function returned."""
+    return Verdict(False, f"the check could not read what your function returned ({type(e).__name__}: "
+                   f"{str(e).splitlines()[0] if str(e) else ''})", UNREADABLE_HINT)
+
+
+def never_crashes(check):
+    """``check`` that returns a failed Verdict instead of raising on whatever the student's function returned (a
+    function that is not one still raises, with the one-line reason)."""
+    @functools.wraps(check)
+    def safe(fn, *args, **kwargs):
+        source_of(fn)
+        try:
+            return check(fn, *args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - a student's return value must never crash the notebook
+            return unreadable(e)
+    return safe
+
+
 def _bounded(worker, bound_s: float, source: str, name: str, *args):
-    """On each rank: set the bound for ``call``, then run the check's worker."""
+    """On each rank: set the bound for ``call``, run the check's worker (a collective of the check that times out
+    after the student's function returned becomes a failed verdict), then compare every rank's collectives
+    (``collectives.agree``): a mismatch is the verdict, whatever else went wrong."""
     global BOUND_S
     BOUND_S = bound_s
-    return worker(source, name, *args)
+    collectives.LEDGER.clear()
+    side = collectives.side_group(4 * bound_s + 30)
+    try:
+        verdict = worker(source, name, *args)
+    except Exception as e:  # noqa: BLE001 - a check's own collective that another rank never joined, or a result
+        if launch.looks_like_timeout(e) or "connection closed" in str(e).lower():     # the check cannot read
+            verdict = Verdict(False, "a collective of the check waited for a rank that never joined it",
+                              collectives.HINT)
+        else:
+            verdict = unreadable(e)
+    if side is None:
+        return verdict
+    logs, passed = collectives.agree(side, verdict.passed)
+    wrong = collectives.mismatch(logs)
+    if wrong:
+        return Verdict(False, wrong, collectives.HINT)
+    if not verdict.passed and any(passed):
+        verdict.details = verdict.details + [f"rank {', '.join(str(r) for r, ok in enumerate(passed) if ok)} "
+                                             f"returned the right answer"]
+    return verdict
 
 
 def run_check(worker, fn, *args, world: int | None = None, bound_s: float | None = None) -> Verdict:
@@ -206,15 +257,19 @@ def run_check(worker, fn, *args, world: int | None = None, bound_s: float | None
                            "where no timer reaches it (in native code); restart the kernel if this repeats")
         return Verdict(False, f"rank {e.rank} waited more than {options.timeout_s:g} s for the other ranks after "
                        f"your function returned", "every rank must make the same collectives in the same order "
-                       "(is a collective inside an `if rank == ...`?)")
+                       "(is a collective inside a branch on the rank?)")
     except launch.RankError as e:
         if e.exit_code is not None:
             how = f"killed by signal {-e.exit_code}" if e.exit_code < 0 else f"exit code {e.exit_code}"
             return Verdict(False, f"rank {e.rank} died while running your function ({how})",
                            "the rank's process ended: os._exit, a signal, or running out of memory")
-        return Verdict(False, f"a rank crashed outside your function: {str(e).splitlines()[0]}")
+        lines = str(e).splitlines()
+        skipped = [ln.strip() for ln in lines if "skip a collective" in ln]
+        return Verdict(False, f"a rank crashed outside your function: {lines[0]}",
+                       skipped[0] if skipped else collectives.HINT)
     for r, v in enumerate(results):
         if not v.passed:
-            v.details = [f"rank {r}: {d}" for d in v.details] or [f"seen on rank {r}"]
+            own = [f"rank {r}: {d}" for d in v.details if not d.startswith("rank ")]
+            v.details = (own or [f"seen on rank {r}"]) + [d for d in v.details if d.startswith("rank ")]
             return v
     return Verdict(True, f"checked on {world} ranks ({launch.default_backend(world)})")

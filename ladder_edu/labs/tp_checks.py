@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .describe import describe, what
 from .runner import Verdict, call, failed, on_rank, run_check
 
 SHAPE = (4, 8, 12)          # tokens, d_in, d_out: d_in and d_out divide by 2, 4 (and 1, 3, 6 for d_out)
@@ -26,20 +27,32 @@ def column_worker(source: str, name: str) -> Verdict:
     if problem:
         return failed(problem)
     if not isinstance(got, torch.Tensor):
-        return Verdict(False, f"returned {type(got).__name__}, expected a tensor")
+        return Verdict(False, f"returned {what(got)}, expected a tensor of shape {tuple(want.shape)}")
+    got = got.detach().float().cpu() if got.dtype != want.dtype or got.device != want.device else got
+    want = want.to(got.device)
     if tuple(got.shape) != tuple(want.shape):
-        hint = ("a column-parallel layer keeps d_out/world output features: slice the weight's rows "
-                "(weight.chunk(world, dim=0)[rank])")
+        hint = "a column-parallel layer keeps d_out/world output features: which of the weight's dimensions is that?"
+        problem = f"output shape {tuple(got.shape)}, expected {tuple(want.shape)}"
         if tuple(got.shape) == tuple((x @ w.T).shape):
-            hint = "you returned the whole output: each rank computes only its own slice of the output features"
-        return Verdict(False, f"output shape {tuple(got.shape)}, expected {tuple(want.shape)}", hint)
+            d_in = x.shape[-1] // world
+            split_in = x[:, rank * d_in:(rank + 1) * d_in] @ w[:, rank * d_in:(rank + 1) * d_in].T
+            if torch.allclose(got.to(split_in.device), split_in, atol=1e-4):
+                problem = "you split the weight along d_in (its input features): that gives a partial sum"
+                hint = ("splitting the input features is the row-parallel layer; column-parallel splits the output "
+                        "features, so each rank's slice is already final")
+            else:
+                hint = "you returned the whole output: each rank computes only its own slice of the output features"
+        return Verdict(False, problem, hint)
     if torch.allclose(got, want, atol=1e-4):
         return Verdict(True)
+    if torch.allclose(got, world * want, atol=1e-4):
+        return Verdict(False, "every rank computed the whole output and the all-reduce added up the ranks' copies: "
+                       "world_size times too large", "a column-parallel layer needs no communication: each rank's "
+                       "slice of the output features is already final")
     for r, other in enumerate((x @ w.T).chunk(world, dim=-1)):
         if r != rank and torch.allclose(got, other, atol=1e-4):
             return Verdict(False, f"rank {rank} returned rank {r}'s slice", "index the shard with this rank")
-    return Verdict(False, f"values differ by up to {float((got - want).abs().max()):.3g}",
-                   "y_r = x @ W_r.T with W_r = rows [r*d_out/world, (r+1)*d_out/world) of W")
+    return Verdict(False, describe(got, want), "each rank's output features are a contiguous block, in rank order")
 
 
 def row_worker(source: str, name: str) -> Verdict:
@@ -52,21 +65,25 @@ def row_worker(source: str, name: str) -> Verdict:
     got, problem = call(fn, x_shard.clone(), w, rank, world)
     if problem:
         return failed(problem)
+    if got is None:
+        return Verdict(False, "returned None", "a collective like all_reduce works in place on its tensor and "
+                       "returns nothing (a handle only when asynchronous): what should the function return?")
+    if isinstance(got, torch.Tensor):
+        got = got.detach().float().cpu()
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-        return Verdict(False, f"returned {shape}, expected a tensor of shape {tuple(want.shape)}",
-                       "a row-parallel layer's input is sharded along d_in: slice the weight's columns "
-                       "(weight.chunk(world, dim=1)[rank])")
+        return Verdict(False, f"returned {what(got)}, expected a tensor of shape {tuple(want.shape)}",
+                       "a row-parallel layer's input is sharded along d_in: which of the weight's dimensions "
+                       "must match it?")
     if torch.allclose(got, want, atol=1e-4):
         return Verdict(True)
     if torch.allclose(got, partial, atol=1e-4):
-        return Verdict(False, "each rank returned only its partial sum", "missing all-reduce: "
-                       "dist.all_reduce(y) sums the partial products of all ranks (in place)")
+        return Verdict(False, "each rank returned only its partial sum", "the partial products of the ranks "
+                       "add up to the answer only once something sums them across ranks")
     if torch.allclose(got, world * partial, atol=1e-4) or torch.allclose(got, world * want, atol=1e-4):
         return Verdict(False, "the output is world_size times too large",
                        "something whole was summed over ranks: shard the weight, and all-reduce once")
-    return Verdict(False, f"values differ by up to {float((got - want).abs().max()):.3g}",
-                   "y = sum_r x_r @ W[:, cols of r].T: slice the weight's columns to match your input shard")
+    return Verdict(False, describe(got, want), "the answer is the sum over ranks of each rank's input shard "
+                   "times the matching block of the weight")
 
 
 def check_column_parallel(fn, world: int | None = None) -> Verdict:

@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .describe import describe, what
 from .runner import Misconception, Verdict, call, diagnose, failed, on_rank, run_check
 
 TOKENS, HEAD_DIM = 5, 4
@@ -22,6 +23,11 @@ TOKENS, HEAD_DIM = 5, 4
 
 def _rand(g, *shape):
     return torch.randn(*shape, generator=g)
+
+
+def _blocks(f: int, world: int) -> list[slice]:
+    """Each rank's block of ``f`` intermediate features."""
+    return [slice(r * f // world, (r + 1) * f // world) for r in range(world)]
 
 
 def mlp_reference(x, wg, wu, wd, act=F.silu):
@@ -54,9 +60,9 @@ def _judge(result, want, mistakes) -> Verdict:
     got, problem = result
     if problem:
         return failed(problem)
-    got = got.cpu() if isinstance(got, torch.Tensor) else got
+    got = got.detach().float().cpu() if isinstance(got, torch.Tensor) else got
     if not isinstance(got, torch.Tensor):
-        return Verdict(False, f"returned {type(got).__name__}, expected a tensor of shape {tuple(want.shape)}")
+        return Verdict(False, f"returned {what(got)}, expected a tensor of shape {tuple(want.shape)}")
     if tuple(got.shape) != tuple(want.shape):
         return Verdict(False, f"returned shape {tuple(got.shape)}, expected {tuple(want.shape)} (the whole output "
                        f"on every rank)", "which dimension of each weight holds the features this rank owns?")
@@ -65,7 +71,7 @@ def _judge(result, want, mistakes) -> Verdict:
     m = diagnose(got, (), mistakes, _close)
     if m:
         return Verdict(False, m.problem, m.hint)
-    return Verdict(False, f"values differ by up to {float((got - want).abs().max()):.3g}",
+    return Verdict(False, describe(got, want),
                    "compare each rank's partial result with the single-device formula in the lab's text")
 
 
@@ -84,8 +90,12 @@ def mlp_worker(source: str, name: str) -> Verdict:
                       "row-parallel: its outputs are partial sums that every rank must add up"),
         Misconception(lambda: world * want, "the output is world_size times too large", "something whole was summed "
                       "over ranks: each rank's share must be a part, added once"),
+        Misconception(lambda: sum(F.silu(x @ wg[r].T) * (x @ wu[r].T) for r in _blocks(f, world)) @ wd[:, rows].T,
+                      "the all-reduce sums the intermediate activations, before the down projection",
+                      "each rank's intermediate features are different features, not parts of one sum: where "
+                      "does a partial sum first appear?"),
         Misconception(lambda: mlp_reference(x, wg, wu, wd, F.relu), "the activation is not SiLU",
-                      "SwiGLU multiplies silu(gate) by up"),
+                      "SwiGLU multiplies the SiLU of the gate projection by the up projection"),
         Misconception(lambda: world * partial, "the output is world_size times too large",
                       "the all-reduce already sums over ranks")])
 
@@ -104,6 +114,7 @@ def attention_worker(source: str, name: str) -> Verdict:
     qh = slice(rank * n_heads // world * HEAD_DIM, (rank + 1) * n_heads // world * HEAD_DIM)
     kh = slice(rank * n_kv // world * HEAD_DIM, (rank + 1) * n_kv // world * HEAD_DIM)
     partial = attention_reference(x, wq[qh], wk[kh], wv[kh], wo[:, qh], n_heads // world, n_kv // world)
+    _blk = lambda r, n: slice(r * n // world * HEAD_DIM, (r + 1) * n // world * HEAD_DIM)   # noqa: E731
     return _judge(call(fn, *(t.to(dev) for t in (x, wq, wk, wv, wo)), n_heads, n_kv, rank, world), want, [
         Misconception(lambda: partial, "each rank returned only its partial sum", "the output projection is "
                       "row-parallel: its outputs are partial sums of the heads each rank owns"),
@@ -113,6 +124,13 @@ def attention_worker(source: str, name: str) -> Verdict:
                                                   group=[h % n_kv for h in range(n_heads)]),
                       "query heads read the wrong kv heads", "grouped-query attention groups *neighbouring* query "
                       "heads: which kv head does query head h share?"),
+        Misconception(lambda: sum(attention_reference(
+                          x, wq[_blk(r, n_heads)], wk[_blk(r, n_kv)], wv[_blk(r, n_kv)], wo[:, _blk(r, n_heads)],
+                          n_heads // world, n_kv // world,
+                          group=[j % (n_kv // world) for j in range(n_heads // world)]) for r in range(world)),
+                      "query heads read the wrong kv heads (each kv head repeated as a block, not per group)",
+                      "grouped-query attention groups *neighbouring* query heads: which kv head does query head h "
+                      "share, and does repeating the kv heads keep that order?"),
         Misconception(lambda: attention_reference(x, wq, wk, wv, wo, n_heads, n_kv, causal=False),
                       "a token attended to later tokens",
                       "a decoder's attention is causal: position t may read positions 0 .. t only"),

@@ -15,8 +15,8 @@ Four ways to reduce:
   the compiler sees the collective and its wait as separate graph nodes; ``Pending.wait(after=...)`` adds the
   fence that stops inductor's fusion from pulling a wait forward (``ordered_after``, ``compiled.py``);
 * ``comm="skip"``: no reduction at all (the upper-bound speed ceiling; results are wrong by design);
-* an emulated rank (``emulate.py``): a wait of the duration the interconnect model predicts, on a side thread or
-  stream, with no data exchanged (timing only).
+* an emulated rank (``emulate.py``): a wait of the duration the interconnect model predicts (a deadline the
+  calling thread waits for on a CPU, a spin kernel on a side stream on CUDA), with no data exchanged (timing only).
 """
 from __future__ import annotations
 
