@@ -1,4 +1,6 @@
 """Emulated rank: one rank's shard on one device, all-reduces replaced by waits of the modeled duration."""
+import contextlib
+import os
 import time
 
 import pytest
@@ -147,18 +149,40 @@ def test_the_link_is_the_critical_paths_communication_lane(variant, compute_ms, 
     predicted = cp.finish(lanes)
     group = ModeledGroup(HARDWARE["h100-nvlink"], 2, torch.device("cpu"), link=lambda nbytes: a)
     t, pending, measured = torch.ones(4), [], []
-    for _ in range(3):                                       # best of 3: a preempted run is only ever slower
-        t0 = time.perf_counter()
-        for m in mods:
-            while len(pending) > m.lag:                      # the due rule: only the `lag` newest may be in flight
-                pending.pop(0).wait()
-            wait_until(time.perf_counter() + m.compute)      # compute of a known length
-            if m.comm:
-                pending.append(group.all_reduce(t))
-        while pending:
-            pending.pop(0).wait()
-        measured.append(time.perf_counter() - t0)
+    with _first_in_line():
+        for _ in range(5):                                   # best of 5: a preempted run is only ever slower
+            measured.append(_run_schedule(mods, group, t, pending, wait_until))
     assert min(measured) == pytest.approx(predicted, rel=0.03, abs=5e-4)
+
+
+def _run_schedule(mods, group, t, pending, wait_until) -> float:
+    t0 = time.perf_counter()
+    for m in mods:
+        while len(pending) > m.lag:                          # the due rule: only the `lag` newest may be in flight
+            pending.pop(0).wait()
+        wait_until(time.perf_counter() + m.compute)          # compute of a known length
+        if m.comm:
+            pending.append(group.all_reduce(t))
+    while pending:
+        pending.pop(0).wait()
+    return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def _first_in_line():
+    """Run the calling thread in a real-time class while it times (where allowed: root or CAP_SYS_NICE), so that
+    other tests running beside it on the same cores delay neither the compute nor the wake-up at a deadline: the
+    test measures the link, not the machine's load."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(5))
+        raised = True
+    except (AttributeError, PermissionError, OSError):
+        raised = False
+    try:
+        yield
+    finally:
+        if raised:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def test_profile_of_the_emulated_link_reads_as_a_trace(tmp_path):

@@ -101,6 +101,7 @@ def plant_wrong_answer(release: dict) -> dict:
 
 
 def test_autograde_gives_the_source_full_marks_and_a_wrong_submission_less_with_the_checks_message(course):
+    """Graded two at a time (``labs.classroom.grade``), as the guide grades a class."""
     src = course / "source" / LAB / f"{LAB}.ipynb"
     for student in ("instructor", "planted"):
         (course / "submitted" / student / LAB).mkdir(parents=True)
@@ -108,15 +109,24 @@ def test_autograde_gives_the_source_full_marks_and_a_wrong_submission_less_with_
     shutil.copy(src, course / "submitted" / "instructor" / LAB)
     release = json.loads((course / "release" / LAB / f"{LAB}.ipynb").read_text())
     (course / "submitted" / "planted" / LAB / f"{LAB}.ipynb").write_text(json.dumps(plant_wrong_answer(release)))
-    nbgrader(course, "autograde", LAB, "--force")
-    nbgrader(course, "generate_feedback", LAB, "--force")
+    from ladder_edu.labs.classroom import grade
+    graded = grade(course, LAB, workers=2)          # the guide's parallel autograde: two students at once
+    assert graded["students"] == 2 and set(graded["per_student_s"]) == {"instructor", "planted"}
     from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:   # what formgrader does when a grader scores the
+        written = gb.find_grade("deliverables", LAB, LAB, "instructor")    # written deliverables by hand
+        written.manual_score = written.max_score
+        gb.db.commit()
+    nbgrader(course, "generate_feedback", LAB, "--force")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         full = gb.find_submission(LAB, "instructor")
         planted = gb.find_submission(LAB, "planted")
         # code_score: the autograded checks (the written deliverables are graded by hand)
         assert full.code_score == full.max_code_score > 0
         assert 0 < planted.code_score < planted.max_code_score
+        assert full.score == full.max_score                             # the written part counted once graded
+    full_feedback = (course / "feedback" / "instructor" / LAB / f"{LAB}.html").read_text()
+    assert re.search(r"Score: 3\.0 / 3\.0", full_feedback)
     feedback = (course / "feedback" / "planted" / LAB / f"{LAB}.html").read_text()
     assert "waits for every all-reduce before the next module" in feedback
     assert "cdnjs" not in feedback and not re.search(r"<script[^>]*src=[^>]*mathjax", feedback, re.I)   # offline

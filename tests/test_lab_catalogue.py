@@ -21,8 +21,8 @@ def column_split_along_d_in(x, weight, rank, world):
     return x[:, rank * d:(rank + 1) * d] @ weight[:, rank * d:(rank + 1) * d].T
 
 
-def column_doubled(x, weight, rank, world):
-    return 2 * (x @ weight.chunk(world, dim=0)[rank].T)
+def column_tripled(x, weight, rank, world):
+    return 3 * (x @ weight.chunk(world, dim=0)[rank].T)
 
 
 def row_assigns_the_all_reduce(x_shard, weight, rank, world):
@@ -122,7 +122,7 @@ def exposed_list(compute, comm):
 
 CATALOGUE = [
     (labs.check_column_parallel, column_split_along_d_in, "split the weight along d_in"),
-    (labs.check_column_parallel, column_doubled, "2 times the right one"),
+    (labs.check_column_parallel, column_tripled, "3 times the right one"),
     (labs.check_row_parallel, row_assigns_the_all_reduce, "returned None"),
     (labs.check_row_parallel, row_returns_a_list, "returned a list"),
     (labs.check_row_parallel, row_returns_a_tuple, "returned a tuple"),
@@ -163,7 +163,7 @@ def test_a_collective_mismatch_is_named_within_the_bound(fn, said, monkeypatch):
 
 def test_no_temporary_folder_is_left_after_a_check():
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "*")))
-    labs.check_column_parallel(column_doubled)
+    labs.check_column_parallel(column_tripled)
     labs.check_exposed_communication(exposed_unmerged, {})
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "*"))) <= before
 
@@ -205,3 +205,49 @@ def test_no_check_crashes_on_what_a_student_returns(check, fn, args):
 def test_passing_something_that_is_not_a_function_is_a_one_line_error():
     with pytest.raises(TypeError, match="pass your function itself"):
         labs.check_column_parallel("column_parallel")
+
+
+def test_one_switch_keeps_a_class_on_cpu_ranks_on_a_gpu_node(monkeypatch):
+    """``LADDER_EDU_DEVICE=cpu``: gloo and 2 CPU ranks even where 8 GPUs are visible (the GPU count is all this
+    reads of CUDA); a check then runs on gloo ranks and says so. Any other value is refused with the choices."""
+    from ladder_edu.tp import launch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setenv("LADDER_EDU_DEVICE", "cpu")
+    assert (launch.default_backend(2), launch.default_world_size()) == ("gloo", 2)
+    monkeypatch.setenv("LADDER_EDU_DEVICE", "gpu")
+    with pytest.raises(launch.LaunchError, match="valid: auto, cpu"):
+        launch.default_backend(2)
+    monkeypatch.undo()
+    monkeypatch.setenv("LADDER_EDU_DEVICE", "cpu")
+    v = labs.check_column_parallel(lambda_free_column)
+    assert v.passed and "(gloo)" in v.problem
+
+
+def lambda_free_column(x, weight, rank, world):
+    return x @ weight.chunk(world, dim=0)[rank].T
+
+
+def row_averaged(x_shard, weight, rank, world):
+    y = x_shard @ weight.chunk(world, dim=1)[rank].T
+    dist.all_reduce(y, op=dist.ReduceOp.AVG if dist.get_backend() == "nccl" else dist.ReduceOp.SUM)  # noqa: F821
+    return y / world if dist.get_backend() != "nccl" else y  # noqa: F821 - gloo has no AVG: the same average
+
+
+def stream_joins_the_newest_first(x, modules, reduce, lag):
+    pending = deque()  # noqa: F821
+    for module in modules:
+        while len(pending) > lag:
+            x = x + pending.pop().wait()
+        pending.append(reduce(module(x)))
+    while pending:
+        x = x + pending.pop().wait()
+    return x
+
+
+@pytest.mark.parametrize("check, fn, said", [
+    (labs.check_row_parallel, row_averaged, "the reduction averaged"),
+    (labs.check_forward_stream, stream_joins_the_newest_first, "joined the newest pending output")])
+def test_more_common_mistakes_are_named(check, fn, said):
+    v = check(fn)
+    assert not v.passed and said in v.problem, str(v)

@@ -133,7 +133,7 @@ def test_exposed_communication_check():
     v = labs.check_exposed_communication(exposed_all, profiled)
     assert not v.passed and "you counted all communication" in str(v)
     v = labs.check_exposed_communication(exposed_unmerged, profiled)
-    assert not v.passed and "merge overlapping" in str(v)
+    assert not v.passed and "overlapping communication twice" in str(v)
 
 
 def lags(n_layers, k):

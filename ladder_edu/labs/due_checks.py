@@ -76,6 +76,11 @@ def stream_worker(source: str, name: str) -> Verdict:
                 return Verdict(False, f"{arch}: the modules' outputs joined the stream without their all-reduce",
                                "under TP each module returns this rank's partial sum: the stream needs the sum over "
                                "ranks, which only the reduction started for each output provides")
+            if lag and torch.allclose(got, reference_hybrid(x, modules, [lag] * len(modules), reduce,
+                                                            newest_first=True), atol=1e-5):
+                return Verdict(False, f"{arch}: your loop joined the newest pending output and left an older one in "
+                               "flight", "outputs become due in the order they were started: which one has had a "
+                               "whole module to finish?")
             if lag and torch.allclose(got, reference_stream(x, modules, reduce, 0), atol=1e-5):
                 return Verdict(False, "with lag=1 (ladder) your loop waits for every all-reduce before the next "
                                "module", "a ladder module starts with the newest output still in flight: how many "
@@ -95,13 +100,15 @@ def check_forward_stream(fn, world: int | None = None) -> Verdict:
     return run_check(stream_worker, fn, world=world)
 
 
-def reference_hybrid(x, modules, lags, reduce, lag_of_previous: bool = False, drain: bool = True):
-    """The due rule with a lag per module (``models/model.py``: the lag of the layer about to run)."""
+def reference_hybrid(x, modules, lags, reduce, lag_of_previous: bool = False, drain: bool = True,
+                     newest_first: bool = False):
+    """The due rule with a lag per module (``models/model.py``: the lag of the layer about to run);
+    ``newest_first`` joins the newest pending output first (a planted mistake)."""
     pending = deque()
     for i, module in enumerate(modules):
         lag = lags[i - 1] if lag_of_previous and i else lags[i]
         while len(pending) > lag:
-            x = x + pending.popleft().wait()
+            x = x + (pending.pop() if newest_first else pending.popleft()).wait()
         pending.append(reduce(module(x)))
     while drain and pending:
         x = x + pending.popleft().wait()

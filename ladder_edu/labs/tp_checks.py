@@ -79,6 +79,9 @@ def row_worker(source: str, name: str) -> Verdict:
     if torch.allclose(got, partial, atol=1e-4):
         return Verdict(False, "each rank returned only its partial sum", "the partial products of the ranks "
                        "add up to the answer only once something sums them across ranks")
+    if torch.allclose(got, want / world, atol=1e-4):
+        return Verdict(False, f"every value is 1/{world} of the sum: the reduction averaged",
+                       "the partial products add up to the answer: which reduction adds?")
     if torch.allclose(got, world * partial, atol=1e-4) or torch.allclose(got, world * want, atol=1e-4):
         return Verdict(False, "the output is world_size times too large",
                        "something whole was summed over ranks: shard the weight, and all-reduce once")

@@ -88,6 +88,8 @@ def mlp_worker(source: str, name: str) -> Verdict:
     return _judge(call(fn, *(t.to(dev) for t in (x, wg, wu, wd)), rank, world), want, [
         Misconception(lambda: partial, "each rank returned only its partial sum", "the down projection is "
                       "row-parallel: its outputs are partial sums that every rank must add up"),
+        Misconception(lambda: want / world, "every value is 1/world_size of the sum: the reduction averaged",
+                      "the ranks' partial outputs add up to the answer: which reduction adds?"),
         Misconception(lambda: world * want, "the output is world_size times too large", "something whole was summed "
                       "over ranks: each rank's share must be a part, added once"),
         Misconception(lambda: sum(F.silu(x @ wg[r].T) * (x @ wu[r].T) for r in _blocks(f, world)) @ wd[:, rows].T,
@@ -118,6 +120,8 @@ def attention_worker(source: str, name: str) -> Verdict:
     return _judge(call(fn, *(t.to(dev) for t in (x, wq, wk, wv, wo)), n_heads, n_kv, rank, world), want, [
         Misconception(lambda: partial, "each rank returned only its partial sum", "the output projection is "
                       "row-parallel: its outputs are partial sums of the heads each rank owns"),
+        Misconception(lambda: want / world, "every value is 1/world_size of the sum: the reduction averaged",
+                      "the ranks' partial outputs add up to the answer: which reduction adds?"),
         Misconception(lambda: world * want, "the output is world_size times too large",
                       "something whole was summed over ranks"),
         Misconception(lambda: attention_reference(x, wq, wk, wv, wo, n_heads, n_kv,

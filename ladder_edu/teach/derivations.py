@@ -114,9 +114,9 @@ def plot_alternatives(latencies_us, curve: dict[str, list[float]], marks: dict[s
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for v, ys in curve.items():
         ax.plot(latencies_us, ys, "-", color=VARIANTS[v], lw=2, label=f"{v} (performance model)")
-    styles = ("--", ":", "-.", (0, (5, 1)))
-    for (name, us), ls in zip(marks.items(), styles):
-        ax.axvline(us, color="#555555", lw=1, ls=ls, label=f"{name}: {us:g} us")
+    styles = (("--", "#333333"), (":", "#8C564B"), ("-.", "#17BECF"), ((0, (5, 1)), "#BCBD22"))
+    for (name, us), (ls, color) in zip(marks.items(), styles):
+        ax.axvline(us, color=color, lw=1.6, ls=ls, label=f"{name}: {us:g} us")
     ax.axhline(1.0, color="#999999", lw=0.8)
     ax.set_ylim(0.95, max(max(ys) for ys in curve.values()) + 0.05)
     ax.set_xlabel("latency of one decode all-reduce (us)")

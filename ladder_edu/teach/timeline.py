@@ -51,8 +51,11 @@ def draw_timeline(traces: dict[str, list[str]], step: int = -1, layers: tuple[in
         base = (len(rows) - 1 - k) * 2.3
         main = prt["compute"] + prt["wait"] + prt.get("start", [])
         lanes = [("compute", main, base + 1.0), ("comm", prt["comm"], base)]
+        last = max((i.end for i in _select(prt["compute"], lo, hi, layers)), default=hi)
         for lane, intervals, y in lanes:
             sel = _select(intervals, lo, hi, layers)
+            if layers is not None and lane == "compute":      # a zoom ends with its last module: a wait of these
+                sel = [i for i in sel if i.start <= last]     # layers that comes after it belongs to the next ones
             bars = [((i.start - lo) / 1e3, (i.end - i.start) / 1e3) for i in sel]
             ax.broken_barh(bars, (y, 0.85), facecolors=[COLORS[i.kind] for i in sel],      # back-to-back
                            edgecolor="white" if lane == "comm" else "none", linewidth=0.6)  # all-reduces apart
@@ -70,10 +73,11 @@ def draw_timeline(traces: dict[str, list[str]], step: int = -1, layers: tuple[in
     ax.legend([Patch(color=COLORS[c]) for c in kinds], ["attention", "MLP", "attn+MLP", "LM head",
                                                          "starting an all-reduce", "waiting for an all-reduce",
                                                          "all-reduce (comm lane)"],
-              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=7, fontsize=8, frameon=False)
+              loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=fig.transFigure, ncol=7, fontsize=8,
+              frameon=False)
     what = f"layers {layers[0]}-{layers[1]}" if layers else "one step"
     ax.set_title(title or f"Timeline of {what}, every rank drawn: main thread (compute, start, wait; white = "
                           f"neither) and communication lane\n(an all-reduce's bar runs from its start on that rank "
                           f"to its end there: waiting for a slower rank to join is part of it)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))     # 0.45 inch below the axis for the legend
     return fig

@@ -40,18 +40,35 @@ def under_torchrun() -> bool:
                                                    and "MASTER_ADDR" in os.environ)
 
 
+DEVICES = ("auto", "cpu")
+
+
+def cpu_only() -> bool:
+    """``LADDER_EDU_DEVICE=cpu``: every default is CPU ranks on gloo, GPUs or not (a class sharing a GPU node, a
+    grader that must not touch the GPUs). Unset or ``auto``: GPUs when there are enough."""
+    choice = os.environ.get("LADDER_EDU_DEVICE", "auto").strip().lower() or "auto"
+    if choice not in DEVICES:
+        raise LaunchError(f"LADDER_EDU_DEVICE={choice!r} is not a choice; valid: {', '.join(DEVICES)}")
+    return choice == "cpu"
+
+
+def _gpus() -> int:
+    return 0 if cpu_only() or not torch.cuda.is_available() else torch.cuda.device_count()
+
+
 def default_backend(world_size: int = 1) -> str:
-    """NCCL when every rank can have its own CUDA device, else gloo."""
-    if torch.cuda.is_available() and torch.cuda.device_count() >= world_size and dist.is_nccl_available():
+    """NCCL when every rank can have its own CUDA device (and ``LADDER_EDU_DEVICE`` is not ``cpu``), else gloo."""
+    if _gpus() >= world_size and _gpus() > 0 and dist.is_nccl_available():
         return "nccl"
     return "gloo"
 
 
 def default_world_size() -> int:
-    """Ranks a lesson uses by default: WORLD_SIZE under torchrun, every GPU if there are several, else 2 CPU ranks."""
+    """Ranks a lesson uses by default: WORLD_SIZE under torchrun, every GPU if there are several (and
+    ``LADDER_EDU_DEVICE`` is not ``cpu``), else 2 CPU ranks."""
     if under_torchrun():
         return int(os.environ["WORLD_SIZE"])
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    n = _gpus()
     return n if n >= 2 else 2
 
 

@@ -13,6 +13,7 @@ the timeline of a machine whose link is the model and needs no CPU.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -103,19 +104,30 @@ def layer_compute(trace_path: str) -> tuple[float, float, float]:
     return statistics.median(attn), statistics.median(mlp), statistics.median(fractions)
 
 
+def bookkeeping_s(standard_s: float, upper_bound_s: float, comm_s: float, n_allreduces: int) -> float:
+    """Seconds of compute-lane work each all-reduce adds besides its wait (starting it, the wait's own Python, the
+    residual add of its result), from standard's step, which waits for every all-reduce on its critical path:
+    (standard - upper bound) / all-reduces - the modeled all-reduce; never below 0."""
+    return max(0.0, (standard_s - upper_bound_s) / n_allreduces - comm_s)
+
+
 def predicted_steps(cfg: ModelConfig, upper_bound_s: float, trace_path: str, comm_s: float,
-                    variants) -> dict[str, float]:
+                    variants, overhead_s: float = 0.0) -> dict[str, float]:
     """Each variant's decode step as the critical path predicts it for this schedule, in seconds. Measured: the step
     without communication (``upper_bound_s``), and from a trace of it (``layer_compute``) the share of the layer
     stack and how it splits between attention and MLP. Per module c_attn and c_mlp are that share of
     ``upper_bound_s`` in the trace's proportion (everything between two modules, the residual add and the
     bookkeeping, counts with them: the link runs under it too); modeled: every all-reduce ``comm_s`` long. The
-    step is then the part outside the stack plus the critical path of its modules (``critical_path.modules``)."""
+    step is then the part outside the stack plus the critical path of its modules (``critical_path.modules``), each
+    communicating module's compute lengthened by ``overhead_s`` (``bookkeeping_s``)."""
     t_attn, t_mlp, stack = layer_compute(trace_path)
     scale = stack * upper_bound_s / (cfg.n_layers * (t_attn + t_mlp))
     t_attn, t_mlp = scale * t_attn, scale * t_mlp
     outside = (1 - stack) * upper_bound_s
-    return {v: outside + cp.finish(_lanes(cp.modules(v, cfg.n_layers, t_attn, t_mlp, comm_s))) for v in variants}
+    def mods(v):
+        return [dataclasses.replace(m, compute=m.compute + overhead_s) if m.comm else m
+                for m in cp.modules(v, cfg.n_layers, t_attn, t_mlp, comm_s)]
+    return {v: outside + cp.finish(_lanes(mods(v))) for v in variants}
 
 
 def _lanes(mods) -> cp.Lanes:
