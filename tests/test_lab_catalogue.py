@@ -251,3 +251,32 @@ def stream_joins_the_newest_first(x, modules, reduce, lag):
 def test_more_common_mistakes_are_named(check, fn, said):
     v = check(fn)
     assert not v.passed and said in v.problem, str(v)
+
+
+def stream_waits_at_once_but_adds_later(x, modules, reduce, lag):
+    ready = []
+    for module in modules:
+        while len(ready) > lag:
+            x = x + ready.pop(0)
+        ready.append(reduce(module(x)).wait())            # waits at once: the values are right, nothing overlaps
+    while ready:
+        x = x + ready.pop(0)
+    return x
+
+
+def stream_reduces_at_join_time(x, modules, reduce, lag):
+    outs = []
+    for module in modules:
+        while len(outs) > lag:
+            x = x + reduce(outs.pop(0)).wait()
+        outs.append(module(x))
+    while outs:
+        x = x + reduce(outs.pop(0)).wait()
+    return x
+
+
+@pytest.mark.parametrize("fn, said", [(stream_waits_at_once_but_adds_later, "could not overlap module"),
+                                      (stream_reduces_at_join_time, "had not started when module")])
+def test_a_loop_with_the_right_values_and_no_overlap_is_named(fn, said):
+    v = labs.check_forward_stream(fn)
+    assert not v.passed and said in v.problem, str(v)

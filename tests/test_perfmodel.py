@@ -268,3 +268,33 @@ def test_the_all_reduce_is_the_deployments_implementation():
     assert set(ALLREDUCE) >= {"nccl"}
     with pytest.raises(ValueError, match="unknown all-reduce implementation 'mpi'; valid choices: nccl"):
         Deployment(CFG, NVL, 8, allreduce="mpi")
+
+
+def test_nccl_caps_the_ll_protocol_by_the_cpu_row_across_nodes():
+    """NCCL's llMaxBws: on one node the GPU's row (Hopper 141, Ampere 87.7 GB/s); across nodes the CPU vendor's row
+    (Intel 39.0 for 2 nodes, 20.4 for more; AMD 22.5 and 19.0), never the Hopper row's 45 / 35."""
+    from ladder_edu.perf.model.nccl import ll_max_bw
+    h100, a100 = HARDWARE["h100-nvlink"], HARDWARE["a100-nvswitch"]
+    assert [ll_max_bw(h100, n) for n in (1, 2, 4)] == [141.0, 39.0, 20.4]
+    assert [ll_max_bw(h100.with_(cpu_vendor="amd"), n) for n in (2, 3)] == [22.5, 19.0]
+    assert ll_max_bw(a100, 1) == 87.7
+    with pytest.raises(ValueError, match="valid: intel, amd"):
+        h100.with_(cpu_vendor="arm")
+
+
+def test_the_allreduce_implementations_reproduce_their_sources_and_hand_big_messages_to_nccl():
+    """One-shot 10.8 us at 8 KB, two-shot 15 us and NVLS multimem 11 us at 512 KiB on 8 H100s (the published
+    measurements ``perf/model/allreduce.py`` cites); a prefill-sized message goes to NCCL; a faster all-reduce
+    leaves ladder less to hide; a kernel that needs one NVLink node refuses others with the valid choice."""
+    from ladder_edu.perf.model.allreduce import IMPLEMENTATIONS
+    hw = HARDWARE["h100-nvlink"]
+    us = lambda name, b: 1e6 * IMPLEMENTATIONS[name](hw, 8, b)[0]   # noqa: E731
+    assert us("one-shot", 8192) == pytest.approx(10.8, abs=0.3)
+    assert us("two-shot", 512 * 1024) == pytest.approx(15.0, abs=0.5)
+    assert us("nvls", 512 * 1024) == pytest.approx(11.0, abs=0.5)
+    assert IMPLEMENTATIONS["one-shot"](hw, 8, 16 * 2 ** 20)[1] != "one-shot"          # NCCL's ring takes over
+    cfg = get_config("llama-3-70b")
+    speedup = {a: predict(cfg, hw, 8, allreduce=a)["ladder"].speedup_vs_standard for a in IMPLEMENTATIONS}
+    assert speedup["nvls"] < speedup["one-shot"] < speedup["nccl"]
+    with pytest.raises(ValueError, match="needs: nccl"):
+        predict(cfg, HARDWARE["h100-no-p2p"], 8, allreduce="one-shot")

@@ -58,6 +58,9 @@ def add_parsers(sub):
     pred.add_argument("--ladder-layers", type=ladder_layers(), default=None, metavar="K|I,J,..",
                       help="hybrid ladder: only the top K layers, or the layers I,J,.. (one layer: I,), are ladder "
                            "(default: all)")
+    pred.add_argument("--allreduce", default="nccl", choices=("nccl", "one-shot", "two-shot", "nvls"),
+                      help="the all-reduce implementation: NCCL as its tuner picks (default), or an intra-node "
+                           "one-shot, two-shot or NVLS multimem kernel (perf/model/allreduce.py, sourced latencies)")
     pred.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", type=what_if,
                       help="what-if: override a hardware field, e.g. --set link_gbps=25 --set kernel_us=5")
     pred.add_argument("--explain", nargs="?", const="-", default=None, metavar="PNG", type=out_file,
@@ -107,18 +110,21 @@ def cmd_predict(args) -> int:
     for field, value in args.set:
         hw = hw.with_(**{field: value}, name=f"{hw.name} (what-if {field}={value:g})")
     cfg = get_config(args.model)
-    pred = predict(cfg, hw, args.tp, args.batch, args.prompt, args.generate, nodes=args.nodes,
-                   ladder_layers=args.ladder_layers)
+    try:
+        pred = predict(cfg, hw, args.tp, args.batch, args.prompt, args.generate, nodes=args.nodes,
+                       ladder_layers=args.ladder_layers, allreduce=args.allreduce)
+    except ValueError as e:
+        raise SystemExit(f"ladder-edu predict: {e}") from None
     k = args.ladder_layers
     hybrid = "" if k is None else (f", ladder = layers {','.join(map(str, k))} of {cfg.n_layers}" if isinstance(
         k, tuple) else f", ladder = top {k} of {cfg.n_layers} layers")
     say(f"model: {cfg.name} on {hw.name} ({hw.note}), TP={args.tp} on {args.nodes} node(s), batch {args.batch}, "
-        f"prompt {args.prompt}, {args.generate} new tokens{hybrid}")
+        f"prompt {args.prompt}, {args.generate} new tokens{hybrid}; all-reduce: {args.allreduce}")
     say(f"  {'variant':12s} {'prefill ms':>11s} {'decode ms':>10s} {'tokens/s':>10s} {'speedup':>8s}")
     for p in pred.values():
         say(f"  {p.variant:12s} {1e3 * p.prefill_s:11.2f} {1e3 * p.decode_s:10.3f} {p.tokens_per_s:10.1f} "
             f"{p.speedup_vs_standard:7.3f}x")
-    iso = iso_prefill_time(Deployment(cfg, hw, args.tp, args.batch, args.nodes), args.prompt)
+    iso = iso_prefill_time(Deployment(cfg, hw, args.tp, args.batch, args.nodes, allreduce=args.allreduce), args.prompt)
     gain = 1 - iso / pred[BASELINE].prefill_s
     say(f"  ISO prefill (standard model, prompt split in 2 balanced chunks): {1e3 * iso:.2f} ms, "
         f"{100 * abs(gain):.1f}% {'less' if gain >= 0 else 'more'} than the standard prefill")

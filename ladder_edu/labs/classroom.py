@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -91,12 +92,17 @@ def lab_cost(lab: str) -> dict:
         return {"lab": lab, **measure(cmd, cwd=str(src.parent))}
 
 
-def autograde(course: Path, assignment: str, student: str, retries: int = 20) -> float:
-    """Seconds one ``nbgrader autograde`` of one student took, retrying while the gradebook is locked."""
+def autograde(course: Path, assignment: str, student: str, threads: int | None = None, retries: int = 20) -> float:
+    """Seconds one ``nbgrader autograde`` of one student took, retrying while the gradebook is locked. ``threads``:
+    the intra-op threads its kernel may use (``OMP_NUM_THREADS``; K autogrades at once on C cores get C / K each,
+    since more threads than cores make every one of them spin and wait)."""
+    env = dict(os.environ, LADDER_EDU_DEVICE=os.environ.get("LADDER_EDU_DEVICE", "cpu"))   # grade on CPU ranks
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     t0 = time.monotonic()
     for attempt in range(retries):
         res = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student,
-                              "--force"], cwd=course, capture_output=True, text=True, timeout=1800)
+                              "--force"], cwd=course, capture_output=True, text=True, timeout=1800, env=env)
         text = res.stdout + res.stderr
         if res.returncode == 0 and LOCKED not in text:
             return time.monotonic() - t0
@@ -115,10 +121,19 @@ def grade(course: Path, assignment: str, workers: int = 1) -> dict:
     if not students:
         raise ValueError(f"no submissions of {assignment} under {course / 'submitted'}")
     t0 = time.monotonic()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+
+    def one(student):
+        try:
+            return autograde(course, assignment, student, threads), None
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            return None, str(e).splitlines()[0][:300]
     with ThreadPoolExecutor(workers) as pool:
-        each = dict(zip(students, pool.map(lambda s: autograde(course, assignment, s), students)))
+        each = dict(zip(students, pool.map(one, students)))
     return {"assignment": assignment, "workers": workers, "students": len(students),
-            "wall_s": round(time.monotonic() - t0, 1), "per_student_s": {s: round(t, 1) for s, t in each.items()}}
+            "wall_s": round(time.monotonic() - t0, 1),
+            "per_student_s": {s: round(t, 1) for s, (t, err) in each.items() if err is None},
+            "failed": {s: err for s, (t, err) in each.items() if err is not None}}
 
 
 def grade_cost(assignment: str, students: int = 4, workers=(1, 2)) -> list[dict]:
@@ -163,9 +178,10 @@ def guide_tables(data: dict) -> dict[str, str]:
                      f"{r['cpu_s']:.0f} s | {r['peak_mb'] / 1024:.1f} GiB |" for lab, r in sorted(cost.items()))
     grade_rows = "\n".join(f"    {r['assignment']}: {r['students']} submissions, {r['workers']} at a time: "
                            f"{r['wall_s']:.0f} s ({r['per_submission_s']:.1f} s per submission)" for r in data["grade"])
-    serial = {r["assignment"]: r["per_submission_s"] for r in data["grade"] if r["workers"] == 1}
-    grade_30 = "; ".join(f"{lab.split('_')[0]} about {30 * s / 60:.0f} min serial, {30 * s / 60 / 4:.0f} min with "
-                         f"K = 4" for lab, s in sorted(serial.items()))
+    per = {(r["assignment"], r["workers"]): r["per_submission_s"] for r in data["grade"]}
+    grade_30 = "; ".join(f"{lab.split('_')[0]} about {30 * s / 60:.0f} min one at a time, "
+                         f"{30 * per[lab, 2] / 60:.0f} min two at a time on these 2 cores"
+                         for (lab, k), s in sorted(per.items()) if k == 1 and (lab, 2) in per)
     peak = max(r["peak_mb"] for r in data["cost"]) / 1024
     heavy = max(cost, key=lambda lab: cost[lab]["peak_mb"])
     fit = (f"* memory: {peak:.1f} GiB per student at the peak of the heaviest lab ({heavy.split('_')[0]}); the "
@@ -173,13 +189,25 @@ def guide_tables(data: dict) -> dict[str, str]:
            f"* cores: a running check keeps {RANKS_PER_CHECK} cores busy for its seconds, and a student's kernel idles "
            f"between checks;\n"
            f"* so a machine with C cores and M GiB runs min(C / {RANKS_PER_CHECK}, M / {peak:.1f}) students' checks at "
-           f"once at full speed. A 2-core, 24 GiB VM: one student at full speed (two whose checks rarely coincide: a "
-           f"coinciding check takes about twice as long). Thirty students all checking at the same moment need "
+           f"once at full speed. A 2-core, 24 GiB VM: one student at full speed; more share its two cores whenever "
+           f"their checks coincide. Thirty students all checking at the same moment need "
            f"{30 * RANKS_PER_CHECK} cores and {30 * peak:.0f} GiB: one large CPU node, or a GPU node in CPU mode "
            f"(`LADDER_EDU_DEVICE=cpu`). On GPUs each student needs {RANKS_PER_CHECK} GPUs, one per rank: an 8-GPU node "
            f"serves {8 // RANKS_PER_CHECK} students at a time (`CUDA_VISIBLE_DEVICES`, below), so a class of 30 on one "
            f"node runs in CPU mode.")
     return {"COST_ROWS": rows, "GRADE_ROWS": grade_rows, "GRADE_30": grade_30, "CLASS_FIT": fit}
+
+
+def update_json(path: Path, section: str, rows: list[dict], key) -> None:
+    """Put ``rows`` into ``path``'s list ``section`` (a JSON object: "machine", "cost", "grade"), replacing rows with
+    the same ``key``; written atomically."""
+    import platform
+    from ..util.atomic import write_json
+    data = json.loads(path.read_text()) if path.exists() else {}
+    new = {key(r) for r in rows}
+    data[section] = [r for r in data.get(section, []) if key(r) not in new] + rows
+    data["machine"] = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    write_json(str(path), data, indent=1)
 
 
 def main(argv=None) -> None:
@@ -205,12 +233,11 @@ def main(argv=None) -> None:
             print(f"{r['lab']:36s} {r['wall_s']:7.1f} s wall {r['cpu_s']:7.1f} s CPU ({r['cores']:.2f} cores) "
                   f"{r['peak_mb']:6d} MB peak")
         if a.json:
-            Path(a.json).write_text(json.dumps(rows, indent=1))
+            update_json(Path(a.json), "cost", rows, key=lambda r: r["lab"])
     elif a.what == "grade-cost":
         rows = grade_cost(a.assignment, a.students, a.workers)
         if a.json:
-            old = json.loads(Path(a.json).read_text()) if Path(a.json).exists() else []
-            Path(a.json).write_text(json.dumps(old + rows, indent=1))
+            update_json(Path(a.json), "grade", rows, key=lambda r: (r["assignment"], r["workers"]))
         for r in rows:
             print(f"{r['assignment']}: {r['students']} submissions, {r['workers']} at a time: {r['wall_s']:.0f} s "
                   f"({r['per_submission_s']:.1f} s per submission)")

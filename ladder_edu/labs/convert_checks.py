@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..models.config import get_config
 from ..models.model import Transformer
+from .describe import what
 from .runner import Verdict, call, failed, load_student
 
 
@@ -44,7 +45,7 @@ def reference_distill(student_logits, teacher_logits, temperature: float, revers
     t = F.log_softmax(teacher_logits.float() / temperature, -1)
     s = F.log_softmax(student_logits.float() / temperature, -1)
     kl = ((s.exp() * (s - t)) if reverse else (t.exp() * (t - s))).sum(-1)
-    kl = kl.mean() if reduce == "mean" else kl.sum()
+    kl = kl.mean() if reduce == "mean" else kl.sum() if reduce == "sum" else kl.sum() / kl.shape[0]   # batchmean
     return kl * temperature ** 2 if scale else kl
 
 
@@ -74,7 +75,9 @@ def check_distill_loss(fn) -> Verdict:
                 (dict(scale=False), "the loss is not scaled by T^2",
                  "softening by T shrinks the gradients by 1/T^2; scaling keeps them comparable across T"),
                 (dict(reduce="sum"), "you summed over positions", "average over the positions, so the loss does "
-                 "not grow with batch and sequence length")):
+                 "not grow with batch and sequence length"),
+                (dict(reduce="batchmean"), "you averaged over the batch only (kl_div's batchmean): the sum over "
+                 "the sequence is still in it", "the mean is over every position: each sequence's tokens too")):
             if torch.allclose(got.detach().float(), reference_distill(s_logits, t_logits, temperature, **kw),
                               rtol=1e-4, atol=1e-6):
                 return Verdict(False, f"temperature {temperature}: {text}", hint)
@@ -89,11 +92,15 @@ def check_choose_layers(fn) -> Verdict:
     fn2, bad = load_student(fn)
     if bad:
         return bad
-    costs = [1.83, 1.80, 0.09, 0.16, 0.02, 0.01, 0.03, 0.12, 0.02, 0.015, 0.35, 0.21]
+    costs = [1.83, 1.80, 0.09, 0.16, 0.021, 0.01, 0.03, 0.12, 0.02, 0.015, 0.35, 0.21]   # no ties: one answer
     for k in (0, 3, 6, 12):
         got, problem = call(fn2, list(costs), k)
         if problem:
             return failed(problem)
+        try:
+            got = [int(i) for i in (got.tolist() if hasattr(got, "tolist") else got)]   # a tensor or an array too
+        except (TypeError, ValueError):
+            return Verdict(False, f"k={k}: returned {what(got)}, expected a list of {k} layer indices")
         want = sorted(sorted(range(len(costs)), key=lambda i: costs[i])[:k])
         if sorted(got or []) == want and list(got or []) != want:
             return Verdict(False, f"k={k}: the right layers, unsorted", "return the indices in increasing order")

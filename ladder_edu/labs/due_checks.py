@@ -16,6 +16,7 @@ from .describe import describe, what
 from .runner import Verdict, call, load, run_check
 
 CASES = (("standard", 0), ("parallel", 0), ("ladder", 1))
+MAX_WORLD = 4          # the tiny model's 4 kv heads shard over at most 4 ranks
 
 
 class _Local:
@@ -32,6 +33,59 @@ def reference_stream(x, modules, reduce, lag: int, drain: bool = True):
     """The package's rule (models/model.py): before a module runs, all but the newest ``lag`` pending outputs join
     the stream; after the last module, all of them (``drain``)."""
     return reference_hybrid(x, modules, [lag] * len(modules), reduce, drain=drain)
+
+
+class Recorder:
+    """What the student's loop did, in order: ("run", i) when module i runs, ("reduce", i) when its output's
+    all-reduce starts, ("wait", i) when that all-reduce is waited for. A value check cannot see overlap: this can."""
+
+    def __init__(self, modules, reduce):
+        self.events: list[tuple[str, int]] = []
+        self.modules = [self._module(i, m) for i, m in enumerate(modules)]
+        self.reduce, self._reduce = self._start, reduce
+
+    def _module(self, i, module):
+        def run(x):
+            self.events.append(("run", i))
+            return module(x)
+        return run
+
+    def _start(self, out):
+        i = max((k for kind, k in self.events if kind == "run"), default=-1)
+        self.events.append(("reduce", i))
+        LEDGER.append("reduce")
+        handle, events = self._reduce(out), self.events
+
+        class Handle:
+            def wait(self):
+                events.append(("wait", i))
+                return handle.wait()
+
+            def __getattr__(self, name):
+                return getattr(handle, name)
+        return Handle()
+
+
+def schedule_problem(events: list[tuple[str, int]], lags: list[int]) -> str | None:
+    """How the recorded loop breaks the due rule's overlap, or None: before module i runs, exactly the all-reduces
+    of modules 0 .. i-1-lag have been waited for, and module i's all-reduce starts before module i+1 runs."""
+    waited: set[int] = set()
+    started: set[int] = set()
+    for kind, i in events:
+        if kind == "wait":
+            waited.add(i)
+        elif kind == "reduce":
+            started.add(i)
+        elif kind == "run":
+            if i and i - 1 not in started:
+                return (f"module {i - 1}'s all-reduce had not started when module {i} ran: an all-reduce started "
+                        f"only when its output joins the stream has nothing left to overlap")
+            early = {j for j in waited if j > i - 1 - lags[i]}
+            if early:
+                j = max(early)
+                return (f"module {i} (lag {lags[i]}) ran after your loop waited for module {j}'s all-reduce: the "
+                        f"values are right, but that all-reduce could not overlap module {i}")
+    return None
 
 
 def _setup(arch: str):
@@ -52,10 +106,10 @@ def stream_worker(source: str, name: str) -> Verdict:
     for arch, lag in CASES:
         model, tp, tokens, modules = _setup(arch)
         reduce = lambda out: all_reduce_async(out, tp)      # noqa: E731 - the references call it
-        yours = lambda out: (LEDGER.append("reduce"), reduce(out))[1]   # noqa: E731 - the student's loop calls it
+        rec = Recorder(modules, reduce)                     # what the student's loop calls
         with torch.no_grad():
             x = model.embed_tokens(tokens)
-            got, problem = call(fn, x, modules, yours, lag)
+            got, problem = call(fn, x, rec.modules, rec.reduce, lag)
             dist.barrier()
             if problem:
                 hint = ""
@@ -71,6 +125,11 @@ def stream_worker(source: str, name: str) -> Verdict:
             logits = model(tokens)
             head = model.head(got)
             if torch.allclose(got, want, atol=1e-5) and torch.allclose(head, logits, atol=1e-4):
+                late = schedule_problem(rec.events, [lag] * len(modules))
+                if late:
+                    return Verdict(False, f"{arch} (lag {lag}): {late}", "in ladder the newest output is still in "
+                                   "flight while the next module runs: when does your loop start each all-reduce, "
+                                   "and when does it wait?")
                 continue
             if torch.allclose(got, reference_stream(x, modules, _Local, lag), atol=1e-5):
                 return Verdict(False, f"{arch}: the modules' outputs joined the stream without their all-reduce",
@@ -97,7 +156,7 @@ def stream_worker(source: str, name: str) -> Verdict:
 def check_forward_stream(fn, world: int | None = None) -> Verdict:
     """``fn(x, modules, reduce, lag)`` -> the residual stream, for standard (lag 0), parallel block (its modules
     are whole layers, lag 0) and ladder (lag 1), each compared with the package's model on real ranks."""
-    return run_check(stream_worker, fn, world=world)
+    return run_check(stream_worker, fn, world=world, max_world=MAX_WORLD)
 
 
 def reference_hybrid(x, modules, lags, reduce, lag_of_previous: bool = False, drain: bool = True,
@@ -129,17 +188,21 @@ def hybrid_worker(source: str, name: str) -> Verdict:
         modules = [fn_ for layer in model.layers for _, fn_ in layer.steps(0, rope)]
         lags = [layer.lag for layer in model.layers for _ in layer.steps(0, rope)]
         reduce = lambda out: all_reduce_async(out, tp)      # noqa: E731
-        yours = lambda out: (LEDGER.append("reduce"), reduce(out))[1]   # noqa: E731
+        rec = Recorder(modules, reduce)
         with torch.no_grad():
             x = model.embed_tokens(tokens)
-            got, problem = call(fn, x, modules, list(lags), yours)
+            got, problem = call(fn, x, rec.modules, list(lags), rec.reduce)
             dist.barrier()
             if problem:
                 return Verdict(False, f"{which}: {problem}")
             if not isinstance(got, torch.Tensor) or got.shape != x.shape:
-                return Verdict(False, f"returned {getattr(got, 'shape', type(got).__name__)}, expected the stream "
+                return Verdict(False, f"returned {what(got)}, expected the stream "
                                f"of shape {tuple(x.shape)}")
             if torch.allclose(model.head(got), model(tokens), atol=1e-4):
+                late = schedule_problem(rec.events, lags)
+                if late:
+                    return Verdict(False, f"{which}: {late}", "a ladder layer's modules leave the newest output "
+                                   "in flight: when does your loop start each all-reduce, and when does it wait?")
                 continue
             if torch.allclose(got, reference_hybrid(x, modules, lags, reduce, lag_of_previous=True), atol=1e-5):
                 return Verdict(False, f"{which}: the boundary between a standard and a ladder "
@@ -157,4 +220,4 @@ def hybrid_worker(source: str, name: str) -> Verdict:
 def check_forward_hybrid(fn, world: int | None = None) -> Verdict:
     """``fn(x, modules, lags, reduce)`` -> the residual stream of a hybrid model (one lag per module), compared
     with the package's hybrid models (the top k layers, and sets of layers) on real ranks."""
-    return run_check(hybrid_worker, fn, world=world)
+    return run_check(hybrid_worker, fn, world=world, max_world=MAX_WORLD)

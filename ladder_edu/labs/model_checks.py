@@ -36,7 +36,7 @@ def schedule_us(compute_us: float, comm_us: float, n_modules: int, lag: int) -> 
     return cp.finish(lanes)
 
 
-def _run_cases(fn, cases, reference, wrong) -> Verdict:
+def _run_cases(fn, cases, reference, wrong, fallback: str) -> Verdict:
     fn2, bad = load_student(fn)
     if bad:
         return bad
@@ -52,8 +52,7 @@ def _run_cases(fn, cases, reference, wrong) -> Verdict:
         m = diagnose(got, args, wrong, lambda a, b: abs(a - b) <= 1e-6 * max(1.0, abs(want)))
         if m:
             return Verdict(False, f"{args}: {m.problem} (you said {got:.4g}, the formula gives {want:.4g})", m.hint)
-        return Verdict(False, f"{args}: you said {got:.4g} us, the formula gives {want:.4g} us",
-                       "check the units: bytes / (GB/s) is nanoseconds, not microseconds")
+        return Verdict(False, f"{args}: you said {got:.4g} us, the formula gives {want:.4g} us", fallback)
     return Verdict(True, f"checked {len(cases)} cases")
 
 
@@ -72,7 +71,8 @@ def check_allreduce_model(fn) -> Verdict:
                       "1 GB/s moves 1000 bytes per microsecond"),
         Misconception(lambda b, n, a, w: 2 * (n - 1) * a + 2 * (n - 1) / n * b / w, "off by 1000",
                       "1 GB/s moves 1000 bytes per microsecond")]
-    return _run_cases(fn, cases, allreduce_us, wrong)
+    return _run_cases(fn, cases, allreduce_us, wrong,
+                      "how many steps does each half of the ring take, and what does each step cost? (bytes / (GB/s) is nanoseconds)")
 
 
 def check_roofline(fn) -> Verdict:
@@ -86,7 +86,8 @@ def check_roofline(fn) -> Verdict:
                       "with many tokens per step a matmul becomes compute-bound"),
         Misconception(lambda w, f, bw, p: f / (p * 1e6), "you counted compute only",
                       "one token per step reads every weight once: memory time dominates")]
-    return _run_cases(fn, cases, roofline_us, wrong)
+    return _run_cases(fn, cases, roofline_us, wrong,
+                      "a kernel takes as long as the slower of reading its bytes and doing its flops")
 
 
 def check_schedule(fn) -> Verdict:
@@ -99,7 +100,8 @@ def check_schedule(fn) -> Verdict:
                       "nothing follows the last module: its all-reduce is exposed"),
         Misconception(lambda c, a, n, lag: n * c if lag else n * (c + a), "you assumed communication always hides",
                       "an all-reduce longer than the next module's compute makes that module wait")]
-    return _run_cases(fn, cases, schedule_us, wrong)
+    return _run_cases(fn, cases, schedule_us, wrong,
+                      "walk the two lanes module by module: when may each module start, and when is the link free for its all-reduce?")
 
 
 def fit_reference(sizes_bytes, times_us) -> tuple[float, float]:
@@ -138,8 +140,8 @@ FIT_MISTAKES = (
 
 def check_fit_alpha_beta(fn) -> Verdict:
     """``fn(sizes_bytes, times_us)`` -> (alpha_us, beta_gbps): the line t = alpha + bytes / beta fitted by least
-    squares on the *relative* error (each point weighted by 1/t) with alpha >= 0 (a negative intercept refitted
-    through the origin): the course's fit. Checked on a gloo-like and an NVLink-like link with noise, on times with
+    squares on the *relative* error (each squared residual weighted by 1/t^2) with alpha >= 0 (a negative
+    intercept refitted through the origin): the course's fit. Checked on a gloo-like and an NVLink-like link with noise, on times with
     a small-message floor (a CPU's), and on times whose intercept comes out negative."""
     import random
     fn2, bad = load_student(fn)
@@ -168,6 +170,6 @@ def check_fit_alpha_beta(fn) -> Verdict:
             m = diagnose(got, (sizes, times), FIT_MISTAKES, close)
             return Verdict(False, f"{what}: you returned {got!r}; the fit gives alpha {want[0]:.4g} us, beta "
                            f"{want[1]:.4g} GB/s" + (f" ({m.problem})" if m else ""),
-                           m.hint if m else "fit time against bytes with a slope and an intercept, each point "
-                           "weighted by 1/t; GB/s is 1000 bytes per microsecond")
+                           m.hint if m else "fit time against bytes with a slope and an intercept, each squared "
+                           "residual weighted by 1/t^2 (a relative error); GB/s is 1000 bytes per microsecond")
     return Verdict(True, f"checked on {len(cases)} sets of times")

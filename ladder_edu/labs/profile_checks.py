@@ -15,11 +15,13 @@ def reference_exposed(compute: list[tuple[float, float]], comm: list[tuple[float
 
 
 def traces(tp: int = 2, variants=("standard", "ladder"), steps: int = 2) -> dict[str, list[dict]]:
-    """Profile ``variants`` of the tiny model on ``tp`` real ranks; {variant: [per-rank trace]} (the trace files
-    are read and their folder removed)."""
+    """Profile ``variants`` of the tiny model on ``tp`` real CPU ranks (gloo, GPUs or not: the lab reads CPU traces);
+    {variant: [per-rank trace]} (the trace files are read and their folder removed)."""
     from ..profiling.trace import profile
-    with tempfile.TemporaryDirectory(prefix="ladder_edu_lab4_") as out:
-        paths = profile(get_config("tiny"), list(variants), tp, "decode", out, steps=steps)
+    from ..tp.launch import LaunchOptions
+    with tempfile.TemporaryDirectory(prefix="ladder_edu_lab4_") as out:    # CPU ranks on gloo: the traces the
+        paths = profile(get_config("tiny"), list(variants), tp, "decode", out, steps=steps,   # lab's text reads
+                        options=LaunchOptions(backend="gloo", timeout_s=120.0))
         return {v: [load_trace(p) for p in ps] for v, ps in paths.items()}
 
 
@@ -153,6 +155,14 @@ def check_intervals_from_trace(fn, profiled: dict[str, list[dict]]) -> Verdict:
             except (TypeError, ValueError):
                 return Verdict(False, f"returned {type(got).__name__}, expected (compute, comm): two lists of "
                                f"(start, end)")
+            if len(comm) == len(want_comm) and sorted(want_comm) != comm:
+                return Verdict(False, f"{variant} rank {r}: the right number of communication intervals ("
+                               f"{len(comm)}), the wrong values", "each interval is (start, end) in microseconds: "
+                               "an event's start and its start plus its duration")
+            if len(compute) == len(want_compute) and sorted(want_compute) != compute:
+                return Verdict(False, f"{variant} rank {r}: the right number of compute intervals ("
+                               f"{len(compute)}), the wrong values", "each interval is (start, end) in "
+                               "microseconds: an event's start and its start plus its duration")
             if sorted(want_comm) != comm:
                 hint = ("a collective's start region on the main thread is not the collective: the communication "
                         "threads' gloo events hold its whole duration")

@@ -20,6 +20,7 @@ import functools
 import inspect
 import io
 import os
+import re
 import signal
 import textwrap
 import traceback
@@ -130,14 +131,21 @@ def diagnose(got, args: tuple, misconceptions, close: Callable) -> Misconception
     return None
 
 
-def load_student(fn):
+def load_student(fn, allow_package: bool = False):
     """(``fn`` compiled afresh from its source, None), or (None, the failed Verdict saying why it cannot run)."""
-    return load(*source_of(fn))
+    return load(*source_of(fn), allow_package=allow_package)
 
 
-def load(source: str, name: str):
+PACKAGE = re.compile(r"\bladder_edu\b")
+
+
+def load(source: str, name: str, allow_package: bool = False):
     """Compile the student's source here; returns (function, None) or (None, a failed Verdict saying why). The
-    function's ``dist`` records each collective it makes (``collectives.CountingDist``)."""
+    function's ``dist`` records each collective it makes (``collectives.CountingDist``). A function that uses this
+    package is refused unless the exercise asks for it (``allow_package``): the package holds the references."""
+    if not allow_package and PACKAGE.search(source):
+        return None, Verdict(False, "your function uses ladder_edu", "this exercise asks you to write the piece "
+                             "yourself: the package's version is what the check compares with")
     namespace: dict = {}
     try:
         exec(compile(PRELUDE + source, f"<your {name}>", "exec"), namespace)
@@ -186,7 +194,11 @@ def call(fn, *args):
                 if collectives.LEDGER else ""
             return None, (f"your function waited in a collective{last} that another rank never joined{where} "
                           f"(every rank must make the same collectives in the same order)")
-        return None, f"your function raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
+        said = f"your function raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{where}"
+        if isinstance(e, NameError):
+            said += (" (the check runs your function alone: a helper, an import or a variable from another cell "
+                     "does not exist there; define or import it inside the function)")
+        return None, said
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -242,12 +254,14 @@ def _bounded(worker, bound_s: float, source: str, name: str, *args):
     return verdict
 
 
-def run_check(worker, fn, *args, world: int | None = None, bound_s: float | None = None) -> Verdict:
-    """Send ``fn``'s source to ``world`` ranks, run ``worker(source, name, *args)`` on each, merge the verdicts:
-    the first rank that failed speaks for all. Ends within about 2 x ``bound_s`` + start-up, whatever ``fn`` does."""
+def run_check(worker, fn, *args, world: int | None = None, bound_s: float | None = None,
+              max_world: int | None = None) -> Verdict:
+    """Send ``fn``'s source to ``world`` ranks (default: every GPU, else 2 CPU ranks; at most ``max_world``, the
+    largest TP the check's model shards to), run ``worker(source, name, *args)`` on each, merge the verdicts: the
+    first rank that failed speaks for all. Ends within about 2 x ``bound_s`` + start-up, whatever ``fn`` does."""
     source, name = source_of(fn)
     bound = bound_s or default_bound()
-    world = world or max(2, launch.default_world_size())
+    world = world or min(max(2, launch.default_world_size()), max_world or 1 << 20)
     options = launch.LaunchOptions(timeout_s=bound + 5, deadline_s=2 * bound + 60)
     try:
         results = launch.run(_bounded, world, worker, bound, source, name, *args, options=options)

@@ -28,10 +28,13 @@ def column_worker(source: str, name: str) -> Verdict:
         return failed(problem)
     if not isinstance(got, torch.Tensor):
         return Verdict(False, f"returned {what(got)}, expected a tensor of shape {tuple(want.shape)}")
-    got = got.detach().float().cpu() if got.dtype != want.dtype or got.device != want.device else got
-    want = want.to(got.device)
+    got, want = got.detach().float().cpu(), want.cpu()       # compared on the CPU, whatever the ranks ran on
+    x, w = x.cpu(), w.cpu()
     if tuple(got.shape) != tuple(want.shape):
         hint = "a column-parallel layer keeps d_out/world output features: which of the weight's dimensions is that?"
+        if tuple(got.shape) == tuple(want.shape[::-1]):
+            return Verdict(False, f"output shape {tuple(got.shape)}, expected {tuple(want.shape)}: the output is "
+                           "transposed", "tokens are the rows of the output, features its columns")
         problem = f"output shape {tuple(got.shape)}, expected {tuple(want.shape)}"
         if tuple(got.shape) == tuple((x @ w.T).shape):
             d_in = x.shape[-1] // world
@@ -59,9 +62,9 @@ def row_worker(source: str, name: str) -> Verdict:
     rank, world, fn, x, w = _setup(source, name)
     if isinstance(fn, Verdict):
         return fn
-    want = x @ w.T
+    want = (x @ w.T).cpu()                                  # compared on the CPU, whatever the ranks ran on
     x_shard = x.chunk(world, dim=-1)[rank].contiguous()
-    partial = x_shard @ w.chunk(world, dim=1)[rank].T
+    partial = (x_shard @ w.chunk(world, dim=1)[rank].T).cpu()
     got, problem = call(fn, x_shard.clone(), w, rank, world)
     if problem:
         return failed(problem)
@@ -70,7 +73,14 @@ def row_worker(source: str, name: str) -> Verdict:
                        "returns nothing (a handle only when asynchronous): what should the function return?")
     if isinstance(got, torch.Tensor):
         got = got.detach().float().cpu()
-    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+    if not isinstance(got, torch.Tensor):
+        return Verdict(False, f"returned {what(got)}, expected a tensor of shape {tuple(want.shape)}",
+                       "return the output tensor itself, the same whole output on every rank")
+    if tuple(got.shape) != tuple(want.shape):
+        if got.shape[-1] == world * want.shape[-1] or got.shape[0] == world * want.shape[0]:
+            return Verdict(False, f"returned shape {tuple(got.shape)}: the ranks' outputs side by side",
+                           "a row-parallel layer's outputs are partial sums of the same features: gathered side "
+                           "by side they are still unsummed; which collective adds them?")
         return Verdict(False, f"returned {what(got)}, expected a tensor of shape {tuple(want.shape)}",
                        "a row-parallel layer's input is sharded along d_in: which of the weight's dimensions "
                        "must match it?")

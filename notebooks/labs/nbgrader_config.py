@@ -13,6 +13,9 @@ c = get_config()  # noqa: F821 - nbgrader provides get_config
 
 c.CourseDirectory.root = "."
 c.CourseDirectory.course_id = "ladder_edu"
+# For nbgrader's exchange (release_assignment, collect, release_feedback on a shared machine or JupyterHub): a folder
+# every user can write, the same in the students' configuration (notebooks/labs/README.md, "Grading a class").
+# c.Exchange.root = "/srv/nbgrader/exchange"
 # A check starts real ranks and bounds the student's function (30 s by default): leave room for that.
 c.ExecutePreprocessor.timeout = 300
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

@@ -15,11 +15,12 @@ from typing import Callable
 
 from ...models.config import ModelConfig
 from .hardware import Hardware
+from .allreduce import IMPLEMENTATIONS
 from .nccl import allreduce_time
 
 AllReduce = Callable[[Hardware, int, float, int], tuple[float, str]]
-ALLREDUCE: dict[str, AllReduce] = {"nccl": allreduce_time}
-"""The all-reduce implementations a deployment can use, by name."""
+ALLREDUCE: dict[str, AllReduce] = dict(IMPLEMENTATIONS)
+"""The all-reduce implementations a deployment can use, by name (``allreduce.py``: NCCL, one-shot, two-shot, NVLS)."""
 
 
 def check_nodes(hw: Hardware, tp: int, nodes: int) -> None:

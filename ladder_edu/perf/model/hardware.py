@@ -91,6 +91,12 @@ class Hardware:
     eff: Efficiency = field(default_factory=Efficiency)
     bytes_per_param: int = 2       # fp16/bf16 weights and activations, as the papers ran
     note: str = ""
+    ll_max_gbps: float = 141.0     # NCCL's LL bandwidth cap on one node, its GPU row (Hopper 141.0, Ampere 87.7)
+    cpu_vendor: str = "intel"      # the nodes' CPUs: NCCL's LL cap across nodes reads their row ("intel", "amd")
+
+    def __post_init__(self):
+        if self.cpu_vendor not in ("intel", "amd"):
+            raise ValueError(f"cpu_vendor {self.cpu_vendor!r} is not one NCCL tunes for; valid: intel, amd")
 
     def with_(self, **changes) -> "Hardware":
         """A copy with fields changed; efficiency fields (``mem_eff=...``) and ``link_gbps`` are accepted too."""
@@ -177,12 +183,12 @@ HARDWARE: dict[str, Hardware] = {
                             note="H200 SXM (4.8 TB/s HBM3e, 141 GB; the H100's 989 TFLOP/s and NVLink 4 / NVSwitch); "
                                  "compute constants measured on an H200 (docs/gpu/h200), communication as the H100's; "
                                  "nodes joined by 8x400 Gb/s InfiniBand"),
-    "a100-nvswitch": Hardware("a100-nvswitch", 1555, 312, intra=NVLINK3, inter=IB_8X400,
+    "a100-nvswitch": Hardware("a100-nvswitch", 1555, 312, intra=NVLINK3, inter=IB_8X400, ll_max_gbps=87.7,
                               note="A100 40GB SXM (1.555 TB/s, 312 TFLOP/s), NVLink 3 / NVSwitch; Kraken's testbed"),
-    "a800-nvlink": Hardware("a800-nvlink", 2039, 312, intra=NVLINK_A800, inter=IB_8X400,
+    "a800-nvlink": Hardware("a800-nvlink", 2039, 312, intra=NVLINK_A800, inter=IB_8X400, ll_max_gbps=87.7,
                             note="A800 80GB SXM (2.039 TB/s, 312 TFLOP/s), NVLink 200 GB/s per direction; ISO's "
                                  "testbed"),
-    "rtx4090-pcie": Hardware("rtx4090-pcie", 1008, 165, intra=PCIE4, inter=None,
+    "rtx4090-pcie": Hardware("rtx4090-pcie", 1008, 165, intra=PCIE4, inter=None, ll_max_gbps=87.7,
                              note="RTX 4090 (1.008 TB/s, 165 TFLOP/s dense FP16 with FP32 accumulate), PCIe 4, no "
                                   "P2P; ISO's testbed"),
 }

@@ -31,7 +31,17 @@ BASE_LAT = {"tree": (6.8, 14.0, 8.4), "ring": (6.6, 14.0, 8.4)}                #
 HW_LAT = {"nvlink": {"tree": (0.6, 1.25, 4.0), "ring": (0.6, 1.9, 3.4), "nvls": 25.0},   # us, hwLatencies
           "pcie": {"tree": (1.0, 1.9, 4.0), "ring": (1.0, 2.5, 5.7)},
           "net": {"tree": (5.0, 8.5, 14.0), "ring": (2.7, 4.0, 14.0), "nvls": 18.0}}
-LL_MAX_BW = {1: 141.0, 2: 45.0, 3: 35.0}        # llMaxBws, Hopper row (1 node) / CPU rows (2, >2 nodes), GB/s
+# llMaxBws (GB/s): on one node NCCL reads the GPU's row (Volta 39.0, Ampere 87.7, Hopper 141.0); on two or more it
+# reads the row of the nodes' CPU vendor (index1 = CPU vendor when nNodes > 1): Intel 39.0 / 20.4, AMD 22.5 / 19.0
+# for 2 nodes / more than 2
+LL_MAX_BW_NODES = {"intel": (39.0, 20.4), "amd": (22.5, 19.0)}
+
+
+def ll_max_bw(hw: Hardware, nodes: int) -> float:
+    """NCCL's cap on the LL protocol's bandwidth (GB/s) for ``nodes`` nodes of ``hw``."""
+    if nodes <= 1:
+        return hw.ll_max_gbps
+    return LL_MAX_BW_NODES[hw.cpu_vendor][0 if nodes <= 2 else 1]
 NVLS_EFF = 0.85                                 # nvlsEfficiency, Hopper
 
 
@@ -60,7 +70,7 @@ def candidates(hw: Hardware, n: int, nbytes: float, nodes: int = 1,
     ppn = n // nodes
     inter = hw.inter if nodes > 1 else None
     bus = min(_bus_gbps(intra) if ppn > 1 else math.inf, _bus_gbps(inter) if inter else math.inf)
-    ll_max = LL_MAX_BW[min(nodes, 3)]
+    ll_max = ll_max_bw(hw, nodes)
     out = {}
     for p, proto in enumerate(PROTOCOLS):
         if proto == "LL128" and intra.kind == "shm":        # NCCL enables LL128 only over NVLink paths
