@@ -112,8 +112,16 @@ def test_predicted_speedup_check():
 
 
 def exposed(compute, comm):
-    from ladder_edu.profiling.overlap import intersection, length, union
-    return length(union(comm)) - intersection(union(comm), union(compute))
+    def merge(intervals):
+        out = []
+        for s, e in sorted(intervals):
+            if out and s <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], e)
+            else:
+                out.append([s, e])
+        return out
+    busy = merge(comm)
+    return sum(e - s for s, e in busy) - sum(max(0.0, min(e, b) - max(s, a)) for s, e in busy for a, b in merge(compute))
 
 
 def exposed_all(compute, comm):
@@ -121,8 +129,16 @@ def exposed_all(compute, comm):
 
 
 def exposed_unmerged(compute, comm):
-    from ladder_edu.profiling.overlap import intersection, union
-    return sum(e - s for s, e in comm) - intersection(union(comm), union(compute))
+    def merge(intervals):
+        out = []
+        for s, e in sorted(intervals):
+            if out and s <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], e)
+            else:
+                out.append([s, e])
+        return out
+    overlap = sum(max(0.0, min(e, b) - max(s, a)) for s, e in merge(comm) for a, b in merge(compute))
+    return sum(e - s for s, e in comm) - overlap
 
 
 def test_exposed_communication_check():

@@ -15,8 +15,8 @@ from ladder_edu.teach.palette import MARKERS, VARIANTS as COLORS
 ROOT = Path(__file__).resolve().parent.parent / "ladder_edu"
 # Names that are variants and nothing else (the others are also block architectures, ModelConfig.arch)
 ONLY_VARIANTS = sorted(set(VARIANTS) - set(ARCHS))
-# The Ladder paper's measured table names its columns: data, not code
-DATA = {("perf/model/fit.py", "PAPER_70B")}
+# The Ladder paper's measured table and the authors' logs name their columns: data, not code
+DATA = {("perf/model/fit.py", "PAPER_70B"), ("perf/model/logs.py", "LOGS")}
 
 
 def literals(path: Path):

@@ -15,7 +15,11 @@ hides ((standard - ladder) / (standard - upper bound)).
 """
 from __future__ import annotations
 
-LOGS: dict[str, dict[tuple[int, int], dict[str, tuple[float, float, float]]]] = {
+from ...models.registry import BASELINE, CEILING, LADDER
+
+SYNC_DROP = "sync_drop"      # the authors' one-all-reduce-per-layer variant: in their logs, not a model here
+
+LOGS = {
     "llama-3-8b": {
         (1, 1): {"standard": (6.26, 51.4, 157.11), "ladder": (6.307, 51.5, 155.94), "parallel": (6.06, 50.3, 162.28), "sync_drop": (6.229, 50.9, 157.91), "upper_bound": (6.227, 50.9, 157.96)},
         (1, 4): {"standard": (7.77, 197.2, 490.21), "ladder": (7.82, 197.4, 487.15), "parallel": (7.793, 196.5, 488.86), "sync_drop": (7.69, 197.0, 495.09), "upper_bound": (7.599, 196.7, 500.77)},
@@ -67,17 +71,17 @@ def cells(models=("llama-3-8b", "llama-3-70b"), tps=None, batches=None):
             if (tps is None or tp in tps) and (batches is None or b in batches)]
 
 
-def exposed_per_allreduce(model: str, tp: int, batch: int, variant: str = "standard") -> float:
+def exposed_per_allreduce(model: str, tp: int, batch: int, variant: str = BASELINE) -> float:
     """Seconds one all-reduce adds to a decode step: (variant - upper bound) / its all-reduces per step (2 per layer
     for standard, 1 for sync_drop)."""
     from ...models.config import get_config
     row = LOGS[model][tp, batch]
-    per_layer = {"standard": 2, "sync_drop": 1}[variant]
-    return 1e-3 * (row[variant][DECODE] - row["upper_bound"][DECODE]) / (per_layer * get_config(model).n_layers)
+    per_layer = {BASELINE: 2, SYNC_DROP: 1}[variant]
+    return 1e-3 * (row[variant][DECODE] - row[CEILING][DECODE]) / (per_layer * get_config(model).n_layers)
 
 
 def hidden_fraction(model: str, tp: int, batch: int) -> float:
     """The share of standard's communication time ladder hides: (standard - ladder) / (standard - upper bound)."""
     row = LOGS[model][tp, batch]
-    s, lad, u = row["standard"][DECODE], row["ladder"][DECODE], row["upper_bound"][DECODE]
+    s, lad, u = row[BASELINE][DECODE], row[LADDER][DECODE], row[CEILING][DECODE]
     return (s - lad) / (s - u)
