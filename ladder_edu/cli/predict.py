@@ -110,11 +110,8 @@ def cmd_predict(args) -> int:
     for field, value in args.set:
         hw = hw.with_(**{field: value}, name=f"{hw.name} (what-if {field}={value:g})")
     cfg = get_config(args.model)
-    try:
-        pred = predict(cfg, hw, args.tp, args.batch, args.prompt, args.generate, nodes=args.nodes,
-                       ladder_layers=args.ladder_layers, allreduce=args.allreduce)
-    except ValueError as e:
-        raise SystemExit(f"ladder-edu predict: {e}") from None
+    pred = predict(cfg, hw, args.tp, args.batch, args.prompt, args.generate, nodes=args.nodes,
+                   ladder_layers=args.ladder_layers, allreduce=args.allreduce)
     k = args.ladder_layers
     hybrid = "" if k is None else (f", ladder = layers {','.join(map(str, k))} of {cfg.n_layers}" if isinstance(
         k, tuple) else f", ladder = top {k} of {cfg.n_layers} layers")

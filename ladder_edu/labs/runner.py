@@ -218,7 +218,8 @@ def never_crashes(check):
     function that is not one still raises, with the one-line reason)."""
     @functools.wraps(check)
     def safe(fn, *args, **kwargs):
-        source_of(fn)
+        source_of(fn)                       # not a function: a one-line TypeError
+        default_bound()                     # a bad LADDER_EDU_CHECK_BOUND_S: a one-line ValueError
         try:
             return check(fn, *args, **kwargs)
         except Exception as e:  # noqa: BLE001 - a student's return value must never crash the notebook
