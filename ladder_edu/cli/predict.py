@@ -121,6 +121,12 @@ def cmd_predict(args) -> int:
     for p in pred.values():
         say(f"  {p.variant:12s} {1e3 * p.prefill_s:11.2f} {1e3 * p.decode_s:10.3f} {p.tokens_per_s:10.1f} "
             f"{p.speedup_vs_standard:7.3f}x")
+    if hw.intra.kind == "nvlink" and args.nodes == 1 and not args.set:
+        from ..perf.model.logfit import FOLD_CONSTANTS, speedup_interval
+        lo, hi = speedup_interval(cfg, hw, args.tp, args.batch, prompt=args.prompt, generate=args.generate,
+                                  ladder_layers=args.ladder_layers, allreduce=args.allreduce)
+        say(f"  ladder's speed-up moves within {lo:.3f}-{hi:.3f}x over the {len(FOLD_CONSTANTS)} cross-validation "
+            f"folds of the constants calibrated on the authors' logs (predict --validate)")
     iso = iso_prefill_time(Deployment(cfg, hw, args.tp, args.batch, args.nodes, allreduce=args.allreduce), args.prompt)
     gain = 1 - iso / pred[BASELINE].prefill_s
     say(f"  ISO prefill (standard model, prompt split in 2 balanced chunks): {1e3 * iso:.2f} ms, "
@@ -151,15 +157,22 @@ def run_validation() -> dict:
             f"{v} {e:.3f}" for v, e in cv[f"leave_one_{kind}_out_by_variant"].items()) + ")")
     say("  constants over the 7 folds (mean +- spread): " + ", ".join(
         f"{k} {v['mean']:.3g}+-{v['spread']:.2g}" for k, v in cv["params"].items()))
+    from ..perf.model import logfit
+    log_cv = logfit.cross_validate()
+    say(logfit.report(cv=log_cv))
     return {"fit": report, "cross_validation": {k: v for k, v in cv.items() if k != "folds"},
-            "folds": [{k: f[k] for k in ("left_out", "speedup_mae", "params")} for f in cv["folds"]]}
+            "folds": [{k: f[k] for k in ("left_out", "speedup_mae", "params")} for f in cv["folds"]],
+            "logs": logfit.validate(), "logs_cross_validation": log_cv}
 
 
 def explain(cfg, hw, args) -> dict:
-    from ..perf.model.explain import breakdown, breakdown_table
+    from ..perf.model.explain import ablation, ablation_table, breakdown, breakdown_table
     parts = breakdown(cfg, hw, args.tp, args.batch, args.prompt, args.generate, args.nodes,
                       ladder_layers=args.ladder_layers)
     say(breakdown_table(parts))
+    terms = ablation(cfg, hw, args.tp, args.batch) if args.nodes == 1 else []
+    if terms:
+        say(ablation_table(terms))
     if args.explain != "-":
         from ..teach.perfplots import plot_breakdown
         _save(lambda: plot_breakdown(parts, f"{cfg.name}, TP={args.tp}, batch {args.batch}, {hw.name}"), args.explain)

@@ -2,7 +2,8 @@
 
 A ``Deployment`` is a model (``cfg``) served on ``hw`` at TP ``tp`` with ``batch`` sequences, the TP group spread
 over ``nodes`` nodes, the hybrid's ladder layers (``ladder_layers``: None for all of a ladder model's layers, k for
-the top k, or a set of indices), and the implementation of an all-reduce's time (``allreduce``): a function
+the top k, or a set of indices), how a parallel block is built (``parallel_block``, ``PARALLEL_BLOCKS``), and the
+implementation of an all-reduce's time (``allreduce``): a function
 ``(hw, n, nbytes, nodes) -> (seconds, algorithm)``. The default is NCCL's own tuning model
 (``nccl.allreduce_time``); ``ALLREDUCE`` names the implementations, so that another (a measured table, a
 different library's model) is passed in without touching the model, as HolisticTraceAnalysis passes a strategy.
@@ -21,6 +22,13 @@ from .nccl import allreduce_time
 AllReduce = Callable[[Hardware, int, float, int], tuple[float, str]]
 ALLREDUCE: dict[str, AllReduce] = dict(IMPLEMENTATIONS)
 """The all-reduce implementations a deployment can use, by name (``allreduce.py``: NCCL, one-shot, two-shot, NVLS)."""
+
+
+PARALLEL_BLOCKS = ("package", "authors")
+"""How a parallel block is built: as this package builds it (``models/model.py``: a norm and the fused q/k/v
+projection for attention, a norm and the fused gate/up projection for the MLP), or as the Ladder authors
+benchmarked it (``gpt_parallel_TP.py``: one norm, one matmul for q/k/v/gate/up together): one kernel of each kind
+fewer per layer."""
 
 
 def check_nodes(hw: Hardware, tp: int, nodes: int) -> None:
@@ -44,12 +52,15 @@ class Deployment:
     nodes: int = 1
     ladder_layers: int | tuple[int, ...] | None = None
     allreduce: AllReduce = allreduce_time
+    parallel_block: str = "package"     # "package": two norms, four matmuls; "authors": one norm, q/k/v/gate/up fused
 
     def __post_init__(self):
         self.cfg.check_tp(self.tp)
         check_nodes(self.hw, self.tp, self.nodes)
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.parallel_block not in PARALLEL_BLOCKS:
+            raise ValueError(f"parallel_block {self.parallel_block!r}; valid choices: {', '.join(PARALLEL_BLOCKS)}")
         if isinstance(self.allreduce, str):
             if self.allreduce not in ALLREDUCE:
                 raise ValueError(f"unknown all-reduce implementation {self.allreduce!r}; valid choices: "

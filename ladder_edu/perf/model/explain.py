@@ -8,9 +8,10 @@ any variant's) speedup over standard for every model size x TP degree x intercon
 from __future__ import annotations
 
 from ...models.config import BENCH_VARIANTS, PRESETS, ModelConfig
+from ...models.registry import BASELINE, LADDER
 from .hardware import HARDWARE, Hardware
 from .deployment import Deployment
-from .perfmodel import forward, static_cache
+from .perfmodel import forward, predict, static_cache
 
 SWEEP_MODELS = ("1b", "3b", "llama-3-8b", "34b", "llama-3-70b", "llama-3.1-405b")
 SWEEP_TPS = (2, 4, 8, 16)
@@ -69,3 +70,29 @@ def sweep_table(grid: dict, variant: str = "ladder", batch: int = 1) -> str:
             cells = [grid[h, m, t] for t in tps]
             lines.append(f"    {m:14s}" + "".join(f"{c:8.2f}" if c else f"{'-':>8s}" for c in cells))
     return "\n".join(lines)
+
+
+def ablation(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, variant: str = LADDER) -> list[dict]:
+    """What each term contributes to ``variant``'s predicted speed-up over standard: the speed-up with every term,
+    then with one term removed at a time (its all-reduce's extra cost ``comm_us``; the compute slow-down beside an
+    all-reduce, ``interference`` and ``interference_floor``; the kernels' fixed costs ``kernel_us`` and
+    ``small_us``; NCCL's own latency and bandwidth, an all-reduce of 0 s)."""
+    from .alternatives import fixed_allreduce
+
+    def speedup(h: Hardware, allreduce="nccl") -> float:
+        return predict(cfg, h, tp, batch, variants=(BASELINE, variant), allreduce=allreduce)[variant].speedup_vs_standard
+    full = speedup(hw)
+    out = [{"term": "all terms", "speedup": full, "change": 0.0}]
+    for term, h, ar in (("comm_us (launch, rank skew)", hw.with_(comm_us=0.0), "nccl"),
+                        ("interference and its floor", hw.with_(interference=0.0, shm_interference=0.0,
+                                                                interference_floor=0.0), "nccl"),
+                        ("kernels' fixed costs", hw.with_(kernel_us=0.0, small_us=0.0), "nccl"),
+                        ("the all-reduce itself", hw.with_(comm_us=0.0), fixed_allreduce(0.0))):
+        s = speedup(h, ar)
+        out.append({"term": f"without {term}", "speedup": s, "change": s - full})
+    return out
+
+
+def ablation_table(rows: list[dict], variant: str = LADDER) -> str:
+    return "\n".join([f"  {variant} speed-up over standard, one term removed at a time:"] +
+                     [f"    {r['term']:40s} {r['speedup']:6.3f}x  ({r['change']:+.3f})" for r in rows])

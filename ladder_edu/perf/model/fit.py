@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 
 from ...models.config import PRESETS
 from ...models.registry import BASELINE, BENCH_VARIANTS
-from .hardware import BOUNDS, EFF_FIELDS, HARDWARE, MEASURED, Efficiency
+from .hardware import BOUNDS, EFF_FIELDS, FROM_LOGS, HARDWARE, MEASURED, Efficiency
 from .perfmodel import predict
 
 TP = (2, 4, 8)
@@ -47,8 +47,9 @@ PAPER_70B = {
 BATCHES = (1, 4, 16, 64)
 COMPARED = tuple(v for v in BENCH_VARIANTS if v != BASELINE)
 """The variants whose speed-up over the baseline the paper's table gives."""
-PARAMS = tuple(f for f in EFF_FIELDS if f not in MEASURED)
-"""Fitted: the communication constants, which one GPU cannot measure (``MEASURED`` are held at their values)."""
+PARAMS = tuple(f for f in EFF_FIELDS if f not in MEASURED + FROM_LOGS)
+"""Fitted: the communication constants neither one GPU (``MEASURED``) nor the authors' logs (``FROM_LOGS``, NVLink
+only) give; those are held at their values."""
 
 
 def cells(batches=BATCHES, tps=TP) -> list[tuple[str, int, int, str, float]]:

@@ -43,11 +43,13 @@ class Efficiency:
     kernel_us: float = 3.417       # fixed time of one matmul kernel inside a CUDA graph (launch slot, ramp, tail)
     small_us: float = 2.46         # fixed time of any other kernel (norm, rotary, SiLU, cache write, attention,
     #                                sampling): median kernel + gap between kernels of a profiled compiled step
+    # measured on the Ladder authors' logs (perf/model/logs.py: ``calibrate``; every variant of 8B and 70B)
+    comm_us: float = 4.436         # per all-reduce beyond NCCL's own latency and its buffer copy: launch, rank skew
+    interference_floor: float = 0.125  # compute slow-down beside a decode-sized NCCL kernel (its channels' SMs poll)
     # fitted on the paper's 70B table (cross-validation spread in the README)
-    comm_us: float = 4.843         # per all-reduce beyond NCCL's own latency: its launch and buffer copy, rank skew
-    interference: float = 0.358    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
-    shm_interference: float = 0.604  # the same through host memory (P2P disabled: the copies hold SMs far longer)
-    shm_hop_us: float = 2.168      # NCCL_P2P_DISABLE=1: latency of one LL ring step through host memory (SHM)
+    interference: float = 0.272    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
+    shm_interference: float = 0.610  # the same through host memory (P2P disabled: the copies hold SMs far longer)
+    shm_hop_us: float = 2.546      # NCCL_P2P_DISABLE=1: latency of one LL ring step through host memory (SHM)
 
 
 # Physically plausible ranges; a fitted value at a bound would mean the model misses something. Measured values
@@ -59,6 +61,7 @@ BOUNDS = {
     "kernel_us": (1.0, 6.0),       # CUDA graphs cut launch to ~1-2 us per node; a kernel adds 1-3 us ramp/tail
     "small_us": (0.5, 6.0),        # a tiny kernel in a CUDA graph: ~1 us; a reduction over d values: 3-5 us
     "comm_us": (0.0, 30.0),        # a launch slot and a copy (2-5 us) plus rank arrival skew (up to tens of us)
+    "interference_floor": (0.0, 0.5),  # an LL kernel of a few channels beside memory-bound GEMVs: a fraction
     "interference": (0.0, 0.8),    # at full size NCCL holds 16-32 of 132 SMs and some HBM bandwidth
     "shm_interference": (0.0, 0.8),  # SHM copies go through PCIe at a fraction of HBM speed, on the same SMs
     "shm_hop_us": (1.0, 40.0),     # NCCL's PCI table says 1.0 us per LL hop; host-memory SHM is slower
@@ -117,13 +120,17 @@ class Hardware:
 EFF_FIELDS = tuple(f.name for f in fields(Efficiency))
 MEASURED = ("mem_eff", "skinny_eff", "flop_eff", "kernel_us", "small_us")
 """Measured on a GPU (``ladder-edu calibrate-gpu``); the other fields are fitted (``perf.model.fit.PARAMS``)."""
+FROM_LOGS = ("comm_us", "interference_floor")
+"""Calibrated on the Ladder authors' per-variant logs (``perf.model.logs.calibrate``), not on the paper's table."""
 MEANING = {
     "mem_eff": "fraction of the HBM (GPU memory) peak bandwidth a one-token matmul streams weights at",
     "skinny_eff": "the same for a matmul of 4-64 tokens (tiles sized for more rows waste bandwidth)",
     "flop_eff": "fraction of the tensor cores' peak FLOP/s a prefill matmul of 1024 tokens reaches",
     "kernel_us": "fixed cost of one matmul kernel in a CUDA graph, microseconds (launch slot, ramp, tail)",
     "small_us": "fixed cost of any other kernel (norm, rotary, SiLU, cache write, attention), microseconds",
-    "comm_us": "extra cost per all-reduce beyond NCCL's own latency, microseconds (launch, copy, ranks arriving late)",
+    "comm_us": "extra cost per all-reduce beyond NCCL's own latency and its buffer copy, microseconds (launch, ranks "
+               "arriving apart)",
+    "interference_floor": "how much slower compute runs beside even a decode-sized NCCL all-reduce",
     "interference": "how much slower compute runs while an NCCL all-reduce runs beside it",
     "shm_interference": "the same when the all-reduce goes through host memory (no NVLink peer-to-peer)",
     "shm_hop_us": "latency of one step of the ring through host memory, microseconds (no NVLink peer-to-peer)",
@@ -133,8 +140,9 @@ MEANING = {
 
 def describe_constants(values: dict[str, float]) -> str:
     """One line per constant: its value, measured or fitted, and what it means physically."""
-    return "\n".join(f"  {k:17s} {v:7.3f}  {'measured on an H100' if k in MEASURED else 'fitted to the paper':20s} "
-                     f"{MEANING[k]}" for k, v in values.items())
+    source = lambda k: "measured on an H100" if k in MEASURED else "from the authors' logs" if k in FROM_LOGS \
+        else "fitted to the paper"   # noqa: E731
+    return "\n".join(f"  {k:18s} {v:7.3f}  {source(k):22s} {MEANING[k]}" for k, v in values.items())
 
 
 WHAT_IF_FIELDS = ("mem_gbps", "tflops", "link_gbps", "gpus_per_node") + EFF_FIELDS

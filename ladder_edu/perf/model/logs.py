@@ -85,3 +85,45 @@ def hidden_fraction(model: str, tp: int, batch: int) -> float:
     row = LOGS[model][tp, batch]
     s, lad, u = row[BASELINE][DECODE], row[LADDER][DECODE], row[CEILING][DECODE]
     return (s - lad) / (s - u)
+
+
+def _model_allreduce_s(hw, model: str, tp: int, batch: int) -> float:
+    """NCCL's model of one decode all-reduce of ``model`` at TP ``tp`` (``nccl.allreduce_time`` with
+    ``comm_us`` 0: NCCL's own latency and bandwidth, nothing else)."""
+    from ...models.config import get_config
+    from .nccl import allreduce_time
+    cfg = get_config(model)
+    return allreduce_time(hw.with_(comm_us=0.0), tp, batch * cfg.dim * hw.bytes_per_param)[0]
+
+
+def _copy_kernel_s(hw, model: str, batch: int) -> float:
+    """The kernel that copies a module's output into the collective's buffer (``perfmodel.module_cost``)."""
+    from ...models.config import get_config
+    cfg = get_config(model)
+    nbytes = 2 * batch * cfg.dim * hw.bytes_per_param
+    return 1e-6 * hw.eff.small_us + nbytes / (hw.mem_gbps * 1e9 * hw.eff.mem_eff)
+
+
+def comm_us_samples(hw, data=None) -> list[float]:
+    """Per logged cell (TP >= 2), the microseconds one all-reduce costs a standard step beyond NCCL's own model
+    and its buffer copy: exposed per all-reduce - NCCL's time - the copy kernel. ``Efficiency.comm_us`` is their
+    median: the collective's launch inside the graph and the ranks arriving apart, which NCCL's model leaves out."""
+    return [1e6 * (exposed_per_allreduce(m, tp, b) - _model_allreduce_s(hw, m, tp, b) - _copy_kernel_s(hw, m, b))
+            for m, tp, b, _ in (data or cells()) if tp > 1]
+
+
+def floor_samples(hw, comm_us: float, data=None) -> list[float]:
+    """Per logged cell with ladder (TP >= 2), the compute slow-down s while a decode all-reduce runs beside it: on
+    the critical path ladder - upper bound = (n - 1) s A + A for n all-reduces of A each (every one but the last
+    hidden under the next module, which runs (1 + s) longer; the last exposed), so s = (ladder - upper - A) /
+    ((n - 1) A), with A = NCCL's time + ``comm_us`` + the copy kernel."""
+    from ...models.config import get_config
+    out = []
+    for m, tp, b, row in (data or cells()):
+        if tp < 2 or LADDER not in row:
+            continue
+        n = 2 * get_config(m).n_layers
+        a = _model_allreduce_s(hw, m, tp, b) + 1e-6 * comm_us + _copy_kernel_s(hw, m, b)
+        gap = 1e-3 * (row[LADDER][DECODE] - row[CEILING][DECODE])
+        out.append((gap - a) / ((n - 1) * a))
+    return out
