@@ -45,11 +45,11 @@ class Efficiency:
     #                                sampling): median kernel + gap between kernels of a profiled compiled step
     # measured on the Ladder authors' logs (perf/model/logs.py: ``calibrate``; every variant of 8B and 70B)
     comm_us: float = 4.436         # per all-reduce beyond NCCL's own latency and its buffer copy: launch, rank skew
-    interference_floor: float = 0.125  # compute slow-down beside a decode-sized NCCL kernel (its channels' SMs poll)
+    interference_floor: float = 0.1  # compute slow-down beside a decode-sized NCCL kernel (its channels' SMs poll)
     # fitted on the paper's 70B table (cross-validation spread in the README)
-    interference: float = 0.272    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
-    shm_interference: float = 0.610  # the same through host memory (P2P disabled: the copies hold SMs far longer)
-    shm_hop_us: float = 2.546      # NCCL_P2P_DISABLE=1: latency of one LL ring step through host memory (SHM)
+    interference: float = 0.275    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
+    shm_interference: float = 0.608  # the same through host memory (P2P disabled: the copies hold SMs far longer)
+    shm_hop_us: float = 2.464      # NCCL_P2P_DISABLE=1: latency of one LL ring step through host memory (SHM)
 
 
 # Physically plausible ranges; a fitted value at a bound would mean the model misses something. Measured values
