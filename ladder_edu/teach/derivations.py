@@ -115,8 +115,15 @@ def plot_alternatives(latencies_us, curve: dict[str, list[float]], marks: dict[s
     for v, ys in curve.items():
         ax.plot(latencies_us, ys, "-", color=VARIANTS[v], lw=2, label=f"{v} (performance model)")
     styles = (("--", "#333333"), (":", "#8C564B"), ("-.", "#17BECF"), ((0, (5, 1)), "#BCBD22"))
-    for (name, us), (ls, color) in zip(marks.items(), styles):
-        ax.axvline(us, color=color, lw=1.6, ls=ls, label=f"{name}: {us:g} us")
+    groups: list[list[tuple[str, float]]] = []          # marks within 0.5 us of each other share one line
+    for name, us in sorted(marks.items(), key=lambda kv: kv[1]):
+        if groups and us - groups[-1][-1][1] < 0.5:
+            groups[-1].append((name, us))
+        else:
+            groups.append([(name, us)])
+    for group, (ls, color) in zip(groups, styles):
+        label = "; ".join(f"{name}: {us:g} us" for name, us in group)
+        ax.axvline(sum(us for _, us in group) / len(group), color=color, lw=1.6, ls=ls, label=label)
     ax.axhline(1.0, color="#999999", lw=0.8)
     ax.set_ylim(0.95, max(max(ys) for ys in curve.values()) + 0.05)
     ax.set_xlabel("latency of one decode all-reduce (us)")
