@@ -36,7 +36,7 @@ def gpu_traces(folder: str) -> dict[str, list[str]]:
 def show_gpu_trace(folders: list[str]):
     """Print the overlap report of each folder's traces and return the timeline of the first; print ``HOW`` and
     return None when there is none."""
-    found = [(f, gpu_traces(f)) for f in folders if gpu_traces(f)]
+    found = [(f, traces) for f in folders if (traces := gpu_traces(f))]
     if not found:
         print(HOW)
         return None

@@ -31,7 +31,7 @@ import torch.multiprocessing as mp
 
 from ..util.atomic import atomic_path
 from .errors import CollectiveTimeout, LaunchError, PeerLost, RankError, looks_like_lost_peer
-from .options import BACKENDS, COMM_PRIORITIES, LaunchOptions  # noqa: F401  (re-exported)
+from .options import BACKENDS, COMM_PRIORITIES, LaunchOptions, cpu_only  # noqa: F401  (re-exported)
 
 
 def under_torchrun() -> bool:
@@ -40,27 +40,14 @@ def under_torchrun() -> bool:
                                                    and "MASTER_ADDR" in os.environ)
 
 
-DEVICES = ("auto", "cpu")
-
-
-def cpu_only() -> bool:
-    """``LADDER_EDU_DEVICE=cpu``: every default is CPU ranks on gloo, GPUs or not (a class sharing a GPU node, a
-    grader that must not touch the GPUs). Unset or ``auto``: GPUs when there are enough."""
-    choice = os.environ.get("LADDER_EDU_DEVICE", "auto").strip().lower() or "auto"
-    if choice not in DEVICES:
-        raise LaunchError(f"LADDER_EDU_DEVICE={choice!r} is not a choice; valid: {', '.join(DEVICES)}")
-    return choice == "cpu"
-
-
 def _gpus() -> int:
     return 0 if cpu_only() or not torch.cuda.is_available() else torch.cuda.device_count()
 
 
 def default_backend(world_size: int = 1) -> str:
     """NCCL when every rank can have its own CUDA device (and ``LADDER_EDU_DEVICE`` is not ``cpu``), else gloo."""
-    if _gpus() >= world_size and _gpus() > 0 and dist.is_nccl_available():
-        return "nccl"
-    return "gloo"
+    gpus = _gpus()
+    return "nccl" if 0 < gpus and world_size <= gpus and dist.is_nccl_available() else "gloo"
 
 
 def default_world_size() -> int:

@@ -3,11 +3,22 @@ arguments so that a worker keyword can never be taken by the launcher."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from .errors import LaunchError
 
 BACKENDS = ("gloo", "nccl")
 COMM_PRIORITIES = ("auto", "normal", "realtime")
+DEVICES = ("auto", "cpu")
+
+
+def cpu_only() -> bool:
+    """``LADDER_EDU_DEVICE=cpu``: every default is CPU ranks on gloo, GPUs or not (a class sharing a GPU node, a
+    grader that must not touch the GPUs). Unset or ``auto``: GPUs when there are enough."""
+    choice = os.environ.get("LADDER_EDU_DEVICE", "auto").strip().lower() or "auto"
+    if choice not in DEVICES:
+        raise LaunchError(f"LADDER_EDU_DEVICE={choice!r} is not a choice; valid: {', '.join(DEVICES)}")
+    return choice == "cpu"
 
 
 @dataclasses.dataclass(frozen=True)

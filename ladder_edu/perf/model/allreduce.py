@@ -11,6 +11,8 @@ intra-node kernels over NVLink peer access (field notes section 9; docs/referenc
 * **nvls**: NVLink SHARP multimem (the NVSwitch reduces): t = L + 2 (n-1)/n B / (2 nvls_bw). L = 9.9 us: 11 us at
   512 KiB on 8 H100s (vLLM issue 42324, multimem), less its bytes.
 
+``fixed_allreduce(L)`` is any all-reduce of latency L whatever its size (the curve of notebook 06).
+
 bw is the intra-node link's bandwidth x its bus efficiency (``hardware.Link``). An engine uses such a kernel only
 where it beats NCCL (vLLM and SGLang choose by message size), so each implementation takes the faster of its
 kernel and NCCL for every message: small decode messages go to the kernel, a prefill's megabytes to NCCL. These
@@ -60,6 +62,17 @@ def _or_nccl(kernel):
         return own if own[0] <= theirs[0] else theirs
     choose.__name__ = kernel.__name__
     return choose
+
+
+def fixed_allreduce(latency_us: float):
+    """An all-reduce implementation (``Deployment.allreduce``) that takes ``latency_us`` whatever the size: the
+    latency-bound regime of a decode all-reduce."""
+    if latency_us < 0:
+        raise ValueError(f"an all-reduce latency must be >= 0 us, got {latency_us}")
+
+    def allreduce(hw: Hardware, n: int, nbytes: float, nodes: int = 1) -> tuple[float, str]:
+        return (1e-6 * latency_us if n > 1 else 0.0), f"fixed {latency_us:g} us"
+    return allreduce
 
 
 IMPLEMENTATIONS = {"nccl": allreduce_time, "one-shot": _or_nccl(one_shot), "two-shot": _or_nccl(two_shot),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ...models.config import ModelConfig
 from ...models.registry import BASELINE, LADDER, PARALLEL
+from .allreduce import fixed_allreduce
 from .hardware import Hardware
 from .perfmodel import predict
 
@@ -28,17 +29,6 @@ PUBLISHED_US = {
     "NVLS multimem": 11.0,                # 512 KiB, SM 9.0 (vLLM issue 42324)
     "one-shot (symmetric memory)": 10.8,  # Triton one-shot at 8 KB (symm-mem-recipes)
 }
-
-
-def fixed_allreduce(latency_us: float):
-    """An all-reduce implementation (``Deployment.allreduce``) that takes ``latency_us`` whatever the size: the
-    latency-bound regime of a decode all-reduce."""
-    if latency_us < 0:
-        raise ValueError(f"an all-reduce latency must be >= 0 us, got {latency_us}")
-
-    def allreduce(hw: Hardware, n: int, nbytes: float, nodes: int = 1) -> tuple[float, str]:
-        return (1e-6 * latency_us if n > 1 else 0.0), f"fixed {latency_us:g} us"
-    return allreduce
 
 
 def ladder_gain_curve(cfg: ModelConfig, hw: Hardware, tp: int, latencies_us, batch: int = 1,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ...models.config import BENCH_VARIANTS, PRESETS, ModelConfig
 from ...models.registry import BASELINE, LADDER
+from .allreduce import fixed_allreduce
 from .hardware import HARDWARE, Hardware
 from .deployment import Deployment
 from .perfmodel import forward, predict, static_cache
@@ -77,8 +78,6 @@ def ablation(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, variant: s
     then with one term removed at a time (its all-reduce's extra cost ``comm_us``; the compute slow-down beside an
     all-reduce, ``interference`` and ``interference_floor``; the kernels' fixed costs ``kernel_us`` and
     ``small_us``; NCCL's own latency and bandwidth, an all-reduce of 0 s)."""
-    from .alternatives import fixed_allreduce
-
     def speedup(h: Hardware, allreduce="nccl") -> float:
         return predict(cfg, h, tp, batch, variants=(BASELINE, variant), allreduce=allreduce)[variant].speedup_vs_standard
     full = speedup(hw)

@@ -16,12 +16,11 @@ timed side by side (decode per step, 8B at TP 2/4/8 and 70B at TP 4/8, batch 1-6
 the error of the no-communication step and of the prefill (the prefill is too short: "What the model gets wrong" in
 docs/performance-model.md); ``scaling_rows`` splits the no-communication step into the part that does not shrink
 with TP and the part that does, from the logs and from the model; ``cross_validate`` refits on 70B and predicts 8B, refits on 8B and predicts 70B, and leaves out each TP
-degree and each batch size; ``interval`` turns the folds' constants into a range for any predicted speed-up.
+degree and each batch size; ``speedup_interval`` turns the folds' constants into a range for a predicted speed-up.
 """
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
 
 from ...models.config import get_config
 from ...models.registry import BASELINE, CEILING, LADDER, PARALLEL
@@ -35,20 +34,20 @@ COMPARED = (LADDER, PARALLEL, SYNC_DROP, CEILING)
 GRID = tuple(round(0.025 * k, 3) for k in range(int(BOUNDS["interference_floor"][1] / 0.025) + 1))
 
 
-def rows(hw: Hardware, data) -> list[dict]:
+def rows(hw: Hardware, data, compared=COMPARED) -> list[dict]:
     """Per logged cell (TP >= 2) and variant: the logs' and the model's decode speed-up over standard (standard's
     step / the variant's: what is modeled per step), the same in tokens/s (prompt 1024, 512 new tokens, as the
     logs ran), and the decode and prefill times of both (the parallel block built as the authors built it,
-    sync-drop from ``syncdrop.py``)."""
+    sync-drop from ``syncdrop.py``), for the variants in ``compared``."""
     out = []
     for m, tp, b, row in data:
         if tp < 2:
             continue
-        variants = tuple(v for v in (BASELINE,) + COMPARED if v in row and v != SYNC_DROP)
+        variants = tuple(v for v in (BASELINE,) + tuple(compared) if v in row and v != SYNC_DROP)
         pred = predict(get_config(m), hw, tp, b, variants=variants, parallel_block="authors")
-        if SYNC_DROP in row:
+        if SYNC_DROP in row and SYNC_DROP in compared:
             pred[SYNC_DROP] = predict_sync_drop(get_config(m), hw, tp, b)
-        for v in [v for v in COMPARED if v in pred]:
+        for v in [v for v in compared if v in pred]:
             out.append({"model": m, "tp": tp, "batch": b, "variant": v,
                         "log_speedup": row[BASELINE][DECODE] / row[v][DECODE],
                         "model_speedup": pred[BASELINE].decode_s / pred[v].decode_s,
@@ -72,7 +71,7 @@ def calibrate(data=None, base: Hardware | None = None) -> Hardware:
     data = data or cells()
     hw = base.with_(comm_us=round(statistics.median(comm_us_samples(base, data)), 3))
     laddered = [c for c in data if LADDER in c[3]]
-    best = min(GRID, key=lambda s: mae(rows(hw.with_(interference_floor=s), laddered)))
+    best = min(GRID, key=lambda s: mae(rows(hw.with_(interference_floor=s), laddered, (LADDER,))))
     return hw.with_(interference_floor=best)
 
 
@@ -129,23 +128,14 @@ def cross_validate() -> list[dict]:
     for name, train, test in folds():
         hw = calibrate(train)
         result.append({"fold": name, "comm_us": hw.eff.comm_us, "interference_floor": hw.eff.interference_floor,
-                       "held_out_ladder_mae": mae(rows(hw, test))})
+                       "held_out_ladder_mae": mae(rows(hw, test, (LADDER,)))})
     return result
-
-
-def interval(predict_speedup, cv: list[dict], base: Hardware | None = None) -> tuple[float, float]:
-    """The range of ``predict_speedup(hw)`` over the cross-validation folds' constants: how far the answer moves
-    when the logs that calibrate it change."""
-    base = base or HARDWARE["h100-nvlink"]
-    values = [predict_speedup(base.with_(comm_us=f["comm_us"], interference_floor=f["interference_floor"]))
-              for f in cv]
-    return min(values), max(values)
 
 
 def preset_is_calibrated(hw: Hardware | None = None) -> bool:
     """True when ``hw``'s log constants are what ``calibrate`` gives on every logged cell."""
     hw = hw or HARDWARE["h100-nvlink"]
-    fresh = calibrate(base=replace(hw, eff=replace(hw.eff)))
+    fresh = calibrate(base=hw)
     return (abs(fresh.eff.comm_us - hw.eff.comm_us) < 1e-3
             and abs(fresh.eff.interference_floor - hw.eff.interference_floor) < 1e-9)
 

@@ -97,11 +97,12 @@ def _model_allreduce_s(hw, model: str, tp: int, batch: int) -> float:
 
 
 def _copy_kernel_s(hw, model: str, batch: int) -> float:
-    """The kernel that copies a module's output into the collective's buffer (``perfmodel.module_cost``)."""
+    """The kernel that copies a module's output into the collective's buffer, as ``perfmodel.module_cost`` counts
+    it (one small kernel reading and writing the output)."""
     from ...models.config import get_config
-    cfg = get_config(model)
-    nbytes = 2 * batch * cfg.dim * hw.bytes_per_param
-    return 1e-6 * hw.eff.small_us + nbytes / (hw.mem_gbps * 1e9 * hw.eff.mem_eff)
+    from .perfmodel import _kernels
+    fixed, roof = _kernels(hw, 1, 2 * batch * get_config(model).dim * hw.bytes_per_param, 0.0)
+    return fixed + roof
 
 
 def comm_us_samples(hw, data=None) -> list[float]:
