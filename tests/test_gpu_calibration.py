@@ -51,21 +51,22 @@ def test_small_kernel_cost_by_hand():
     assert small_kernel_cost(step) == pytest.approx(3.0)
 
 
-def test_presets_are_the_committed_h100_measurements():
-    """The compute constants of every preset are what docs/gpu/h100 measured, fitted as calibrate-gpu fits them,
-    and each lies inside its physical range."""
+def test_the_h100_measurements_and_the_logs_agree_where_both_measure():
+    """docs/gpu/h100's single-kernel measurements, fitted as calibrate-gpu fits them, lie inside their physical
+    ranges; the presets keep the GEMV's fixed cost from them (the logs cannot separate it), and the logs'
+    calibration of a small kernel's fixed cost lands within 15% of the profiled one."""
     proj = _load("projections.json")
     assert proj["device"].startswith("NVIDIA H100") and len(proj["rows"]) >= 100
     m = fit_projections(proj["rows"], 3350, 989)
     eff = HARDWARE["h100-nvlink"].eff
-    for name in ("kernel_us", "mem_eff", "skinny_eff", "flop_eff"):
-        assert getattr(eff, name) == pytest.approx(m[name], abs=1e-3), name
+    assert eff.kernel_us == pytest.approx(m["kernel_us"], abs=1e-3)
     assert m["mem_err"] < 0.1 and m["flop_err"] < 0.05                # the lines describe the shapes
     profiled = [r for r in _load("steps.json")["rows"] if "kernels" in r]
-    assert eff.small_us == pytest.approx(small_kernel_cost(profiled[0]), abs=0.01)
-    for name in ("kernel_us", "small_us", "mem_eff", "skinny_eff", "flop_eff"):
+    measured_small = small_kernel_cost(profiled[0])
+    assert eff.small_us == pytest.approx(measured_small, rel=0.15)
+    for name in ("kernel_us", "mem_eff", "skinny_eff", "flop_eff"):
         lo, hi = BOUNDS[name]
-        assert lo < getattr(eff, name) < hi, name
+        assert lo < m[name] < hi, name
     other = fit_projections(_load("run1-projections.json")["rows"], 3350, 989)     # a second machine
     assert all(other[k] == pytest.approx(m[k], rel=0.02) for k in ("kernel_us", "mem_eff", "flop_eff"))
 

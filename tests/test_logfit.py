@@ -1,4 +1,4 @@
-"""The performance model against the Ladder authors' per-variant logs: the data as transcribed, the two constants
+"""The performance model against the Ladder authors' per-variant logs: the data as transcribed, the constants
 calibrated on them, in-sample and cross-validated errors, sync-drop, the interval and the per-term ablation."""
 import statistics
 
@@ -8,7 +8,8 @@ from ladder_edu import get_config
 from ladder_edu.perf.model import logfit
 from ladder_edu.perf.model.explain import ablation
 from ladder_edu.perf.model.hardware import HARDWARE
-from ladder_edu.perf.model.logs import LOGS, SYNC_DROP, cells, exposed_per_allreduce, hidden_fraction
+from ladder_edu.perf.model.logs import (LOGS, SYNC_DROP, _copy_kernel_s, cells, exposed_per_allreduce,
+                                       hidden_fraction, unhidden_per_allreduce)
 
 NVL = HARDWARE["h100-nvlink"]
 
@@ -29,6 +30,18 @@ def test_the_exposed_cost_is_linear_in_the_number_of_all_reduces():
     assert abs(statistics.median(ratios) - 1) < 0.15
 
 
+def test_what_ladder_leaves_per_all_reduce_is_the_calls_cost_on_the_compute_stream():
+    """Ladder's step minus the step without communication, per all-reduce, is 4-6 us in the median at TP 2, 4 and
+    8 alike, though the all-reduce takes 10-30 us: the model's unhidden part, the copy into the buffer and
+    ``comm_us``, is that median within 1.5 us at each TP (ladder's cells are not calibrated on)."""
+    own = 1e6 * _copy_kernel_s(NVL, "llama-3-8b", 1) + NVL.eff.comm_us
+    for tp in (2, 4, 8):
+        left = statistics.median(1e6 * unhidden_per_allreduce(m, tp, b) for m, tp_, b, row in cells(tps=(tp,))
+                                 if "ladder" in row)
+        assert abs(left - own) < 1.5, (tp, left, own)
+        assert 1e6 * exposed_per_allreduce("llama-3-8b", tp, 4) > 2 * left
+
+
 def test_the_presets_log_constants_are_the_calibration_and_fit_both_sizes():
     assert logfit.preset_is_calibrated()
     report = logfit.validate()
@@ -40,8 +53,10 @@ def test_cross_validation_across_sizes_and_the_folds_kept_for_the_interval():
     cv = logfit.cross_validate()
     assert [f["fold"] for f in cv][:2] == ["fit 70B, predict 8B", "fit 8B, predict 70B"]
     assert all(f["held_out_ladder_mae"] < 0.06 for f in cv)
-    assert [(f["fold"], f["comm_us"], f["interference_floor"]) for f in cv] == \
-        [(n, pytest.approx(c, abs=1e-3), pytest.approx(s, abs=1e-9)) for n, c, s in logfit.FOLD_CONSTANTS]
+    assert [f["fold"] for f in cv] == [n for n, _ in logfit.FOLD_CONSTANTS]
+    for f, (_, kept) in zip(cv, logfit.FOLD_CONSTANTS):
+        assert f["constants"] == {k: pytest.approx(v, abs=1e-3) for k, v in kept.items()}, f["fold"]
+    assert all(f["held_out_step_error"] < 0.1 for f in cv)
 
 
 def test_the_interval_holds_the_prediction():

@@ -111,7 +111,7 @@ def calibrate_gpu(base: str | None = None) -> Hardware:
     hw = get_hardware(base)
     m = measure(hw)
     check_measured(m)
-    eff = replace(hw.eff, **{k: round(m[k], 4) for k in MEASURED})
+    eff = replace(hw.eff, **{k: round(m[k], 4) for k in MEASURED}, skinny_us=round(m["kernel_us"], 4))  # one per matmul
     return replace(hw, name=f"{base} calibrated on {m['device']}", eff=eff,
                    note=f"measured by ladder-edu calibrate-gpu on {m['device']}: projections of the 8B and 70B "
                         f"shapes at TP 1-8 fitted as {m['kernel_us']:.2f} us + bytes / {m['mem_eff']:.3f} of peak "

@@ -75,18 +75,17 @@ def sweep_table(grid: dict, variant: str = "ladder", batch: int = 1) -> str:
 
 def ablation(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, variant: str = LADDER) -> list[dict]:
     """What each term contributes to ``variant``'s predicted speed-up over standard: the speed-up with every term,
-    then with one term removed at a time (its all-reduce's extra cost ``comm_us``; the compute slow-down beside an
-    all-reduce, ``interference`` and ``interference_floor``; the kernels' fixed costs ``kernel_us`` and
-    ``small_us``; NCCL's own latency and bandwidth, an all-reduce of 0 s)."""
+    then with one term removed at a time (an all-reduce call's launch and rank skew, ``comm_us`` and ``skew_us``;
+    the compute slow-down beside a large all-reduce, ``interference``; the kernels' fixed
+    costs ``kernel_us``, ``skinny_us`` and ``small_us``; the all-reduce itself, an all-reduce of 0 s)."""
     def speedup(h: Hardware, allreduce="nccl") -> float:
         return predict(cfg, h, tp, batch, variants=(BASELINE, variant), allreduce=allreduce)[variant].speedup_vs_standard
     full = speedup(hw)
     out = [{"term": "all terms", "speedup": full, "change": 0.0}]
-    for term, h, ar in (("comm_us (launch, rank skew)", hw.with_(comm_us=0.0), "nccl"),
-                        ("interference and its floor", hw.with_(interference=0.0, shm_interference=0.0,
-                                                                interference_floor=0.0), "nccl"),
-                        ("kernels' fixed costs", hw.with_(kernel_us=0.0, small_us=0.0), "nccl"),
-                        ("the all-reduce itself", hw.with_(comm_us=0.0), fixed_allreduce(0.0))):
+    for term, h, ar in (("launch and rank skew (comm_us, skew_us)", hw.with_(comm_us=0.0, skew_us=0.0), "nccl"),
+                        ("interference", hw.with_(interference=0.0, shm_interference=0.0), "nccl"),
+                        ("kernels' fixed costs", hw.with_(kernel_us=0.0, skinny_us=0.0, small_us=0.0), "nccl"),
+                        ("the all-reduce itself", hw, fixed_allreduce(0.0))):
         s = speedup(h, ar)
         out.append({"term": f"without {term}", "speedup": s, "change": s - full})
     return out

@@ -1,22 +1,23 @@
 """The performance model against the Ladder authors' per-variant logs (``logs.py``): calibration, validation on
 both sizes, cross-validation across sizes, TP degrees and batch sizes, and a prediction interval.
 
-Two constants come from the logs (``hardware.FROM_LOGS``), each a physical term read off the variants the authors
-timed side by side (decode per step, 8B at TP 2/4/8 and 70B at TP 4/8, batch 1-64, H100 NVLink, CUDA graphs):
+The constants read off the logs (``hardware.FROM_LOGS``) are physical terms, each taken from the variants the
+authors timed side by side (8B at TP 1/2/4/8 and 70B at TP 4/8, batch 1-64, H100 NVLink, CUDA graphs):
 
-* ``comm_us``: the median over cells of what one all-reduce adds to standard's step beyond NCCL's own model and its
-  buffer copy (``logs.comm_us_samples``: standard - upper bound, per all-reduce);
-* ``interference_floor``: the compute slow-down beside a decode-sized all-reduce, the value that makes the
-  model's ladder decode speed-ups (standard's step over ladder's, what is modeled per step) match the logs' best in
-  mean absolute error (a grid over its bounds). Read directly off ladder against the upper bound (``logs.floor_samples``) it is about 0.25 for both
-  sizes; the fitted value is lower because the model's compute is slower than the logs' (``validate`` prints the
-  no-communication step beside the logged one), so a module hides more of an all-reduce in the model.
+* the step without communication (``stepfit.py``: the fixed part of a skinny GEMM and of a small kernel, the
+  bandwidth a GEMV and a skinny GEMM reach, how many K/V reads reach HBM, the prefill's share of tensor peak),
+  from the no-all-reduce variant's decode steps and prefills;
+* ``comm_us`` and ``skew_us``: what one all-reduce adds to standard's step beyond NCCL's own model and its buffer
+  copy (``logs.comm_us_samples``: standard - no all-reduce, per all-reduce), as a call's cost on the compute stream
+  plus a cost per rank beyond the first (the Theil-Sen line over TP - 1: the ranks arrive apart). The first is
+  what ladder cannot hide: with the copy it is the 4-6 us per all-reduce ladder leaves on its step at every TP
+  (``logs.unhidden_per_allreduce``), however long the collective.
 
 ``validate`` gives, per model size, the mean |error| of each variant's speed-up per decode step and in tokens/s, and
-the error of the no-communication step and of the prefill (the prefill is too short: "What the model gets wrong" in
-docs/performance-model.md); ``scaling_rows`` splits the no-communication step into the part that does not shrink
-with TP and the part that does, from the logs and from the model; ``cross_validate`` refits on 70B and predicts 8B, refits on 8B and predicts 70B, and leaves out each TP
-degree and each batch size; ``speedup_interval`` turns the folds' constants into a range for a predicted speed-up.
+the error of the no-communication step and of the prefill; ``scaling_rows`` splits the no-communication step into
+the part that does not shrink with TP and the part that does, from the logs and from the model; ``cross_validate``
+refits every log constant on 70B and predicts 8B, refits on 8B and predicts 70B, and leaves out each TP degree and
+each batch size; ``speedup_interval`` turns the folds' constants into a range for a predicted speed-up.
 """
 from __future__ import annotations
 
@@ -24,14 +25,14 @@ import statistics
 
 from ...models.config import get_config
 from ...models.registry import BASELINE, CEILING, LADDER, PARALLEL
-from .hardware import BOUNDS, HARDWARE, Hardware
+from .hardware import FROM_LOGS, HARDWARE, Hardware
 from .logs import DECODE, LOGS, PREFILL, SYNC_DROP, TOKENS, cells, comm_us_samples
 from .perfmodel import predict
+from .stepfit import STEP, calibrate_step, summary
 from .syncdrop import predict_sync_drop
 
 MODELS = ("llama-3-8b", "llama-3-70b")
 COMPARED = (LADDER, PARALLEL, SYNC_DROP, CEILING)
-GRID = tuple(round(0.025 * k, 3) for k in range(int(BOUNDS["interference_floor"][1] / 0.025) + 1))
 
 
 def rows(hw: Hardware, data, compared=COMPARED) -> list[dict]:
@@ -65,14 +66,22 @@ def mae(rs, variant=LADDER, key: str = "speedup") -> float:
 
 
 def calibrate(data=None, base: Hardware | None = None) -> Hardware:
-    """``base`` (default: the H100 NVLink preset) with ``comm_us`` and ``interference_floor`` calibrated on
-    ``data`` (default: every logged cell), as the module docstring says."""
-    base = base or HARDWARE["h100-nvlink"]
+    """``base`` (default: the H100 NVLink preset) with every log constant (``hardware.FROM_LOGS``) calibrated on
+    ``data`` (default: every logged cell): the step without communication first (``stepfit``), then ``comm_us``
+    and ``skew_us``, as the module docstring says. Ladder's cells are not used: they are what is predicted."""
     data = data or cells()
-    hw = base.with_(comm_us=round(statistics.median(comm_us_samples(base, data)), 3))
-    laddered = [c for c in data if LADDER in c[3]]
-    best = min(GRID, key=lambda s: mae(rows(hw.with_(interference_floor=s), laddered, (LADDER,))))
-    return hw.with_(interference_floor=best)
+    base = calibrate_step(data, base)
+    launch, skew = theil_sen([(tp - 1, us) for tp, us in comm_us_samples(base, data)])
+    hw = base.with_(comm_us=round(launch, 3), skew_us=round(skew, 3))
+    return hw
+
+
+def theil_sen(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(intercept, slope) of the Theil-Sen line through (x, y) points: the median of the pairwise slopes, then the
+    median intercept (robust to a few cells where NCCL's own model is off). One x only: (median y, 0)."""
+    slopes = [(y2 - y1) / (x2 - x1) for x1, y1 in points for x2, y2 in points if x2 > x1]
+    slope = max(0.0, statistics.median(slopes)) if slopes else 0.0
+    return statistics.median(y - slope * x for x, y in points), slope
 
 
 def validate(hw: Hardware | None = None) -> dict:
@@ -127,8 +136,10 @@ def cross_validate() -> list[dict]:
     result = []
     for name, train, test in folds():
         hw = calibrate(train)
-        result.append({"fold": name, "comm_us": hw.eff.comm_us, "interference_floor": hw.eff.interference_floor,
-                       "held_out_ladder_mae": mae(rows(hw, test, (LADDER,)))})
+        step = summary(hw, test)
+        result.append({"fold": name, "constants": {k: getattr(hw.eff, k) for k in FROM_LOGS},
+                       "held_out_ladder_mae": mae(rows(hw, test, (LADDER,))),
+                       "held_out_step_error": step["decode"]["mean"], "held_out_prefill_error": step["prefill"]["mean"]})
     return result
 
 
@@ -136,48 +147,69 @@ def preset_is_calibrated(hw: Hardware | None = None) -> bool:
     """True when ``hw``'s log constants are what ``calibrate`` gives on every logged cell."""
     hw = hw or HARDWARE["h100-nvlink"]
     fresh = calibrate(base=hw)
-    return (abs(fresh.eff.comm_us - hw.eff.comm_us) < 1e-3
-            and abs(fresh.eff.interference_floor - hw.eff.interference_floor) < 1e-9)
+    return all(abs(getattr(fresh.eff, k) - getattr(hw.eff, k)) < 1e-3 for k in FROM_LOGS)
 
 
 # ``cross_validate()``'s constants per fold, kept so that ``predict`` can give an interval at once;
 # tests/test_logfit.py recomputes them and checks they are these.
-FOLD_CONSTANTS: list[tuple[str, float, float]] = [
-    ('fit 70B, predict 8B', 5.328, 0.05),
-    ('fit 8B, predict 70B', 4.13, 0.1),
-    ('leave TP 2 out', 5.136, 0.125),
-    ('leave TP 4 out', 5.232, 0.1),
-    ('leave TP 8 out', 3.792, 0.125),
-    ('leave batch 1 out', 4.61, 0.1),
-    ('leave batch 4 out', 4.426, 0.1),
-    ('leave batch 8 out', 4.15, 0.1),
-    ('leave batch 16 out', 4.61, 0.1),
-    ('leave batch 32 out', 4.426, 0.1),
-    ('leave batch 64 out', 4.841, 0.125),
+FOLD_CONSTANTS: list[tuple[str, dict[str, float]]] = [
+    ('fit 70B, predict 8B', {'skinny_us': 5.711, 'small_us': 1.985, 'mem_eff': 0.95, 'skinny_eff': 0.816,
+                            'kv_repeat': 0.825, 'flop_eff': 0.435, 'comm_us': 2.514, 'skew_us': 0.617}),
+    ('fit 8B, predict 70B', {'skinny_us': 7.44, 'small_us': 2.307, 'mem_eff': 0.95, 'skinny_eff': 0.888,
+                            'kv_repeat': 0.703, 'flop_eff': 0.372, 'comm_us': 3.134, 'skew_us': 0.498}),
+    ('leave TP 2 out', {'skinny_us': 7.201, 'small_us': 2.265, 'mem_eff': 0.95, 'skinny_eff': 0.869,
+                       'kv_repeat': 0.727, 'flop_eff': 0.402, 'comm_us': 2.779, 'skew_us': 0.524}),
+    ('leave TP 4 out', {'skinny_us': 7.71, 'small_us': 2.229, 'mem_eff': 0.95, 'skinny_eff': 0.892,
+                       'kv_repeat': 0.713, 'flop_eff': 0.392, 'comm_us': 3.273, 'skew_us': 0.502}),
+    ('leave TP 8 out', {'skinny_us': 6.895, 'small_us': 2.29, 'mem_eff': 0.95, 'skinny_eff': 0.847,
+                       'kv_repeat': 0.687, 'flop_eff': 0.38, 'comm_us': 3.396, 'skew_us': 0.302}),
+    ('leave batch 1 out', {'skinny_us': 9.858, 'small_us': 1.227, 'mem_eff': 0.95, 'skinny_eff': 0.867,
+                          'kv_repeat': 0.717, 'flop_eff': 0.399, 'comm_us': 4.532, 'skew_us': 0.471}),
+    ('leave batch 4 out', {'skinny_us': 7.672, 'small_us': 2.253, 'mem_eff': 0.95, 'skinny_eff': 0.861,
+                          'kv_repeat': 0.692, 'flop_eff': 0.394, 'comm_us': 3.095, 'skew_us': 0.454}),
+    ('leave batch 8 out', {'skinny_us': 7.268, 'small_us': 2.248, 'mem_eff': 0.95, 'skinny_eff': 0.867,
+                          'kv_repeat': 0.718, 'flop_eff': 0.393, 'comm_us': 2.835, 'skew_us': 0.452}),
+    ('leave batch 16 out', {'skinny_us': 7.107, 'small_us': 2.249, 'mem_eff': 0.95, 'skinny_eff': 0.865,
+                           'kv_repeat': 0.718, 'flop_eff': 0.394, 'comm_us': 3.276, 'skew_us': 0.496}),
+    ('leave batch 32 out', {'skinny_us': 7.155, 'small_us': 2.25, 'mem_eff': 0.95, 'skinny_eff': 0.866,
+                           'kv_repeat': 0.713, 'flop_eff': 0.395, 'comm_us': 2.995, 'skew_us': 0.511}),
+    ('leave batch 64 out', {'skinny_us': 7.15, 'small_us': 2.242, 'mem_eff': 0.95, 'skinny_eff': 0.872,
+                           'kv_repeat': 0.755, 'flop_eff': 0.398, 'comm_us': 2.786, 'skew_us': 0.611}),
 ]
 
 
 def speedup_interval(cfg, hw: Hardware, tp: int, batch: int, variant: str = LADDER, **kw) -> tuple[float, float]:
     """The range of ``variant``'s predicted speed-up over the folds' log constants (``FOLD_CONSTANTS``)."""
-    values = [predict(cfg, hw.with_(comm_us=c, interference_floor=s), tp, batch, variants=(BASELINE, variant),
-                      **kw)[variant].speedup_vs_standard for _, c, s in FOLD_CONSTANTS]
+    values = [predict(cfg, hw.with_(**constants), tp, batch, variants=(BASELINE, variant), **kw)[variant]
+              .speedup_vs_standard for _, constants in FOLD_CONSTANTS]
     return (min(values), max(values)) if values else (float("nan"), float("nan"))
 
 
 def report(hw: Hardware | None = None, cv: list[dict] | None = None) -> str:
-    """What ``predict --validate`` prints about the logs: per size, each variant's mean |speed-up error| and the
-    no-communication step's error; then every cross-validation fold."""
-    lines = ["Performance model vs the authors' logs (decode speed-up over standard per step; in tokens/s)"]
+    """What ``predict --validate`` prints about the logs: the step without communication, per size each variant's
+    mean |speed-up error|, the split of the step over TP; then every cross-validation fold."""
+    hw = hw or HARDWARE["h100-nvlink"]
+    step = summary(hw)
+    lines = ["Performance model vs the authors' logs (decode speed-up over standard per step; in tokens/s)",
+             "  the step without communication, calibrated on the logs: " + ", ".join(
+                 f"{k} {getattr(hw.eff, k):g}" for k in STEP) + f"; mean |error| {100 * step['decode']['mean']:.1f}% "
+             f"per decode step (largest {100 * step['decode']['max']:.1f}%), {100 * step['prefill']['mean']:.1f}% "
+             f"per prefill (largest {100 * step['prefill']['max']:.1f}%)",
+             f"  an all-reduce call beyond NCCL's model: comm_us {hw.eff.comm_us:g} us on the compute stream + skew_us "
+             f"{hw.eff.skew_us:g} us x (TP - 1) on the communication lane"]
     for m, r in validate(hw).items():
         lines.append(f"  {m} ({r['cells']} cells): mean |error| per step " + ", ".join(
             f"{v} {e:.3f}" for v, e in r["speedup_mae"].items()) + "; in tokens/s " + ", ".join(
             f"{v} {e:.3f}" for v, e in r["tokens_speedup_mae"].items()))
         lines.append(f"    the step without communication {100 * r['no_comm_step_error']:+.1f}% and the prefill "
-                     f"{100 * r['prefill_error']:+.1f}% against the logs")
+                     f"{100 * r['prefill_error']:+.1f}% against the logs on average")
     for m, b, (lf, lw), (mf, mw) in scaling_rows(hw):
         lines.append(f"    {m} batch {b}, no communication over TP 1-8 = F + W / TP: logs F {lf:.2f} ms, W {lw:.2f} ms;"
                      f" model F {mf:.2f} ms, W {mw:.2f} ms")
     for f in cv or []:
-        lines.append(f"  {f['fold']:22s} comm_us {f['comm_us']:.2f}, interference_floor "
-                     f"{f['interference_floor']:.3f}: held-out ladder mean |error| {f['held_out_ladder_mae']:.3f}")
+        c = f["constants"]
+        lines.append(f"  {f['fold']:20s} held out: ladder mean |error| {f['held_out_ladder_mae']:.3f}, step "
+                     f"{100 * f['held_out_step_error']:.1f}%, prefill {100 * f['held_out_prefill_error']:.1f}% "
+                     f"(comm_us {c['comm_us']:.2f}, skew_us {c['skew_us']:.2f}, "
+                     f"small_us {c['small_us']:.2f}, skinny_us {c['skinny_us']:.2f})")
     return "\n".join(lines)

@@ -9,9 +9,10 @@ ladder, parallel, ``sync_drop`` (the authors' ``ensemble``: the attention's all-
 the MLP; a different function, like SPD's sync-point drop) and upper_bound (no all-reduce). A cell the logs lack
 is absent.
 
-``exposed_per_allreduce`` and ``hidden_fraction`` read the two facts small models need off these numbers: what one
-all-reduce inside a CUDA graph costs the step ((standard - upper bound) / all-reduces), and how much of it ladder
-hides ((standard - ladder) / (standard - upper bound)).
+``exposed_per_allreduce``, ``hidden_fraction`` and ``unhidden_per_allreduce`` read the facts small models need off
+these numbers: what one all-reduce inside a CUDA graph costs the step ((standard - upper bound) / all-reduces), how
+much of it ladder hides ((standard - ladder) / (standard - upper bound)), and what ladder leaves per all-reduce
+((ladder - upper bound) / all-reduces).
 """
 from __future__ import annotations
 
@@ -89,11 +90,11 @@ def hidden_fraction(model: str, tp: int, batch: int) -> float:
 
 def _model_allreduce_s(hw, model: str, tp: int, batch: int) -> float:
     """NCCL's model of one decode all-reduce of ``model`` at TP ``tp`` (``nccl.allreduce_time`` with
-    ``comm_us`` 0: NCCL's own latency and bandwidth, nothing else)."""
+    no call overhead: NCCL's own latency and bandwidth, nothing else)."""
     from ...models.config import get_config
     from .nccl import allreduce_time
     cfg = get_config(model)
-    return allreduce_time(hw.with_(comm_us=0.0), tp, batch * cfg.dim * hw.bytes_per_param)[0]
+    return allreduce_time(hw.with_(comm_us=0.0, skew_us=0.0), tp, batch * cfg.dim * hw.bytes_per_param)[0]
 
 
 def _copy_kernel_s(hw, model: str, batch: int) -> float:
@@ -105,26 +106,19 @@ def _copy_kernel_s(hw, model: str, batch: int) -> float:
     return fixed + roof
 
 
-def comm_us_samples(hw, data=None) -> list[float]:
-    """Per logged cell (TP >= 2), the microseconds one all-reduce costs a standard step beyond NCCL's own model
-    and its buffer copy: exposed per all-reduce - NCCL's time - the copy kernel. ``Efficiency.comm_us`` is their
-    median: the collective's launch inside the graph and the ranks arriving apart, which NCCL's model leaves out."""
-    return [1e6 * (exposed_per_allreduce(m, tp, b) - _model_allreduce_s(hw, m, tp, b) - _copy_kernel_s(hw, m, b))
-            for m, tp, b, _ in (data or cells()) if tp > 1]
+def comm_us_samples(hw, data=None) -> list[tuple[int, float]]:
+    """Per logged cell (TP >= 2), (TP, the microseconds one all-reduce costs a standard step beyond NCCL's own
+    model and its buffer copy): exposed per all-reduce - NCCL's time - the copy kernel. ``logfit.calibrate`` reads
+    ``Efficiency.comm_us`` (the collective's launch) and ``skew_us`` (per rank beyond the first: the ranks arriving
+    apart) off their line over TP - 1."""
+    return [(tp, 1e6 * (exposed_per_allreduce(m, tp, b) - _model_allreduce_s(hw, m, tp, b)
+                        - _copy_kernel_s(hw, m, b))) for m, tp, b, _ in (data or cells()) if tp > 1]
 
 
-def floor_samples(hw, comm_us: float, data=None) -> list[float]:
-    """Per logged cell with ladder (TP >= 2), the compute slow-down s while a decode all-reduce runs beside it: on
-    the critical path ladder - upper bound = (n - 1) s A + A for n all-reduces of A each (every one but the last
-    hidden under the next module, which runs (1 + s) longer; the last exposed), so s = (ladder - upper - A) /
-    ((n - 1) A), with A = NCCL's time + ``comm_us`` + the copy kernel."""
+def unhidden_per_allreduce(model: str, tp: int, batch: int) -> float:
+    """Seconds per all-reduce that ladder leaves on its step: (ladder - upper bound) / all-reduces per step. About
+    4-6 us at every TP from batch 4 on (2-6 us at batch 1), however long the all-reduce: a cost the compute stream
+    pays per call (``perfmodel.allreduce_lanes``), not a share of the collective."""
     from ...models.config import get_config
-    out = []
-    for m, tp, b, row in (data or cells()):
-        if tp < 2 or LADDER not in row:
-            continue
-        n = 2 * get_config(m).n_layers
-        a = _model_allreduce_s(hw, m, tp, b) + 1e-6 * comm_us + _copy_kernel_s(hw, m, b)
-        gap = 1e-3 * (row[LADDER][DECODE] - row[CEILING][DECODE])
-        out.append((gap - a) / ((n - 1) * a))
-    return out
+    row = LOGS[model][tp, batch]
+    return 1e-3 * (row[LADDER][DECODE] - row[CEILING][DECODE]) / (2 * get_config(model).n_layers)

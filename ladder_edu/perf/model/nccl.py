@@ -11,8 +11,9 @@ NCCL predicts, for every (algorithm, protocol), time = latency + bytes / algorit
                   llMaxBw (141 GB/s on one Hopper node); LL128: x 0.92; tree: x 0.92, LL x 1/3.8, LL128 x 7/9
 * algorithm bandwidth = bus bandwidth x n / (2(n-1)) for ring and NVLS, x 1/2 for tree
 
-plus ``Efficiency.comm_us`` per call (fitted: the collective's launch and buffer copy, and the skew between the
-ranks' arrival, which NCCL's model leaves out). With NCCL_P2P_DISABLE=1 the data goes through host memory (SHM):
+plus ``call_overhead`` per call (``Efficiency.comm_us``, the collective's launch, and ``skew_us`` per rank beyond
+the first, the ranks' arrival apart; read off the authors' logs, ``logs.comm_us_samples``: NCCL's model leaves
+both out). With NCCL_P2P_DISABLE=1 the data goes through host memory (SHM):
 NCCL routes every GPU-to-GPU path through the CPU (``ncclTopoComputePaths`` in ``src/graph/paths.cc``), so it
 prices the links with its PCI row and turns LL128 off (``ncclTopoTuneModel`` enables LL128 only where
 ``typeIntra <= PATH_NVB``). What a step through host memory really costs is fitted: ``Efficiency.shm_hop_us``, an
@@ -97,7 +98,7 @@ def candidates(hw: Hardware, n: int, nbytes: float, nodes: int = 1,
 
 def allreduce_time(hw: Hardware, n: int, nbytes: float, nodes: int = 1) -> tuple[float, str]:
     """(seconds, "algorithm/protocol") of one all-reduce of ``nbytes`` over n ranks on ``nodes`` nodes, as NCCL
-    would pick it, plus ``comm_us``. 0 for n = 1."""
+    would pick it, plus ``call_overhead``. 0 for n = 1."""
     if n <= 1:
         return 0.0, "none"
     if hw.intra.kind == "measured":
@@ -106,7 +107,18 @@ def allreduce_time(hw: Hardware, n: int, nbytes: float, nodes: int = 1) -> tuple
     believed = candidates(hw, n, nbytes, nodes, believed=True)
     algo, proto = min(believed, key=believed.get)             # NCCL picks by its own model ...
     t = candidates(hw, n, nbytes, nodes)[algo, proto]         # ... and pays what the choice really costs
-    return t + 1e-6 * hw.eff.comm_us, f"{algo}/{proto}"
+    return t + call_overhead(hw, n), f"{algo}/{proto}"
+
+
+def is_nccl(hw: Hardware, algo: str) -> bool:
+    """Whether ``algo`` (as ``allreduce_time`` names it) is an NCCL collective on GPUs."""
+    return hw.intra.kind != "measured" and algo.split("/")[0] in ("ring", "tree", "nvls")
+
+
+def call_overhead(hw: Hardware, n: int) -> float:
+    """Seconds one all-reduce call adds beyond the algorithm's own time, on a GPU: its launch (``comm_us``) and
+    the wait for the last of n ranks to arrive (``skew_us`` per rank beyond the first)."""
+    return 1e-6 * (hw.eff.comm_us + hw.eff.skew_us * (n - 1))
 
 
 def ring_allreduce_time(n: int, nbytes: float, alpha_s: float, bandwidth: float) -> float:

@@ -7,7 +7,8 @@ model code, fused as inductor and gpt-fast launch them). Every kernel costs
 
     fixed  +  max( bytes / (HBM peak * mem_eff),  flops / (tensor peak * flop_eff) )   (fixed part + roofline)
 
-(fixed = ``kernel_us`` for a matmul, ``small_us`` for any other kernel; both measured on an H100, ``hardware.py``)
+(fixed = ``kernel_us`` for a GEMV, ``skinny_us`` for a GEMM of more tokens, ``small_us`` for any other kernel;
+calibrated on the authors' logs of gpt-fast's step without communication, ``stepfit.py``)
 
 (``mem_eff`` becomes ``skinny_eff`` for a weight-streaming GEMM of more than one token)
 * projections (GEMV in decode, GEMM in prefill): bytes = the weight shard (+ activations), flops = 2 * shard * bT;
@@ -39,6 +40,7 @@ from . import critical_path as cp
 from .deployment import Deployment
 from .hardware import HARDWARE, Hardware, get_hardware  # noqa: F401  (re-exported: the presets live there)
 from .kernels import OUTSIDE_GRAPH, STEP_KERNELS, kernel_counts
+from .nccl import is_nccl
 
 PARTS = ("weights", "attention", "small kernels", "LM head + sampling")
 
@@ -58,12 +60,13 @@ class ModuleCost:
 def _kernels(hw: Hardware, k: int, nbytes: float, flops: float, tokens: int = 1,
              matmul: bool = False) -> tuple[float, float]:
     """(fixed part, roofline part) of k kernels moving ``nbytes`` and doing ``flops`` together; ``tokens`` > 1
-    makes a weight-streaming kernel a skinny GEMM (``skinny_eff``) rather than a GEMV (``mem_eff``). A matmul's
-    fixed part is ``kernel_us``, any other kernel's ``small_us``."""
+    makes a weight-streaming kernel a skinny GEMM (``skinny_eff``, fixed part ``skinny_us``) rather than a GEMV
+    (``mem_eff``, ``kernel_us``); any other kernel's fixed part is ``small_us``."""
     e = hw.eff
     mem = e.mem_eff if tokens == 1 else e.skinny_eff
     roof = max(nbytes / (hw.mem_gbps * 1e9 * mem), flops / (hw.tflops * 1e12 * e.flop_eff))
-    return k * (e.kernel_us if matmul else e.small_us) * 1e-6, roof
+    fixed = (e.kernel_us if tokens == 1 else e.skinny_us) if matmul else e.small_us
+    return k * fixed * 1e-6, roof
 
 
 def module_cost(kind: str, dep: Deployment, new_tokens: int, keys: int, comm: bool = True) -> ModuleCost:
@@ -82,8 +85,9 @@ def module_cost(kind: str, dep: Deployment, new_tokens: int, keys: int, comm: bo
     if "attn" in kind:
         params += d * hd * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) / tp
         act += 3 * bt * d + 2 * bt * (cfg.n_heads + cfg.n_kv_heads) / tp * hd      # add + norm; rotary on q, k
-        heads = cfg.n_heads / tp
-        kv = 2 * batch * heads * keys * hd * bpp + 4 * batch * heads * new_tokens * keys * bpp
+        heads, group = cfg.n_heads / tp, cfg.n_heads // cfg.n_kv_heads
+        reads = heads / group * (1 + hw.eff.kv_repeat * (group - 1))     # K/V head reads: once to once per q head
+        kv = 2 * batch * reads * keys * hd * bpp + 4 * batch * heads * new_tokens * keys * bpp
         fixed, roof = _kernels(hw, counts["attention"], kv, 4 * batch * heads * new_tokens * keys * hd)
         parts["attention"] += roof
         parts["small kernels"] += fixed
@@ -100,8 +104,20 @@ def module_cost(kind: str, dep: Deployment, new_tokens: int, keys: int, comm: bo
     parts["small kernels"] += fixed + roof
     if not comm or tp == 1:
         return ModuleCost(parts)
-    t, algo = dep.allreduce_time(bt * d * bpp)
+    on_compute, t, algo = allreduce_lanes(dep, bt * d * bpp)
+    parts["small kernels"] += on_compute
     return ModuleCost(parts, t, algo)
+
+
+def allreduce_lanes(dep: Deployment, nbytes: float) -> tuple[float, float, str]:
+    """(seconds on the compute stream, seconds on the communication lane, algorithm) of one all-reduce. An NCCL
+    call on a GPU costs its caller ``comm_us`` on the compute stream, which no overlap hides (its launch and the
+    dependency edges between the streams in the graph: the authors' logs leave 4-6 us per all-reduce unhidden by
+    ladder at every TP, ``logs.unhidden_per_allreduce``); the rest of its time, the collective itself and the
+    wait for the last rank, runs beside the compute."""
+    t, algo = dep.allreduce_time(nbytes)
+    launch = min(t, 1e-6 * dep.hw.eff.comm_us) if is_nccl(dep.hw, algo) else 0.0
+    return launch, t - launch, algo
 
 
 def head_cost(dep: Deployment, new_tokens: int) -> float:
@@ -136,7 +152,8 @@ def kraken_modules(dep: Deployment, new_tokens: int, keys: int) -> list[tuple[st
         attn.parts = {k: local * v for k, v in attn.parts.items()}
         mlp.parts = {k: local * v for k, v in mlp.parts.items()}
     if tp > 1:
-        mlp.comm, mlp.algo = dep.allreduce_time(dep.batch * new_tokens * kcfg.dim * dep.hw.bytes_per_param)
+        launch, mlp.comm, mlp.algo = allreduce_lanes(dep, dep.batch * new_tokens * kcfg.dim * dep.hw.bytes_per_param)
+        mlp.parts["small kernels"] += launch
     return [("attn", attn), ("mlp", mlp)]
 
 
@@ -205,13 +222,12 @@ def interference(hw: Hardware, nbytes: float) -> float:
     """Compute slow-down while an all-reduce of ``nbytes`` overlaps it. NCCL runs a collective on as many
     channels (one SM each) as its size needs, up to all of them from about 1 MiB on (its channel heuristic in
     ``enqueue.cc``), so the slow-down grows with the message up to ``interference`` (``shm_interference`` through
-    host memory), and never falls below ``interference_floor``: even a decode-sized LL kernel holds its channels'
-    SMs polling for the whole all-reduce (the authors' logs: ladder hides 70-80% of a decode all-reduce, not all). On a CPU (a ``measured`` link) gloo's threads take cores whatever the size: the measured value.
+    host memory). On a CPU (a ``measured`` link) gloo's threads take cores whatever the size: the measured value.
     """
     if hw.intra.kind == "measured":          # a CPU: gloo's threads take cores whatever the message size
         return hw.eff.interference
     top = hw.eff.shm_interference if hw.intra.kind == "shm" else hw.eff.interference
-    return max(hw.eff.interference_floor, top * min(1.0, nbytes / 2 ** 20))
+    return top * min(1.0, nbytes / 2 ** 20)
 
 
 def static_cache(prompt: int, generate: int) -> int:
