@@ -156,3 +156,16 @@ def test_the_alpha_beta_fit_has_physical_bounds():
     assert fit_alpha_beta(sizes, convex)[0] == 0.0
     with pytest.raises(ValueError, match="do not grow with the message size"):
         fit_alpha_beta(sizes, [1e-3 - s * 1e-12 for s in sizes])
+
+
+def test_the_single_kernel_preset_is_what_calibrate_gpu_measured():
+    """The model of single kernels on the H100 (notebook 04 draws this package's compiled step beside it): the
+    five measured constants, one fixed cost per matmul, every repeated K/V read from HBM."""
+    from ladder_edu.perf.measure.gpu_preset import load_measurements, single_kernel_preset
+    gpu = load_measurements(os.path.join(os.path.dirname(__file__), "..", "docs", "gpu", "h100"))
+    single = single_kernel_preset(gpu, HARDWARE["h100-nvlink"])
+    m = fit_projections(gpu["projections"]["rows"], 3350, 989)
+    assert single.eff.mem_eff == pytest.approx(m["mem_eff"], abs=1e-4)
+    assert single.eff.mem_eff < HARDWARE["h100-nvlink"].eff.mem_eff
+    assert single.eff.skinny_us == single.eff.kernel_us and single.eff.kv_repeat == 1.0
+    assert "H100" in single.name

@@ -246,9 +246,10 @@ def test_perf_explorer_redraws_with_the_sliders(monkeypatch):
     bw, latency = box.children[1].children
     tp.value = 4
     bw.value = 100.0
+    latency.value = 10.0
     model.value = "llama-3-8b"
     cfg, hw, tp_used, b = calls[-1]
-    assert (cfg.name, tp_used, b, hw.link_gbps) == ("llama-3-8b", 4, 1, 100.0)
+    assert (cfg.name, tp_used, b, hw.link_gbps, hw.eff.skew_us) == ("llama-3-8b", 4, 1, 100.0, 10.0)
 
 
 def test_efficiency_fields_are_whatif_fields():
@@ -277,6 +278,23 @@ def test_the_all_reduce_is_the_deployments_implementation():
     assert set(ALLREDUCE) >= {"nccl"}
     with pytest.raises(ValueError, match="unknown all-reduce implementation 'mpi'; valid choices: nccl"):
         Deployment(CFG, NVL, 8, allreduce="mpi")
+
+
+def test_every_call_costs_the_compute_stream_what_no_overlap_hides():
+    """An all-reduce call on GPUs costs the compute stream ``comm_us`` whatever its implementation: an all-reduce
+    no longer than that leaves ladder nothing to hide, and a fixed latency as long as NCCL's gives about NCCL's
+    gain. On a CPU's measured link the whole all-reduce is on the communication lane."""
+    from ladder_edu.perf.model.allreduce import fixed_allreduce
+    from ladder_edu.perf.model.perfmodel import allreduce_lanes
+    short = predict(CFG, NVL, 8, allreduce=fixed_allreduce(0.9 * NVL.eff.comm_us))
+    assert short["ladder"].speedup_vs_standard == pytest.approx(1.0, abs=1e-9)
+    nccl_us = 1e6 * allreduce_time(NVL, 8, 8192 * 2)[0]
+    same = predict(CFG, NVL, 8, allreduce=fixed_allreduce(nccl_us))["ladder"].speedup_vs_standard
+    assert same == pytest.approx(predict(CFG, NVL, 8)["ladder"].speedup_vs_standard, abs=0.01)
+    compute, comm, _ = allreduce_lanes(Deployment(CFG, NVL, 8), 8192 * 2)
+    assert compute == pytest.approx(1e-6 * NVL.eff.comm_us) and compute + comm == pytest.approx(1e-6 * nccl_us)
+    cpu = NVL.with_(intra=replace(NVL.intra, kind="measured", hop_us=50.0))
+    assert allreduce_lanes(Deployment(CFG, cpu, 8), 8192 * 2)[0] == 0.0
 
 
 def test_nccl_caps_the_ll_protocol_by_the_cpu_row_across_nodes():

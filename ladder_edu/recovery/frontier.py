@@ -82,8 +82,8 @@ def frontier(opts: FrontierOptions, progress: bool = True) -> dict:
         point = _read(path) or {"k": k}
         if "converted" not in point:
             point["converted"] = measure(build(cfg, loaded[1], ladder_layers=k), tok, held, probe_limit)
-            point["predicted"] = predicted_speedups(k, cfg.n_layers)
             write_json(path, point)
+        point["predicted"] = predicted_speedups(k, cfg.n_layers)      # the model as it is now, not as cached
         if k in recover_ks and (point.get("recovered_by") != name or point.get("steps") != steps):
             dest = os.path.join(out_dir, f"k{k}", name)
             share_teacher_chats(out_dir, dest)

@@ -62,7 +62,8 @@ def timeline_explorer(traces: dict[str, list[str]]):
 
 
 def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
-    """Sliders over the performance model: TP degree, link bandwidth, the fixed cost per all-reduce, batch, model.
+    """Sliders over the performance model: TP degree, link bandwidth, an all-reduce's wait per rank (``skew_us``,
+    time on the communication lane, which overlap can hide), batch, model.
     Returns the widget box; its ``redraw()`` draws with the current values."""
     from ..models.config import PRESETS
     from ..perf.model.perfmodel import HARDWARE
@@ -73,7 +74,7 @@ def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
     tp_w = W.Dropdown(options=[2, 4, 8], value=8, description="TP")
     batch_w = W.SelectionSlider(options=[1, 2, 4, 8, 16, 32, 64], value=1, description="batch")
     bw_w = W.FloatLogSlider(value=base.link_gbps, base=10, min=0.5, max=3, description="link GB/s")
-    lat_w = W.FloatLogSlider(value=base.eff.comm_us, base=10, min=-0.5, max=2.5, description="AR extra us")
+    lat_w = W.FloatLogSlider(value=base.eff.skew_us, base=10, min=-1.5, max=1.5, description="AR us/rank")
     out = W.Output()
 
     def redraw(*_):
@@ -81,8 +82,8 @@ def perf_explorer(hardware: str = "h100-nvlink", model: str = "llama-3-70b"):
             out.clear_output(wait=True)
             cfg = PRESETS[model_w.value]
             tp = tp_w.value if tp_w.value in cfg.valid_tp_degrees() else max(cfg.valid_tp_degrees())
-            edited = (bw_w.value, lat_w.value) != (base.link_gbps, base.eff.comm_us)
-            hw = base.with_(link_gbps=bw_w.value, comm_us=lat_w.value,
+            edited = (bw_w.value, lat_w.value) != (base.link_gbps, base.eff.skew_us)
+            hw = base.with_(link_gbps=bw_w.value, skew_us=lat_w.value,
                             name=f"{hardware} (edited)" if edited else hardware)
             box.show(plot_prediction(cfg, hw, tp, batch_w.value))
 

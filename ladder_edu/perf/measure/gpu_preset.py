@@ -209,3 +209,16 @@ def compiled_step_comparison(steps: list[dict], hw: Hardware, preset: str = "lla
         out.append({"tp": tp, "batch": b, "layer_us": per, "model_layer_us": model, "rest_us": rest,
                     "model_head_us": 1e6 * head_cost(dep, 1)})
     return out
+
+
+def single_kernel_preset(measurements: dict, base: Hardware) -> Hardware:
+    """``base`` with the compute constants ``measurements`` (``load_measurements``) give kernel by kernel, as
+    ``calibrate-gpu`` fits them: one fixed cost per matmul, every repeated K/V read from HBM (this package's
+    compiled step copies the K/V heads per query head). The presets take most of these from the authors' logs
+    instead (``hardware.FROM_LOGS``); this is the model of single kernels on that GPU."""
+    m = fit_projections(measurements["projections"]["rows"], base.mem_gbps, base.tflops)
+    profiled = [r for r in measurements["steps"]["rows"] if "kernels" in r]
+    return base.with_(**{k: round(m[k], 4) for k in ("kernel_us", "mem_eff", "skinny_eff", "flop_eff")},
+                      skinny_us=round(m["kernel_us"], 4), small_us=round(small_kernel_cost(profiled[0]), 4),
+                      kv_repeat=1.0, name=f"{base.name}, single kernels measured on "
+                                          f"{measurements['projections'].get('device', 'a GPU')}")

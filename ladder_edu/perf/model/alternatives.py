@@ -5,7 +5,8 @@ all-reduce (vLLM's and SGLang's custom all-reduce, PyTorch's symmetric memory), 
 symmetric-memory kernels. At batch 1 a decode all-reduce is latency-bound, so what matters is its latency L. With
 ``fixed_allreduce(L)`` as the deployment's all-reduce (``Deployment.allreduce``), ``ladder_gain_curve`` gives the
 performance model's speed-up of each variant over standard as L varies: ladder hides up to one all-reduce per
-module, so its gain shrinks as L does, and a fast all-reduce and ladder compete for the same time.
+module, except the part every call costs the compute stream (``comm_us``), so its gain shrinks as L does and is
+gone once L is that part alone; a fast all-reduce and ladder compete for the same time.
 
 **Back of the envelope** (``envelope``): a decode step is about
 

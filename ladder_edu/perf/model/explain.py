@@ -82,7 +82,7 @@ def ablation(cfg: ModelConfig, hw: Hardware, tp: int, batch: int = 1, variant: s
         return predict(cfg, h, tp, batch, variants=(BASELINE, variant), allreduce=allreduce)[variant].speedup_vs_standard
     full = speedup(hw)
     out = [{"term": "all terms", "speedup": full, "change": 0.0}]
-    for term, h, ar in (("launch and rank skew (comm_us, skew_us)", hw.with_(comm_us=0.0, skew_us=0.0), "nccl"),
+    for term, h, ar in (("call cost (comm_us, skew_us)", hw.with_(comm_us=0.0, skew_us=0.0), "nccl"),
                         ("interference", hw.with_(interference=0.0, shm_interference=0.0), "nccl"),
                         ("kernels' fixed costs", hw.with_(kernel_us=0.0, skinny_us=0.0, small_us=0.0), "nccl"),
                         ("the all-reduce itself", hw, fixed_allreduce(0.0))):

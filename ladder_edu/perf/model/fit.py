@@ -1,13 +1,14 @@
-"""Fit the performance model's four communication constants to the Ladder paper's Llama-3-70B table, and
-cross-validate (the five compute constants are measured on a GPU, not fitted).
+"""Fit the performance model's three remaining communication constants to the Ladder paper's Llama-3-70B table,
+and cross-validate (the others are measured on a GPU or calibrated on the authors' logs, not fitted here).
 
 Data: tokens/s of Llama-3-70B, prompt 1024, 512 new tokens, fp16, gpt-fast with CUDA graphs, 8x H100 SXM, with
 NVLink and with NCCL_P2P_DISABLE=1 ("no NVLink"); TP 2/4/8 x batch 1/4/16/64 (Ladder Residual, arXiv 2501.06589,
 inference results; from the authors'
 ``tools/plot-70b.py``). It is the only table fitted; every other size, TP degree and node count is predicted.
 
-Fitted: the ``hardware.Efficiency`` fields one GPU cannot measure (``PARAMS``: the communication constants; the
-compute ones, ``hardware.MEASURED``, were measured on an H100 and are held), each squashed into its physical range
+Fitted: the ``hardware.Efficiency`` fields neither one GPU nor the logs give (``PARAMS``: the compute slow-down
+beside a large all-reduce with and without NVLink, a step through host memory; ``hardware.MEASURED`` and
+``hardware.FROM_LOGS`` are held), each squashed into its physical range
 ``hardware.BOUNDS`` (a value stuck at a bound would say the model misses something). Loss: mean squared log error
 of tokens/s, plus that of the speedups over standard (the quantity the model is for). ``cross_validate`` refits
 without each batch size (leave-one-batch-out) and without each TP degree (leave-one-TP-out), reports the error on

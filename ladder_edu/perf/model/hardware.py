@@ -5,16 +5,21 @@ Every constant has a source next to it. Three kinds:
 * **data sheet**: peak HBM bandwidth, peak dense 16-bit tensor FLOP/s, link bandwidth per direction (vendor pages);
 * **NCCL**: the latency/bandwidth model NCCL itself uses to pick an algorithm (``nccl.py``, from NCCL's
   ``src/graph/tuning.cc``), and bus-bandwidth efficiencies reported by nccl-tests;
-* **measured** (``Efficiency``, compute): five numbers measured on an H100 80GB HBM3 SXM with
-  ``ladder-edu calibrate-gpu --detail`` (``docs/gpu/run.sh``; rows in ``docs/gpu/h100/projections.json``, fitted by
-  ``gpu_preset.fit_projections``; a second machine gave the same to 1%: ``run1-projections.json``), and the
-  small kernels of a compiled decode step (``docs/gpu/h100/steps.json``, ``gpu_preset.small_kernel_cost``);
-* **fitted** (``Efficiency``, communication): four numbers one GPU cannot measure, each bounded to a physically
-  plausible range (``BOUNDS``), fitted by ``perf.model.fit.fit`` on the Ladder paper's Llama-3-70B table only
-  (the Ladder paper's 70B table, docs/references.md) and reported with their spread over cross-validation folds.
+* **measured** on an H100 80GB HBM3 SXM with ``ladder-edu calibrate-gpu --detail`` (``docs/gpu/run.sh``; rows in
+  ``docs/gpu/h100/projections.json``, fitted by ``gpu_preset.fit_projections``; a second machine gave the same to
+  1%): a GEMV's fixed cost ``kernel_us`` (``MEASURED`` lists what calibrate-gpu measures; ``docs/gpu/h100/h100.json``
+  holds all five of its single-kernel numbers);
+* **from the authors' logs** (``FROM_LOGS``): the rest of the step without communication (``stepfit.py``) and
+  the cost of an all-reduce call beyond NCCL's model (``logfit.py``), read off every variant of 8B and 70B the
+  Ladder authors timed on the H100 NVLink machine behind the paper's table;
+* **fitted** (``fit.py``): three communication numbers neither gives (the compute slow-down beside a large
+  all-reduce, with and without NVLink, and a step through host memory), each bounded to a physically plausible
+  range (``BOUNDS``), fitted on the Ladder paper's Llama-3-70B table only (docs/references.md) and reported with
+  their spread over cross-validation folds.
 
-The H200 preset has its own measured compute constants (``docs/gpu/h200``); A100, A800 and RTX 4090 reuse the
-H100's (same software stack; no such GPU was lent to measure), and only their data-sheet numbers differ.
+The H200 preset has its own single-kernel compute constants (``docs/gpu/h200``; no logs exist for it); A100, A800
+and RTX 4090 reuse the H100's (same software stack; no such GPU was lent to measure), and only their data-sheet
+numbers differ.
 
 A ``Hardware`` is a GPU type, the link inside a node, the network between nodes, and the efficiencies.
 ``Hardware.to_json`` / ``load_hardware(path)`` round-trip it, so ``calibrate-gpu`` can write a preset file that
@@ -31,9 +36,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 @dataclass(frozen=True)
 class Efficiency:
-    """The model's efficiencies, each with its physical meaning and source (bounds in ``BOUNDS``). Measured:
-    ``calibrate-gpu`` on an H100 (docs/gpu/h100). Fitted: ``ladder-edu predict --validate`` refits them on the 70B
-    table and prints the cross-validation."""
+    """The model's efficiencies, each with its physical meaning and source (bounds in ``BOUNDS``): measured with
+    ``calibrate-gpu`` on an H100 (docs/gpu/h100), calibrated on the authors' logs, or fitted to the paper's 70B
+    table; ``ladder-edu predict --validate`` recalibrates and refits them and prints the cross-validation."""
 
     # the step without communication: calibrated on the authors' logs of gpt-fast's compiled step on H100s
     # (``stepfit.calibrate_step``: every no-all-reduce cell of 8B at TP 1-8 and 70B at TP 4/8, batch 1-64); the
@@ -48,12 +53,12 @@ class Efficiency:
     #                                sampling) and the gap before it
     kv_repeat: float = 0.717       # share of a K/V head's query heads that read its cache from HBM (0: once per
     #                                K/V head; 1: once per query head, gpt-fast's repeat_interleave without L2 hits)
-    # measured on the Ladder authors' logs (perf/model/logs.py: ``calibrate``; every variant of 8B and 70B)
+    # an all-reduce call, calibrated on the authors' logs (``logfit.calibrate``: standard against no all-reduce)
     comm_us: float = 3.133         # per all-reduce beyond NCCL's own latency and its buffer copy: its launch and
     #                                the dependency edges between streams, paid on the compute stream
     skew_us: float = 0.501         # per all-reduce and per rank beyond the first: the ranks arrive apart, and the
     #                                collective waits for the last of them
-    # fitted on the paper's 70B table (cross-validation spread in the README)
+    # fitted on the paper's 70B table (cross-validation spread in docs/performance-model.md)
     interference: float = 0.238    # compute slow-down while an NCCL kernel runs beside it (SMs, HBM it takes)
     shm_interference: float = 0.591  # the same through host memory (P2P disabled: the copies hold SMs far longer)
     shm_hop_us: float = 2.497      # NCCL_P2P_DISABLE=1: latency of one LL ring step through host memory (SHM)
@@ -134,7 +139,8 @@ class Hardware:
 
 EFF_FIELDS = tuple(f.name for f in fields(Efficiency))
 MEASURED = ("mem_eff", "skinny_eff", "flop_eff", "kernel_us", "small_us")
-"""Measured on a GPU (``ladder-edu calibrate-gpu``); the other fields are fitted (``perf.model.fit.PARAMS``)."""
+"""Measured on a GPU (``ladder-edu calibrate-gpu``); for the H100 presets all but ``kernel_us`` come from the logs
+(``FROM_LOGS``), and what neither gives is fitted (``perf.model.fit.PARAMS``)."""
 STEP_FROM_LOGS = ("skinny_us", "small_us", "mem_eff", "skinny_eff", "kv_repeat", "flop_eff")
 """The step without communication, calibrated on the no-all-reduce cells of the authors' logs (``stepfit.py``)."""
 FROM_LOGS = STEP_FROM_LOGS + ("comm_us", "skew_us")

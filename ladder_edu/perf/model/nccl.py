@@ -110,9 +110,10 @@ def allreduce_time(hw: Hardware, n: int, nbytes: float, nodes: int = 1) -> tuple
     return t + call_overhead(hw, n), f"{algo}/{proto}"
 
 
-def is_nccl(hw: Hardware, algo: str) -> bool:
-    """Whether ``algo`` (as ``allreduce_time`` names it) is an NCCL collective on GPUs."""
-    return hw.intra.kind != "measured" and algo.split("/")[0] in ("ring", "tree", "nvls")
+def launched_on_gpu(hw: Hardware) -> bool:
+    """Whether ``hw``'s all-reduces are kernels launched on GPUs, each call costing the compute stream ``comm_us``
+    (whatever the implementation: NCCL's, a one-shot kernel, a fixed latency); not on a CPU's measured link."""
+    return hw.intra.kind != "measured"
 
 
 def call_overhead(hw: Hardware, n: int) -> float:

@@ -12,8 +12,9 @@ calibrated on the authors' logs of gpt-fast's step without communication, ``step
 
 (``mem_eff`` becomes ``skinny_eff`` for a weight-streaming GEMM of more than one token)
 * projections (GEMV in decode, GEMM in prefill): bytes = the weight shard (+ activations), flops = 2 * shard * bT;
-* attention: every query head reads its K/V head's cache (gpt-fast repeats K/V per query head):
-  bytes = 2 * b * (H/n) * S * head_dim * 2 (+ the scores, written and read back: 4 * b * (H/n) * T * S * 2),
+* attention: each K/V head's cache is read once, and again for a share ``kv_repeat`` of its other g - 1 query
+  heads (gpt-fast repeats K/V per query head; the rest of the repeats hit L2), with r = 1 + kv_repeat (g - 1):
+  bytes = 2 * b * (H_kv/n) * r * S * head_dim * 2 (+ the scores, written and read back: 4 * b * (H/n) * T * S * 2),
   flops = 4 * b * (H/n) * T * S * head_dim;
 * KV-cache writes, fused pointwise kernels (residual add + norm: 3 b T d values; rotary on q and k; SiLU(g) * u:
   3 b T ffn/n; the all-reduce's input copy: 2 b T d): the activations they read and write;
@@ -22,7 +23,9 @@ calibrated on the authors' logs of gpt-fast's step without communication, ``step
 
 A communicating module adds a copy kernel (a functional all-reduce copies its input into the collective's buffer)
 and an all-reduce of b*T*d values, timed by the deployment's implementation (``Deployment.allreduce``; by default
-``nccl.allreduce_time``: NCCL's own algorithm choice, latency and bandwidth). Every function takes the question as
+``nccl.allreduce_time``: NCCL's own algorithm choice, latency and bandwidth, plus the call's cost). An NCCL call
+costs the compute stream ``comm_us`` (``allreduce_lanes``; any kernel launched on GPUs, NCCL's or another); the
+rest runs beside the compute. Every function takes the question as
 one ``Deployment`` (model, hardware, TP, batch, nodes, ladder layers, all-reduce implementation). The architectures differ only in which all-reduces a module waits for
 (``critical_path``: lag 0 or 1, and the compute slow-down while an all-reduce overlaps it). Generation of G tokens
 after a P-token prompt (the Ladder benchmark: P = 1024, G = 512) takes one prefill and G - 1 decode steps; tokens/s
@@ -40,7 +43,7 @@ from . import critical_path as cp
 from .deployment import Deployment
 from .hardware import HARDWARE, Hardware, get_hardware  # noqa: F401  (re-exported: the presets live there)
 from .kernels import OUTSIDE_GRAPH, STEP_KERNELS, kernel_counts
-from .nccl import is_nccl
+from .nccl import launched_on_gpu
 
 PARTS = ("weights", "attention", "small kernels", "LM head + sampling")
 
@@ -110,13 +113,14 @@ def module_cost(kind: str, dep: Deployment, new_tokens: int, keys: int, comm: bo
 
 
 def allreduce_lanes(dep: Deployment, nbytes: float) -> tuple[float, float, str]:
-    """(seconds on the compute stream, seconds on the communication lane, algorithm) of one all-reduce. An NCCL
-    call on a GPU costs its caller ``comm_us`` on the compute stream, which no overlap hides (its launch and the
-    dependency edges between the streams in the graph: the authors' logs leave 4-6 us per all-reduce unhidden by
-    ladder at every TP, ``logs.unhidden_per_allreduce``); the rest of its time, the collective itself and the
-    wait for the last rank, runs beside the compute."""
+    """(seconds on the compute stream, seconds on the communication lane, algorithm) of one all-reduce. A call on
+    GPUs costs its caller ``comm_us`` on the compute stream, which no overlap hides (its launch and the dependency
+    edges between the streams in the graph: the authors' logs leave 4-6 us per all-reduce unhidden by ladder at
+    every TP, ``logs.unhidden_per_allreduce``); the rest of its time, the collective itself and the wait for the
+    last rank, runs beside the compute. Whatever the implementation (NCCL's, a one-shot kernel, a fixed latency)
+    the call's part is the same; an all-reduce shorter than it runs whole on the compute stream."""
     t, algo = dep.allreduce_time(nbytes)
-    launch = min(t, 1e-6 * dep.hw.eff.comm_us) if is_nccl(dep.hw, algo) else 0.0
+    launch = min(t, 1e-6 * dep.hw.eff.comm_us) if launched_on_gpu(dep.hw) else 0.0
     return launch, t - launch, algo
 
 
