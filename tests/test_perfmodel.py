@@ -74,12 +74,14 @@ def test_mlp_cost_by_hand():
     m = module_cost("mlp", Deployment(CFG, NVL, 8, 1), 1, 1536)
     weights = (3 * 8192 * 28672 / 8 * 2 + 2 * 8192 * 2) / (3350e9 * e.mem_eff)
     assert m.parts["weights"] == pytest.approx(weights, rel=1e-9)
-    # fixed cost of 2 matmuls (kernel_us) + 2 fused pointwise kernels + the copy (small_us); their activations:
-    # add+norm 3d, SiLU*mul 3 ffn/n, copy 2d
-    act = (3 * 8192 + 3 * 28672 / 8 + 2 * 8192) * 2
-    fixed = 2 * e.kernel_us + 3 * e.small_us
+    # fixed cost of 2 matmuls (kernel_us) + 2 fused pointwise kernels (small_us); their activations: add+norm 3d,
+    # SiLU*mul 3 ffn/n; the all-reduce's calls: the copy (small_us, 2d) and the call itself (comm_us)
+    act = (3 * 8192 + 3 * 28672 / 8) * 2
+    assert m.parts["small kernels"] == pytest.approx((2 * e.kernel_us + 2 * e.small_us) * 1e-6
+                                                     + act / (3350e9 * e.mem_eff), rel=1e-9)
     call = 1e-6 * e.comm_us
-    assert m.parts["small kernels"] == pytest.approx(fixed * 1e-6 + act / (3350e9 * e.mem_eff) + call, rel=1e-9)
+    assert m.parts["all-reduce calls"] == pytest.approx(e.small_us * 1e-6 + 2 * 8192 * 2 / (3350e9 * e.mem_eff) + call,
+                                                        rel=1e-9)
     assert m.comm + call == pytest.approx(allreduce_time(NVL, 8, 8192 * 2)[0])
 
 
@@ -172,7 +174,7 @@ def test_orderings_breakdown_and_tp1():
     tps = [x.tokens_per_s for x in one.values()]                # no communication: only the parallel block's
     assert max(tps) / min(tps) < 1.001                          # fused activations differ, by < 0.1%
     p = forward("ladder", Deployment(CFG, NVL, 8), 1, 1536)
-    compute = sum(p.parts[k] for k in ("weights", "attention", "small kernels", "LM head + sampling"))
+    compute = sum(p.parts[k] for k in ("weights", "attention", "small kernels", "all-reduce calls", "LM head + sampling"))
     assert p.seconds == pytest.approx(compute + p.parts["overlap slow-down"] + p.parts["exposed communication"])
 
 

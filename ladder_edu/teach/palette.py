@@ -23,7 +23,8 @@ VARIANTS = {name: v.color for name, v in REGISTRY.items()}
 MARKERS = {name: v.marker for name, v in REGISTRY.items()}
 """Point markers, by variant."""
 
-BREAKDOWN = {"weights": "#A1C9F4", "attention": ATTN, "small kernels": "#D0BBFF", "LM head + sampling": LM_HEAD,
+BREAKDOWN = {"weights": "#A1C9F4", "attention": ATTN, "small kernels": "#D0BBFF", "all-reduce calls": "#FFB482",
+             "LM head + sampling": LM_HEAD,
              "overlap slow-down": "#DA8BC3", "exposed communication": COMM}
 """A decode step taken apart (``perf.model.explain.breakdown``); hidden communication is drawn HIDDEN, hatched."""
 

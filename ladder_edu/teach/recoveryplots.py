@@ -44,7 +44,7 @@ def plot_from_scratch(result: dict):
         ax.plot([i] * len(r["ppl"]), r["ppl"], "o", color="#777777", label="one seed" if i == 0 else None)
     ax.set_xticks(range(len(result["archs"])), list(result["archs"]))
     ax.set_xlim(-0.6, len(result["archs"]) - 0.4)
-    ax.set_ylabel("validation perplexity (bytes)")
+    ax.set_ylabel("validation perplexity per byte")
     ax.set_title("Trained from scratch: compare the gaps with the spread between seeds", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()

@@ -76,7 +76,9 @@ def draw_timeline(traces: dict[str, list[str]], step: int = -1, layers: tuple[in
               loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=fig.transFigure, ncol=7, fontsize=8,
               frameon=False)
     what = f"layers {layers[0]}-{layers[1]}" if layers else "one step"
-    ax.set_title(title or f"Timeline of {what}, every rank drawn: main thread (compute, start, wait; white = "
+    shown = sorted({r for _, r, *_ in rows})
+    who = "every rank drawn" if ranks is None else f"rank{'s' if len(shown) > 1 else ''} {', '.join(map(str, shown))}"
+    ax.set_title(title or f"Timeline of {what}, {who}: main thread (compute, start, wait; white = "
                           f"neither) and communication lane\n(an all-reduce's bar runs from its start on that rank "
                           f"to its end there: waiting for a slower rank to join is part of it)", fontsize=10)
     fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))     # 0.45 inch below the axis for the legend

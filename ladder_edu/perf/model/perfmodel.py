@@ -45,7 +45,10 @@ from .hardware import HARDWARE, Hardware, get_hardware  # noqa: F401  (re-export
 from .kernels import OUTSIDE_GRAPH, STEP_KERNELS, kernel_counts
 from .nccl import launched_on_gpu
 
-PARTS = ("weights", "attention", "small kernels", "LM head + sampling")
+PARTS = ("weights", "attention", "small kernels", "all-reduce calls", "LM head + sampling")
+LAYER_PARTS = PARTS[:4]
+"""A step's compute by kind (``Pass.parts``); the first four are each layer's (``ModuleCost.parts``): "all-reduce
+calls" is what a module's all-reduce costs the compute stream, its input copy and the call (``comm_us``)."""
 
 
 @dataclass
@@ -84,7 +87,7 @@ def module_cost(kind: str, dep: Deployment, new_tokens: int, keys: int, comm: bo
         counts["pointwise"] -= 1
     bpp, d, hd, bt = hw.bytes_per_param, cfg.dim, cfg.head_dim, batch * new_tokens
     params, act = 0.0, 0.0                        # act: values the fused pointwise kernels read and write
-    parts = dict.fromkeys(PARTS[:3], 0.0)
+    parts = dict.fromkeys(LAYER_PARTS, 0.0)
     if "attn" in kind:
         params += d * hd * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) / tp
         act += 3 * bt * d + 2 * bt * (cfg.n_heads + cfg.n_kv_heads) / tp * hd      # add + norm; rotary on q, k
@@ -97,18 +100,16 @@ def module_cost(kind: str, dep: Deployment, new_tokens: int, keys: int, comm: bo
     if "mlp" in kind:
         params += 3 * d * cfg.ffn_dim / tp
         act += 3 * bt * d + 3 * bt * cfg.ffn_dim / tp                              # add + norm; SiLU(g) * u
-    copy = comm and tp > 1                                 # a functional all-reduce copies its input first
-    act += 2 * bt * d if copy else 0.0
     fixed, roof = _kernels(hw, counts["matmul"], params * bpp + 2 * bt * d * bpp, 2 * params * bt, bt, True)
     parts["weights"] += roof
     parts["small kernels"] += fixed
-    small = counts["pointwise"] + counts.get("scatter", 0) + int(copy)
-    fixed, roof = _kernels(hw, small, act * bpp, 0.0)
+    fixed, roof = _kernels(hw, counts["pointwise"] + counts.get("scatter", 0), act * bpp, 0.0)
     parts["small kernels"] += fixed + roof
     if not comm or tp == 1:
         return ModuleCost(parts)
+    fixed, roof = _kernels(hw, 1, 2 * bt * d * bpp, 0.0)   # a functional all-reduce copies its input first
     on_compute, t, algo = allreduce_lanes(dep, bt * d * bpp)
-    parts["small kernels"] += on_compute
+    parts["all-reduce calls"] += fixed + roof + on_compute
     return ModuleCost(parts, t, algo)
 
 
@@ -157,7 +158,7 @@ def kraken_modules(dep: Deployment, new_tokens: int, keys: int) -> list[tuple[st
         mlp.parts = {k: local * v for k, v in mlp.parts.items()}
     if tp > 1:
         launch, mlp.comm, mlp.algo = allreduce_lanes(dep, dep.batch * new_tokens * kcfg.dim * dep.hw.bytes_per_param)
-        mlp.parts["small kernels"] += launch
+        mlp.parts["all-reduce calls"] += launch
     return [("attn", attn), ("mlp", mlp)]
 
 
@@ -207,8 +208,8 @@ def forward(variant: str, dep: Deployment, new_tokens: int, keys: int) -> Pass:
             cp.run(lanes, layer, count, interference(hw, batch * new_tokens * msg_dim * hw.bytes_per_param))
     layers_end = cp.finish(lanes)
     head = head_cost(dep, new_tokens)
-    per_layer = {p: sum(m.parts[p] for _, m in mods) for p in PARTS[:3]}
-    parts = {p: L * per_layer[p] for p in PARTS[:3]}
+    per_layer = {p: sum(m.parts[p] for _, m in mods) for p in LAYER_PARTS}
+    parts = {p: L * per_layer[p] for p in LAYER_PARTS}
     parts["LM head + sampling"] = head
     exposed = layers_end - lanes.compute_work - lanes.stretch
     parts.update({"overlap slow-down": lanes.stretch, "exposed communication": exposed,
