@@ -37,7 +37,7 @@ def test_design_space_table_has_every_strategy():
     assert [r["strategy"] for r in table] == list(STRATEGIES)
     assert model["iso"]["prefill"] > 1 and model["kraken"]["tokens_per_s"] > 1
     text = markdown(table)
-    assert text.count("\n") == len(STRATEGIES) + 1 and "| kraken | 1 per layer + 1 at the end" in text
+    assert text.count("\n") == len(STRATEGIES) + 1 and "| kraken | 1 per layer (the last one before the head)" in text
 
 
 def test_kraken_ttft_grid_and_from_scratch_command(tmp_path, capsys):

@@ -66,7 +66,7 @@ _ALL = (
             "none (skipped: not a valid model)", "none", "-", "not a valid model",
             "the Ladder paper's speed ceiling (arXiv 2501.06589)"),
     Variant("kraken", "kraken", 0, "subsets", True, PHASES, "kraken", False, "#64B5CD", "v",
-            "1 per layer + 1 at the end", "the last; each hides under the next layer's attention", "yes (new model)",
+            "1 per layer (the last one before the head)", "the last; each hides under the next layer's attention", "yes (new model)",
             "'similar perplexity' to GPT-2 of equal size (values not published in text)", "Kraken (arXiv 2408.07802)"),
     Variant("iso", "standard", 0, "chunked", True, ("prefill",), "standard", True, "#CCB974", "P",
             "2 per layer per chunk", "one chunk's all-reduce hides under the other chunk's compute",
