@@ -231,6 +231,8 @@ def test_calibrated_cpu_preset_is_physical():
     hw = calibrate_this_machine(iters=3)
     assert hw.mem_gbps > 0 and hw.tflops > 0 and hw.link_gbps > 0 and hw.intra.hop_us > 0
     assert 0 <= hw.eff.interference <= 1 and hw.eff.kernel_us >= 0 and hw.bytes_per_param == 4
+    assert hw.eff.skinny_us == hw.eff.small_us == hw.eff.kernel_us           # nothing borrowed from the H100's logs
+    assert hw.eff.kv_repeat == 1.0 and hw.eff.skew_us == 0.0
     small = get_config("small")
     dep = Deployment(small, hw, 2)
     assert forward_time("standard", dep, 1, 64) > forward_time("upper_bound", dep, 1, 64)

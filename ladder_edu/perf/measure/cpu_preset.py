@@ -57,8 +57,9 @@ def calibrate_this_machine(world: int = 2, comm_priority: str = "auto", iters: i
     from ...tp import launch
     m = launch.run(measure_machine_worker, world, iters=iters,
                    options=launch.LaunchOptions(comm_priority=comm_priority))[0]
-    eff = Efficiency(mem_eff=1.0, skinny_eff=1.0, flop_eff=1.0, kernel_us=m["kernel_us"], small_us=m["kernel_us"],
-                     comm_us=0.0, interference=m["interference"])
+    eff = Efficiency(mem_eff=1.0, skinny_eff=1.0, flop_eff=1.0, kernel_us=m["kernel_us"], skinny_us=m["kernel_us"],
+                     small_us=m["kernel_us"], kv_repeat=1.0, comm_us=0.0, skew_us=0.0,
+                     interference=m["interference"])      # one measured cost per kernel; every K/V read from memory
     link = Link("measured", m["link_gbps"], 1.0, hop_us=m["link_latency_us"],
                 source=f"gloo on {world} CPU ranks, measured now (ladder-edu predict --gpu this-machine)")
     return Hardware("this-machine", m["mem_gbps"], m["tflops"], link, None, gpus_per_node=world, eff=eff,

@@ -26,7 +26,8 @@ import statistics
 from ...models.config import get_config
 from ...models.registry import BASELINE, CEILING, LADDER, PARALLEL
 from .hardware import FROM_LOGS, HARDWARE, Hardware
-from .logs import DECODE, LOGS, PREFILL, SYNC_DROP, TOKENS, cells, comm_us_samples
+from .alternatives import PUBLISHED_US
+from .logs import DECODE, LOGS, PREFILL, SYNC_DROP, TOKENS, allreduce_parts, cells, comm_us_samples
 from .perfmodel import predict
 from .stepfit import STEP, calibrate_step, summary
 from .syncdrop import predict_sync_drop
@@ -196,7 +197,14 @@ def report(hw: Hardware | None = None, cv: list[dict] | None = None) -> str:
              f"per decode step (largest {100 * step['decode']['max']:.1f}%), {100 * step['prefill']['mean']:.1f}% "
              f"per prefill (largest {100 * step['prefill']['max']:.1f}%)",
              f"  an all-reduce call beyond NCCL's model: comm_us {hw.eff.comm_us:g} us on the compute stream + skew_us "
-             f"{hw.eff.skew_us:g} us x (TP - 1) on the communication lane"]
+             f"{hw.eff.skew_us:g} us x (TP - 1) on the communication lane; one all-reduce in standard's step, logs "
+             f"against the model (NCCL's own model + call + skew + copy; NCCL through torch measured on 8 H100s: "
+             f"{PUBLISHED_US['NCCL through torch']:g} us at 8 KB):"]
+    for m, tp, b in (("llama-3-8b", 2, 1), ("llama-3-8b", 8, 1), ("llama-3-8b", 8, 64), ("llama-3-70b", 8, 1),
+                     ("llama-3-70b", 8, 64)):
+        p = allreduce_parts(hw, m, tp, b)
+        lines.append(f"    {m} TP {tp} batch {b:2d}: logs {p['logs']:.1f} us; model {p['nccl']:.1f} + {p['call']:.1f} + "
+                     f"{p['skew']:.1f} + {p['copy']:.1f} = {p['nccl'] + p['call'] + p['skew'] + p['copy']:.1f} us")
     for m, r in validate(hw).items():
         lines.append(f"  {m} ({r['cells']} cells): mean |error| per step " + ", ".join(
             f"{v} {e:.3f}" for v, e in r["speedup_mae"].items()) + "; in tokens/s " + ", ".join(

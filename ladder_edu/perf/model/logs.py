@@ -106,6 +106,14 @@ def _copy_kernel_s(hw, model: str, batch: int) -> float:
     return fixed + roof
 
 
+def allreduce_parts(hw, model: str, tp: int, batch: int) -> dict[str, float]:
+    """One all-reduce in standard's step, in microseconds: what the logs show (``exposed_per_allreduce``) beside the
+    model's parts: NCCL's own model, the call's cost (``comm_us``), the wait for the last rank (``skew_us``) and the
+    copy into the collective's buffer."""
+    return {"logs": 1e6 * exposed_per_allreduce(model, tp, batch), "nccl": 1e6 * _model_allreduce_s(hw, model, tp, batch),
+            "call": hw.eff.comm_us, "skew": hw.eff.skew_us * (tp - 1), "copy": 1e6 * _copy_kernel_s(hw, model, batch)}
+
+
 def comm_us_samples(hw, data=None) -> list[tuple[int, float]]:
     """Per logged cell (TP >= 2), (TP, the microseconds one all-reduce costs a standard step beyond NCCL's own
     model and its buffer copy): exposed per all-reduce - NCCL's time - the copy kernel. ``logfit.calibrate`` reads
