@@ -101,6 +101,12 @@ def check_measured(m: dict) -> None:
                              f"(another job on the GPU?); nothing was written")
 
 
+def measured_eff(eff, m: dict):
+    """``eff`` with the constants measured kernel by kernel (``m``: ``MEASURED``): one fixed cost per matmul, a GEMV's
+    and a skinny GEMM's alike (a single-kernel timing cannot tell them apart)."""
+    return replace(eff, **{k: round(m[k], 4) for k in MEASURED}, skinny_us=round(m["kernel_us"], 4))
+
+
 def calibrate_gpu(base: str | None = None) -> Hardware:
     """The data-sheet preset of this GPU (or ``base``) with this GPU's measured compute constants."""
     import torch
@@ -111,7 +117,7 @@ def calibrate_gpu(base: str | None = None) -> Hardware:
     hw = get_hardware(base)
     m = measure(hw)
     check_measured(m)
-    eff = replace(hw.eff, **{k: round(m[k], 4) for k in MEASURED}, skinny_us=round(m["kernel_us"], 4))  # one per matmul
+    eff = measured_eff(hw.eff, m)
     return replace(hw, name=f"{base} calibrated on {m['device']}", eff=eff,
                    note=f"measured by ladder-edu calibrate-gpu on {m['device']}: projections of the 8B and 70B "
                         f"shapes at TP 1-8 fitted as {m['kernel_us']:.2f} us + bytes / {m['mem_eff']:.3f} of peak "
@@ -217,8 +223,6 @@ def single_kernel_preset(measurements: dict, base: Hardware) -> Hardware:
     compiled step copies the K/V heads per query head). The presets take most of these from the authors' logs
     instead (``hardware.FROM_LOGS``); this is the model of single kernels on that GPU."""
     m = fit_projections(measurements["projections"]["rows"], base.mem_gbps, base.tflops)
-    profiled = [r for r in measurements["steps"]["rows"] if "kernels" in r]
-    return base.with_(**{k: round(m[k], 4) for k in ("kernel_us", "mem_eff", "skinny_eff", "flop_eff")},
-                      skinny_us=round(m["kernel_us"], 4), small_us=round(small_kernel_cost(profiled[0]), 4),
-                      kv_repeat=1.0, name=f"{base.name}, single kernels measured on "
-                                          f"{measurements['projections'].get('device', 'a GPU')}")
+    m["small_us"] = small_kernel_cost(next(r for r in measurements["steps"]["rows"] if "kernels" in r))
+    return replace(base, eff=replace(measured_eff(base.eff, m), kv_repeat=1.0),
+                   name=f"{base.name}, single kernels measured on {measurements['projections'].get('device', 'a GPU')}")

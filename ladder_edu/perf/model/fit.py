@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 
 from ...models.config import PRESETS
 from ...models.registry import BASELINE, BENCH_VARIANTS
-from .hardware import BOUNDS, EFF_FIELDS, FROM_LOGS, HARDWARE, MEASURED, Efficiency
+from .hardware import EFF_FIELDS, FROM_LOGS, HARDWARE, MEASURED, Efficiency, squash, unsquash
 from .perfmodel import predict
 
 TP = (2, 4, 8)
@@ -60,20 +60,11 @@ def cells(batches=BATCHES, tps=TP) -> list[tuple[str, int, int, str, float]]:
 
 
 def _to_eff(x, base: Efficiency) -> Efficiency:
-    vals = {}
-    for name, z in zip(PARAMS, x):
-        lo, hi = BOUNDS[name]
-        vals[name] = lo + (hi - lo) / (1 + math.exp(-max(-30.0, min(30.0, z))))
-    return replace(base, **vals)
+    return replace(base, **{name: squash(name, z) for name, z in zip(PARAMS, x)})
 
 
 def _from_eff(eff: Efficiency) -> list[float]:
-    out = []
-    for name in PARAMS:
-        lo, hi = BOUNDS[name]
-        u = min(max((getattr(eff, name) - lo) / (hi - lo), 1e-6), 1 - 1e-6)
-        out.append(math.log(u / (1 - u)))
-    return out
+    return [unsquash(name, getattr(eff, name)) for name in PARAMS]
 
 
 def predictions(eff: Efficiency, data) -> dict[tuple, float]:

@@ -28,6 +28,7 @@ A ``Hardware`` is a GPU type, the link inside a node, the network between nodes,
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from ...util import atomic
@@ -82,6 +83,19 @@ BOUNDS = {
     "shm_interference": (0.0, 0.8),  # SHM copies go through PCIe at a fraction of HBM speed, on the same SMs
     "shm_hop_us": (1.0, 40.0),     # NCCL's PCI table says 1.0 us per LL hop; host-memory SHM is slower
 }
+def squash(name: str, z: float) -> float:
+    """A free number z mapped into ``name``'s physical range ``BOUNDS[name]`` (a logistic), as the fits search."""
+    lo, hi = BOUNDS[name]
+    return lo + (hi - lo) / (1 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def unsquash(name: str, value: float) -> float:
+    """The z that ``squash`` maps to ``value`` (clipped just inside the range)."""
+    lo, hi = BOUNDS[name]
+    u = min(max((value - lo) / (hi - lo), 1e-6), 1 - 1e-6)
+    return math.log(u / (1 - u))
+
+
 AT_BOUND = ("mem_eff",)
 """Constants the calibration leaves at a bound, each named in docs/performance-model.md ("What the model gets
 wrong"): the logs' 70B step streams its weights as if GEMVs reached 97% of the data-sheet bandwidth (8B alone: 94%),

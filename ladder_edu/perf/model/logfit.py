@@ -73,8 +73,7 @@ def calibrate(data=None, base: Hardware | None = None) -> Hardware:
     data = data or cells()
     base = calibrate_step(data, base)
     launch, skew = theil_sen([(tp - 1, us) for tp, us in comm_us_samples(base, data)])
-    hw = base.with_(comm_us=round(launch, 3), skew_us=round(skew, 3))
-    return hw
+    return base.with_(comm_us=round(launch, 3), skew_us=round(skew, 3))
 
 
 def theil_sen(points: list[tuple[float, float]]) -> tuple[float, float]:

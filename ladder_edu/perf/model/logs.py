@@ -74,10 +74,10 @@ def cells(models=("llama-3-8b", "llama-3-70b"), tps=None, batches=None):
 
 def exposed_per_allreduce(model: str, tp: int, batch: int, variant: str = BASELINE) -> float:
     """Seconds one all-reduce adds to a decode step: (variant - upper bound) / its all-reduces per step (2 per layer
-    for standard, 1 for sync_drop)."""
+    for standard and ladder, 1 for sync_drop)."""
     from ...models.config import get_config
     row = LOGS[model][tp, batch]
-    per_layer = {BASELINE: 2, SYNC_DROP: 1}[variant]
+    per_layer = {BASELINE: 2, LADDER: 2, SYNC_DROP: 1}[variant]
     return 1e-3 * (row[variant][DECODE] - row[CEILING][DECODE]) / (per_layer * get_config(model).n_layers)
 
 
@@ -98,12 +98,10 @@ def _model_allreduce_s(hw, model: str, tp: int, batch: int) -> float:
 
 
 def _copy_kernel_s(hw, model: str, batch: int) -> float:
-    """The kernel that copies a module's output into the collective's buffer, as ``perfmodel.module_cost`` counts
-    it (one small kernel reading and writing the output)."""
+    """The kernel that copies a module's output into the collective's buffer (``perfmodel.allreduce_copy_s``)."""
     from ...models.config import get_config
-    from .perfmodel import _kernels
-    fixed, roof = _kernels(hw, 1, 2 * batch * get_config(model).dim * hw.bytes_per_param, 0.0)
-    return fixed + roof
+    from .perfmodel import allreduce_copy_s
+    return allreduce_copy_s(hw, batch * get_config(model).dim * hw.bytes_per_param)
 
 
 def allreduce_parts(hw, model: str, tp: int, batch: int) -> dict[str, float]:
@@ -119,14 +117,12 @@ def comm_us_samples(hw, data=None) -> list[tuple[int, float]]:
     model and its buffer copy): exposed per all-reduce - NCCL's time - the copy kernel. ``logfit.calibrate`` reads
     ``Efficiency.comm_us`` (the collective's launch) and ``skew_us`` (per rank beyond the first: the ranks arriving
     apart) off their line over TP - 1."""
-    return [(tp, 1e6 * (exposed_per_allreduce(m, tp, b) - _model_allreduce_s(hw, m, tp, b)
-                        - _copy_kernel_s(hw, m, b))) for m, tp, b, _ in (data or cells()) if tp > 1]
+    parts = [(tp, allreduce_parts(hw, m, tp, b)) for m, tp, b, _ in (data or cells()) if tp > 1]
+    return [(tp, p["logs"] - p["nccl"] - p["copy"]) for tp, p in parts]
 
 
 def unhidden_per_allreduce(model: str, tp: int, batch: int) -> float:
     """Seconds per all-reduce that ladder leaves on its step: (ladder - upper bound) / all-reduces per step. About
     4-6 us at every TP from batch 4 on (2-6 us at batch 1), however long the all-reduce: a cost the compute stream
     pays per call (``perfmodel.allreduce_lanes``), not a share of the collective."""
-    from ...models.config import get_config
-    row = LOGS[model][tp, batch]
-    return 1e-3 * (row[LADDER][DECODE] - row[CEILING][DECODE]) / (2 * get_config(model).n_layers)
+    return exposed_per_allreduce(model, tp, batch, LADDER)

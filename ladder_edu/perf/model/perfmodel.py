@@ -23,9 +23,9 @@ calibrated on the authors' logs of gpt-fast's step without communication, ``step
 
 A communicating module adds a copy kernel (a functional all-reduce copies its input into the collective's buffer)
 and an all-reduce of b*T*d values, timed by the deployment's implementation (``Deployment.allreduce``; by default
-``nccl.allreduce_time``: NCCL's own algorithm choice, latency and bandwidth, plus the call's cost). An NCCL call
-costs the compute stream ``comm_us`` (``allreduce_lanes``; any kernel launched on GPUs, NCCL's or another); the
-rest runs beside the compute. Every function takes the question as
+``nccl.allreduce_time``: NCCL's own algorithm choice, latency and bandwidth, plus the call's cost). A call on GPUs
+costs the compute stream ``comm_us`` (``allreduce_lanes``; NCCL's or any other kernel's); the rest runs beside the
+compute. Every function takes the question as
 one ``Deployment`` (model, hardware, TP, batch, nodes, ladder layers, all-reduce implementation). The architectures differ only in which all-reduces a module waits for
 (``critical_path``: lag 0 or 1, and the compute slow-down while an all-reduce overlaps it). Generation of G tokens
 after a P-token prompt (the Ladder benchmark: P = 1024, G = 512) takes one prefill and G - 1 decode steps; tokens/s
@@ -107,10 +107,16 @@ def module_cost(kind: str, dep: Deployment, new_tokens: int, keys: int, comm: bo
     parts["small kernels"] += fixed + roof
     if not comm or tp == 1:
         return ModuleCost(parts)
-    fixed, roof = _kernels(hw, 1, 2 * bt * d * bpp, 0.0)   # a functional all-reduce copies its input first
     on_compute, t, algo = allreduce_lanes(dep, bt * d * bpp)
-    parts["all-reduce calls"] += fixed + roof + on_compute
+    parts["all-reduce calls"] += allreduce_copy_s(hw, bt * d * bpp) + on_compute
     return ModuleCost(parts, t, algo)
+
+
+def allreduce_copy_s(hw: Hardware, nbytes: float) -> float:
+    """Seconds of the kernel that copies an all-reduce's ``nbytes`` input into the collective's buffer (a functional
+    all-reduce copies first): one small kernel reading and writing them."""
+    fixed, roof = _kernels(hw, 1, 2 * nbytes, 0.0)
+    return fixed + roof
 
 
 def allreduce_lanes(dep: Deployment, nbytes: float) -> tuple[float, float, str]:

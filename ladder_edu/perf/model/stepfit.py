@@ -29,7 +29,7 @@ import math
 from ...models.config import get_config
 from ...models.registry import CEILING
 from .deployment import Deployment
-from .hardware import BOUNDS, HARDWARE, STEP_FROM_LOGS, Hardware
+from .hardware import BOUNDS, HARDWARE, STEP_FROM_LOGS, Hardware, squash, unsquash
 from .logs import DECODE, PREFILL, cells
 from .perfmodel import forward_time, static_cache
 
@@ -55,17 +55,6 @@ def errors(hw: Hardware, data=None, phase: int = DECODE) -> list[float]:
     (``phase=DECODE``) or of the prefill (``PREFILL``)."""
     new = 1 if phase == DECODE else PROMPT
     return [_step_ms(hw, m, tp, b, new) / row[CEILING][phase] - 1 for m, tp, b, row in (data or cells())]
-
-
-def _squash(name: str, z: float) -> float:
-    lo, hi = BOUNDS[name]
-    return lo + (hi - lo) / (1 + math.exp(-max(-30.0, min(30.0, z))))
-
-
-def _unsquash(name: str, v: float) -> float:
-    lo, hi = BOUNDS[name]
-    u = min(max((v - lo) / (hi - lo), 1e-6), 1 - 1e-6)
-    return math.log(u / (1 - u))
 
 
 def levenberg_marquardt(residuals, x0: list[float], iters: int = 40, h: float = 1e-4) -> list[float]:
@@ -105,9 +94,9 @@ def calibrate_step(data=None, base: Hardware | None = None) -> Hardware:
     """``base`` (default: the H100 NVLink preset) with ``STEP`` calibrated on ``data`` (default: every logged
     cell) as the module docstring says, from ``START`` whatever ``base`` holds; values rounded as the presets."""
     base, data = base or HARDWARE["h100-nvlink"], data or cells()
-    with_ = lambda z: base.with_(**{n: _squash(n, v) for n, v in zip(DECODE_PARAMS, z)})  # noqa: E731
-    z = levenberg_marquardt(lambda z: errors(with_(z), data), [_unsquash(n, START[n]) for n in DECODE_PARAMS])
-    hw = base.with_(**{n: round(_squash(n, v), 3) for n, v in zip(DECODE_PARAMS, z)})
+    with_ = lambda z: base.with_(**{n: squash(n, v) for n, v in zip(DECODE_PARAMS, z)})  # noqa: E731
+    z = levenberg_marquardt(lambda z: errors(with_(z), data), [unsquash(n, START[n]) for n in DECODE_PARAMS])
+    hw = base.with_(**{n: round(squash(n, v), 3) for n, v in zip(DECODE_PARAMS, z)})
     flop = golden(lambda f: sum(e * e for e in errors(hw.with_(flop_eff=f), data, PREFILL)), *BOUNDS["flop_eff"])
     return hw.with_(flop_eff=round(flop, 3))
 
